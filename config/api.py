@@ -1,0 +1,91 @@
+"""The django-ninja API root at /api/v1/ and the one error format every endpoint answers with."""
+
+import logging
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from core.errors import STATUS_CODES, ApiError, ErrorCode, error_body
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    details: dict
+
+
+api = NinjaAPI(
+    title="Kioku API",
+    version="1",
+    description=(
+        "Kioku's JSON API. Authenticate with `Authorization: Bearer <key>` "
+        "(`manage.py create_api_key NAME --scope read`). Every error is "
+        '`{"code": "...", "message": "...", "details": {...}}` with a matching HTTP status.'
+    ),
+    urls_namespace="api",
+    docs_url="/docs",
+)
+
+
+def error_response(request: HttpRequest, status: int, code: str, message: str, details=None):
+    return api.create_response(request, error_body(code, message, details), status=status)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return error_response(request, exc.status, exc.code, exc.message, exc.details)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": error.get("msg", ""),
+            "type": error.get("type", ""),
+        }
+        for error in exc.errors
+    ]
+    return error_response(
+        request, 422, ErrorCode.VALIDATION_ERROR, "The request is not valid.", {"errors": errors}
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error_response(request, 401, ErrorCode.AUTH_REQUIRED, "This endpoint needs an API key.")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    message = str(exc)
+    code = STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    if message.startswith("Cannot parse request body"):
+        code, message = ErrorCode.INVALID_JSON, "The request body is not valid JSON."
+    return error_response(request, exc.status_code, code, message)
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    message = str(exc) or "Not found."
+    return error_response(request, 404, ErrorCode.NOT_FOUND, message)
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("Unhandled API error on %s %s", request.method, request.path)
+    return error_response(
+        request, 500, ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; it was logged."
+    )
+
+
+def register_routers() -> None:
+    from core.api import router as core_router
+
+    api.add_router("/", core_router)
+
+
+register_routers()

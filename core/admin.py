@@ -1,0 +1,55 @@
+from django import forms
+from django.contrib import admin, messages
+
+from core.models import ApiKey, ApiScope
+from core.services import ApiKeyError, api_key_create, api_key_revoke
+
+
+class ApiKeyCreateForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_keys"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyCreateForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else [*self.readonly_fields, "name"]
+
+    def get_fields(self, request, obj=None):
+        return ["name", "scopes"] if obj is None else ["name", *self.readonly_fields]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        try:
+            api_key, raw_key = api_key_create(name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"])
+        except ApiKeyError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        obj.pk = api_key.pk
+        obj.refresh_from_db()
+        self.message_user(
+            request,
+            f"API key created. Copy it now, it is not shown again: {raw_key}",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke_keys(self, request, queryset):
+        for api_key in queryset:
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")

@@ -1,0 +1,56 @@
+"""One error shape for the whole API: HTTP status + {"code", "message", "details"}.
+
+Apps raise `ApiError` subclasses (or domain errors mapped to them in `api.py`); the handlers in
+`config/api.py` turn every failure — ours, ninja's, Django's — into this shape.
+"""
+
+from typing import Any
+
+
+class ErrorCode:
+    BAD_REQUEST = "BAD_REQUEST"
+    INVALID_JSON = "INVALID_JSON"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    AUTH_INVALID_KEY = "AUTH_INVALID_KEY"
+    AUTH_FORBIDDEN_SCOPE = "AUTH_FORBIDDEN_SCOPE"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    RATE_LIMITED = "RATE_LIMITED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+STATUS_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.AUTH_REQUIRED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
+
+
+class ApiError(Exception):
+    """An error a client can act on. `code` is stable; `message` is for people."""
+
+    status = 400
+
+    def __init__(
+        self, code: str, message: str, *, status: int | None = None, details: dict | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        if status is not None:
+            self.status = status
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "details": details or {}}

@@ -1,0 +1,63 @@
+"""What /healthz reports: database, PostgreSQL and pgvector versions, the task queue."""
+
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+
+def health_report() -> tuple[bool, dict[str, Any]]:
+    report: dict[str, Any] = {"status": "ok", "time": timezone.now().isoformat()}
+    problems: list[str] = []
+
+    from core.database import database_capabilities
+
+    try:
+        capabilities = database_capabilities(connection)
+    except Exception as exc:  # any driver error means "database unreachable"
+        report["database"] = {"reachable": False, "error": _one_line(exc)}
+        problems.append(f"database unreachable: {_one_line(exc)}")
+    else:
+        report["database"] = {
+            "reachable": True,
+            "vendor": connection.vendor,
+            "embedded": connection.settings_dict["ENGINE"] == "config.embedded_backend",
+            "postgres_version": capabilities.postgres_version,
+            "pgvector_version": capabilities.pgvector_installed,
+        }
+        problem = capabilities.pgvector_problem()
+        if capabilities.pgvector_installed is None:
+            problem = problem or "pgvector is not installed in this database (run migrate)"
+        if problem:
+            problems.append(problem)
+
+    report["queue"] = _queue_report(problems) if report["database"]["reachable"] else {
+        "reachable": False
+    }
+    if problems:
+        report["status"] = "unavailable"
+        report["reasons"] = problems
+    return not problems, report
+
+
+def _queue_report(problems: list[str]) -> dict[str, Any]:
+    from django_q.conf import Conf
+    from django_q.models import OrmQ, Success
+
+    try:
+        queued = OrmQ.objects.count()
+        last_success = Success.objects.order_by("-stopped").values_list("stopped", flat=True).first()
+    except Exception as exc:
+        problems.append(f"task queue unreachable: {_one_line(exc)}")
+        return {"reachable": False, "broker": "orm", "error": _one_line(exc)}
+    return {
+        "reachable": True,
+        "broker": "orm",
+        "sync": bool(Conf.SYNC),
+        "queued": queued,
+        "last_success_at": last_success.isoformat() if last_success else None,
+    }
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:300] or exc.__class__.__name__
