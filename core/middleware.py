@@ -45,5 +45,9 @@ def _message_for(response: HttpResponse) -> str:
 
 
 def _shaped(status: int, message: str) -> JsonResponse:
-    code = STATUS_CODES.get(status, ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.BAD_REQUEST)
-    return JsonResponse(error_body(code, message), status=status, json_dumps_params={"ensure_ascii": False})
+    code = STATUS_CODES.get(
+        status, ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.BAD_REQUEST
+    )
+    return JsonResponse(
+        error_body(code, message), status=status, json_dumps_params={"ensure_ascii": False}
+    )

@@ -36,7 +36,9 @@ class ApiKeyQuerySet(models.QuerySet):
 
 class ApiKey(models.Model):
     name = models.CharField(max_length=100, unique=True)
-    prefix = models.CharField(max_length=16, help_text="First characters of the key, to recognise it.")
+    prefix = models.CharField(
+        max_length=16, help_text="First characters of the key, to recognise it."
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     scopes = ArrayField(models.CharField(max_length=10, choices=ApiScope.choices), default=list)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -49,7 +51,8 @@ class ApiKey(models.Model):
         verbose_name = "API key"
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(scopes__contained_by=list(ApiScope.values)) & ~models.Q(scopes=[]),
+                condition=models.Q(scopes__contained_by=list(ApiScope.values))
+                & ~models.Q(scopes=[]),
                 name="apikey_scopes_known_and_not_empty",
             )
         ]

@@ -6,5 +6,7 @@ def overview_counts() -> list[tuple[str, int]]:
     counts = []
     for app_label in ("knowledge", "sessions_app", "dispatch"):
         for model in apps.get_app_config(app_label).get_models():
-            counts.append((str(model._meta.verbose_name_plural).capitalize(), model.objects.count()))
+            counts.append(
+                (str(model._meta.verbose_name_plural).capitalize(), model.objects.count())
+            )
     return counts

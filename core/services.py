@@ -20,7 +20,9 @@ def api_key_create(*, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
     if not scopes:
         raise ApiKeyError("An API key needs at least one scope (read, write, admin).")
     if unknown:
-        raise ApiKeyError(f"Unknown scope(s): {', '.join(sorted(unknown))}. Use read, write, admin.")
+        raise ApiKeyError(
+            f"Unknown scope(s): {', '.join(sorted(unknown))}. Use read, write, admin."
+        )
     if ApiKey.objects.filter(name=name).exists():
         raise ApiKeyError(f"An API key named {name!r} already exists.")
     raw_key = generate_raw_api_key()

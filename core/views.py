@@ -12,7 +12,9 @@ from core.queries import overview_counts
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
     healthy, report = health_report()
-    return JsonResponse(report, status=200 if healthy else 503, json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(
+        report, status=200 if healthy else 503, json_dumps_params={"ensure_ascii": False}
+    )
 
 
 @login_required

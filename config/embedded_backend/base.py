@@ -33,5 +33,5 @@ def _create_database(conn_params: dict, dbname: str) -> None:
     with psycopg.connect(**maintenance, autocommit=True) as conn:
         try:
             conn.execute(f'CREATE DATABASE "{dbname}"')
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another process created it first
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # another process created it at the same moment

@@ -10,7 +10,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument(
-            "--scope", action="append", choices=ApiScope.values, required=True,
+            "--scope",
+            action="append",
+            choices=ApiScope.values,
+            required=True,
             help="read, write or admin; repeat for several.",
         )
 
@@ -19,6 +22,8 @@ class Command(BaseCommand):
             api_key, raw_key = api_key_create(name=name, scopes=scope)
         except ApiKeyError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Created API key {api_key.name!r} with scopes {', '.join(api_key.scopes)}.")
+        self.stdout.write(
+            f"Created API key {api_key.name!r} with scopes {', '.join(api_key.scopes)}."
+        )
         self.stdout.write("Send it as 'Authorization: Bearer <key>'. It is shown only now:")
         self.stdout.write(raw_key)

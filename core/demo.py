@@ -1,0 +1,48 @@
+"""Development conveniences used by `manage.py kioku_run`: the dev admin and the demo data."""
+
+import importlib
+import secrets
+from collections.abc import Callable
+
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+DEV_ADMIN_USERNAME = "admin"
+
+
+def dev_admin_ensure(*, password: str | None = None) -> str | None:
+    """Create the development superuser if no superuser exists; return its new password
+    (shown once), or None when one already exists."""
+    User = get_user_model()
+    if User.objects.filter(is_superuser=True).exists():
+        return None
+    password = password or secrets.token_urlsafe(12)
+    User.objects.create_superuser(DEV_ADMIN_USERNAME, "admin@kioku.invalid", password)
+    return password
+
+
+def demo_loaders() -> list[tuple[str, Callable[[], str], Callable[[], bool]]]:
+    """Each app may offer `demo.py` with `demo_load() -> str` (a summary) and `demo_is_loaded()`."""
+    loaders = []
+    for label in ("knowledge", "sessions_app", "dispatch"):
+        module_name = f"{apps.get_app_config(label).name}.demo"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        loaders.append((label, module.demo_load, module.demo_is_loaded))
+    return loaders
+
+
+def demo_load_if_empty() -> list[str]:
+    """Load each app's demo data when that app holds no data yet. Returns one line per app loaded."""
+    summaries = []
+    for label, load, is_loaded in demo_loaders():
+        if is_loaded():
+            continue
+        with transaction.atomic():
+            summaries.append(f"{label}: {load()}")
+    return summaries

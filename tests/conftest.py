@@ -1,0 +1,175 @@
+"""Shared fixtures: django-q2 runs tasks inline, API keys and an API client, the local
+OpenAI-compatible stub server, and the Playwright + Debian Chromium browser harness."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls made by the test
+# itself are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("KIOKU_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tasks_run_inline():
+    # django-q2 reads `sync` at import time, so flip its Conf directly.
+    from django_q.conf import Conf
+
+    previous = Conf.SYNC
+    Conf.SYNC = True
+    yield
+    Conf.SYNC = previous
+
+
+@pytest.fixture
+def make_api_key(db):
+    from core.services import api_key_create
+
+    counter = {"n": 0}
+
+    def make(*scopes: str, name: str | None = None) -> str:
+        counter["n"] += 1
+        _, raw_key = api_key_create(
+            name=name or f"test-key-{counter['n']}", scopes=scopes or ("read",)
+        )
+        return raw_key
+
+    return make
+
+
+class ApiClient:
+    """Django's test client speaking JSON with a Bearer key."""
+
+    def __init__(self, client, key: str | None):
+        self.client = client
+        self.key = key
+
+    def _headers(self, extra):
+        headers = dict(extra or {})
+        if self.key:
+            headers.setdefault("Authorization", f"Bearer {self.key}")
+        return headers
+
+    def get(self, path, headers=None, **kwargs):
+        return self.client.get(path, headers=self._headers(headers), **kwargs)
+
+    def delete(self, path, headers=None, **kwargs):
+        return self.client.delete(path, headers=self._headers(headers), **kwargs)
+
+    def post(self, path, json=None, headers=None, **kwargs):
+        if json is not None:
+            kwargs.setdefault("content_type", "application/json")
+            kwargs["data"] = json
+        return self.client.post(path, headers=self._headers(headers), **kwargs)
+
+    def patch(self, path, json=None, headers=None, **kwargs):
+        return self.client.patch(
+            path,
+            data=json,
+            content_type="application/json",
+            headers=self._headers(headers),
+            **kwargs,
+        )
+
+
+@pytest.fixture
+def api(client, make_api_key):
+    """An API client holding a key with every scope."""
+    return ApiClient(client, make_api_key("admin"))
+
+
+@pytest.fixture
+def api_as(client, make_api_key):
+    def build(*scopes: str) -> ApiClient:
+        return ApiClient(client, make_api_key(*scopes) if scopes else None)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def _openai_stub_server():
+    from tests.openai_stub import OpenAIStub
+
+    stub = OpenAIStub()
+    stub.start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def openai_stub(_openai_stub_server, settings):
+    """The local OpenAI-compatible server on 127.0.0.1, with settings pointing at it."""
+    _openai_stub_server.reset()
+    settings.OPENAI_API_KEY = _openai_stub_server.api_key
+    settings.OPENAI_BASE_URL = _openai_stub_server.base_url
+    yield _openai_stub_server
+    _openai_stub_server.reset()
+
+
+# --- Browser harness --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def staff_user(db, django_user_model):
+    return django_user_model.objects.create_user(
+        "curator", "curator@kioku.invalid", "correct-horse-battery", is_staff=True
+    )
+
+
+@pytest.fixture
+def logged_in_page(page, staff_user):
+    page.goto("/accounts/login/")
+    page.fill("#id_username", "curator")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+    return page
+
+
+@pytest.fixture
+def screenshot():
+    def take(page, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

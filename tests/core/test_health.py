@@ -1,0 +1,51 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_pgvector_and_queue(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"]["reachable"] is True
+    assert body["database"]["postgres_version"].split(".")[0] >= "15"
+    assert tuple(int(p) for p in body["database"]["pgvector_version"].split(".")[:2]) >= (0, 7)
+    assert body["queue"]["reachable"] is True
+    assert body["queue"]["broker"] == "orm"
+
+
+def test_healthz_is_503_with_the_reason_when_the_database_is_down():
+    script = (
+        "import django, json; django.setup();"
+        "from django.test import Client;"
+        "r = Client().get('/healthz', HTTP_HOST='127.0.0.1');"
+        "print(json.dumps({'status': r.status_code, 'body': r.json()}))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        # Nothing listens on port 9 of loopback: the connection is refused at once.
+        "DATABASE_URL": "postgres://kioku:kioku@127.0.0.1:9/kioku?connect_timeout=2",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 503
+    assert answer["body"]["status"] == "unavailable"
+    assert answer["body"]["database"]["reachable"] is False
+    assert any("database unreachable" in reason for reason in answer["body"]["reasons"])
