@@ -69,7 +69,7 @@ class Command(BaseCommand):
             "--access-logfile",
             "-",
             "--graceful-timeout",
-            "10",
+            "5",
         ]
         children = {"web": subprocess.Popen(web)}
         if with_worker:
@@ -86,7 +86,11 @@ class Command(BaseCommand):
             nonlocal stop_requested
             stop_requested = True
 
-        previous = signal.signal(signal.SIGTERM, request_stop)
+        # Ctrl-C reaches the whole process group: the children start their own graceful
+        # shutdown, and this loop stops waiting for them.
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             while not stop_requested:
                 exited = [name for name, proc in children.items() if proc.poll() is not None]
@@ -94,10 +98,9 @@ class Command(BaseCommand):
                     self.stderr.write(f"{', '.join(exited)} exited; stopping the rest.")
                     break
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self._stop_children(children)
 
     def _stop_children(self, children: dict[str, subprocess.Popen]) -> None:
