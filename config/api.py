@@ -2,6 +2,8 @@
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -74,6 +76,17 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return error_response(request, 404, ErrorCode.NOT_FOUND, message)
 
 
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return error_response(
+        request,
+        413,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.",
+        {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+    )
+
+
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("Unhandled API error on %s %s", request.method, request.path)
@@ -84,8 +97,10 @@ def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 def register_routers() -> None:
     from core.api import router as core_router
+    from knowledge.api import router as knowledge_router
 
     api.add_router("/", core_router)
+    api.add_router("/", knowledge_router)
 
 
 register_routers()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATABASE_NAME = "kioku"
 _lock = threading.Lock()
 _server = None
 

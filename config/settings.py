@@ -73,12 +73,15 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "config.embedded_backend",
-            "NAME": "kioku",
+            "NAME": envstr("KIOKU_DB_NAME", "kioku"),
             "USER": "postgres",
         }
     }
 DATABASES["default"]["CONN_MAX_AGE"] = envint("KIOKU_DB_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Lets two test runs share one server without clobbering each other's test database.
+if envstr("KIOKU_TEST_DB_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": envstr("KIOKU_TEST_DB_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 KIOKU_DATA_DIR = envstr("KIOKU_DATA_DIR") or str(BASE_DIR / ".data")
@@ -113,6 +116,21 @@ OPENAI_BASE_URL = envstr("OPENAI_BASE_URL") or None
 KIOKU_EMBEDDING_MODEL = envstr("KIOKU_EMBEDDING_MODEL", "text-embedding-3-small")
 KIOKU_EMBEDDING_DIMENSIONS = envint("KIOKU_EMBEDDING_DIMENSIONS", 1536, minimum=1)
 KIOKU_CHAT_MODEL = envstr("KIOKU_CHAT_MODEL", "gpt-4o-mini")
+
+# --- Knowledge ------------------------------------------------------------------------------
+KIOKU_MAX_UPLOAD_BYTES = envint("KIOKU_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Django refuses larger request bodies before our code sees them; keep it above the upload limit
+# so the API can answer with its own SOURCE_TOO_LARGE code.
+DATA_UPLOAD_MAX_MEMORY_SIZE = KIOKU_MAX_UPLOAD_BYTES + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+KIOKU_TOKEN_ENCODING = envstr("KIOKU_TOKEN_ENCODING", "cl100k_base")
+KIOKU_WEB_TIMEOUT_SECONDS = envint("KIOKU_WEB_TIMEOUT_SECONDS", 20, minimum=1)
+KIOKU_WEB_MAX_BYTES = envint("KIOKU_WEB_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+# Intranet pages (private, loopback addresses) are refused unless allowed: stops the fetcher
+# from being pointed at internal services.
+KIOKU_WEB_ALLOW_PRIVATE_HOSTS = envbool("KIOKU_WEB_ALLOW_PRIVATE_HOSTS", False)
+# Per source type chunk sizes, e.g. {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
+KIOKU_CHUNKING: dict = {}
 
 # --- Background work (django-q2, ORM broker) ------------------------------------------------
 # `sync` is read by django-q2 at import time; tests set KIOKU_Q_SYNC=1 (or django_q.conf.Conf.SYNC).

@@ -20,7 +20,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return super().get_new_connection(conn_params)
         except psycopg.OperationalError as exc:
             dbname = conn_params.get("dbname")
-            if dbname != embedded_db.DATABASE_NAME or "does not exist" not in str(exc):
+            # Only the configured database is created on demand (not test_* databases, which
+            # the test runner manages, nor the maintenance database).
+            if dbname != self.settings_dict["NAME"] or "does not exist" not in str(exc):
                 raise
             _create_database(conn_params, dbname)
             return super().get_new_connection(conn_params)

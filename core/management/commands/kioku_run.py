@@ -42,6 +42,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
         call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("sync_schedules", verbosity=0)
         password = dev_admin_ensure(password=os.environ.get("KIOKU_ADMIN_PASSWORD") or None)
         if password:
             self.stdout.write(

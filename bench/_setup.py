@@ -1,0 +1,20 @@
+"""Shared start-up for benchmark scripts: a separate database so dev data is never touched."""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def django_setup(database: str = "kioku_bench") -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["KIOKU_DB_NAME"] = database
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)

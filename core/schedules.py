@@ -1,0 +1,43 @@
+"""Every django-q2 schedule Kioku runs, declared in code and synced by `manage.py sync_schedules`
+(also run by `./scripts/run`). Sweepers use catch_up=False (set globally in Q_CLUSTER) so a
+worker that was down does not replay every missed run."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str
+    func: str
+    minutes: int
+
+
+SCHEDULES = [
+    ScheduleSpec(
+        "knowledge: re-fetch due web sources", "knowledge.tasks.web_sources_refresh_task", 15
+    ),
+]
+
+
+def schedules_sync() -> list[str]:
+    """Create or update the declared schedules; delete Kioku schedules no longer declared."""
+    from django.db.models import Q
+    from django_q.models import Schedule
+
+    names = []
+    for spec in SCHEDULES:
+        Schedule.objects.update_or_create(
+            name=spec.name,
+            defaults={
+                "func": spec.func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": spec.minutes,
+                "repeats": -1,
+            },
+        )
+        names.append(spec.name)
+    ours = Q()
+    for app in ("knowledge.", "sessions_app.", "dispatch.", "core."):
+        ours |= Q(func__startswith=app)
+    Schedule.objects.filter(ours).exclude(name__in=names).delete()
+    return names

@@ -1,0 +1,192 @@
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+
+from knowledge.ingestion import source_rechunk
+from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
+from knowledge.services import (
+    CurationError,
+    chunk_update,
+    chunks_mark_for_embedding,
+    source_delete,
+    sources_set_enabled,
+)
+
+
+class ChunkInline(admin.TabularInline):
+    model = KnowledgeChunk
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = [
+        "ordinal",
+        "preview",
+        "token_count",
+        "location",
+        "enabled",
+        "pinned",
+        "embedding_status",
+    ]
+    readonly_fields = fields
+    ordering = ["ordinal"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Text")
+    def preview(self, chunk: KnowledgeChunk) -> str:
+        return chunk.content[:160] + ("…" if len(chunk.content) > 160 else "")
+
+
+@admin.register(KnowledgeSource)
+class KnowledgeSourceAdmin(admin.ModelAdmin):
+    list_display = [
+        "title",
+        "source_type",
+        "status",
+        "enabled",
+        "chunk_count",
+        "embedded_count",
+        "version",
+        "fetched_at",
+    ]
+    list_filter = ["source_type", "status", "enabled"]
+    search_fields = ["title", "uri", "metadata"]
+    readonly_fields = [
+        "content_hash",
+        "byte_size",
+        "status",
+        "error_code",
+        "error_message",
+        "version",
+        "fetched_at",
+        "created_at",
+        "updated_at",
+    ]
+    fields = [
+        "title",
+        "source_type",
+        "uri",
+        "metadata",
+        "enabled",
+        "superseded_by",
+        "fetch_interval",
+        *readonly_fields,
+    ]
+    raw_id_fields = ["superseded_by"]
+    inlines = [ChunkInline]
+    actions = ["enable", "disable", "rechunk", "reembed", "delete_with_chunks"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_chunks=Count("chunks"),
+                n_embedded=Count("chunks", filter=Q(chunks__embedding_status=EmbeddingStatus.DONE)),
+            )
+        )
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by delete_with_chunks (calls the service)
+        return actions
+
+    @admin.display(description="Chunks", ordering="n_chunks")
+    def chunk_count(self, source) -> int:
+        return source.n_chunks
+
+    @admin.display(description="Embedded", ordering="n_embedded")
+    def embedded_count(self, source) -> int:
+        return source.n_embedded
+
+    @admin.action(description="Enable selected sources")
+    def enable(self, request, queryset):
+        self.message_user(
+            request, f"Enabled {sources_set_enabled(sources=queryset, enabled=True)} source(s)."
+        )
+
+    @admin.action(description="Disable selected sources")
+    def disable(self, request, queryset):
+        self.message_user(
+            request, f"Disabled {sources_set_enabled(sources=queryset, enabled=False)} source(s)."
+        )
+
+    @admin.action(description="Re-chunk selected sources")
+    def rechunk(self, request, queryset):
+        total = sum(source_rechunk(source=source).chunks for source in queryset)
+        self.message_user(request, f"Re-chunked {queryset.count()} source(s) into {total} chunks.")
+
+    @admin.action(description="Re-embed selected sources")
+    def reembed(self, request, queryset):
+        count = chunks_mark_for_embedding(chunks=KnowledgeChunk.objects.filter(source__in=queryset))
+        self.message_user(request, f"Queued {count} chunk(s) for embedding.")
+
+    @admin.action(description="Delete selected sources with their chunks")
+    def delete_with_chunks(self, request, queryset):
+        count = 0
+        for source in queryset:
+            source_delete(source=source)
+            count += 1
+        self.message_user(request, f"Deleted {count} source(s).")
+
+
+class ChunkAdminForm(forms.ModelForm):
+    class Meta:
+        model = KnowledgeChunk
+        fields = ["content", "enabled", "pinned", "valid_until"]
+
+
+@admin.register(KnowledgeChunk)
+class KnowledgeChunkAdmin(admin.ModelAdmin):
+    form = ChunkAdminForm
+    list_display = [
+        "__str__",
+        "source",
+        "ordinal",
+        "token_count",
+        "enabled",
+        "pinned",
+        "embedding_status",
+        "valid_until",
+    ]
+    list_filter = ["enabled", "pinned", "embedding_status", "source__source_type"]
+    search_fields = ["content", "source__title"]
+    list_select_related = ["source"]
+    readonly_fields = [
+        "source",
+        "ordinal",
+        "token_count",
+        "location",
+        "content_hash",
+        "embedding_status",
+        "embedding_model",
+        "embedding_attempts",
+        "embedding_last_error",
+        "embedded_at",
+    ]
+    fields = ["content", "enabled", "pinned", "valid_until", *readonly_fields]
+    actions = ["reembed"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        # Through the service, so new text drops the stale vector and queues re-embedding.
+        original = KnowledgeChunk.objects.get(pk=obj.pk)
+        try:
+            chunk_update(
+                chunk=original,
+                content=form.cleaned_data["content"],
+                enabled=form.cleaned_data["enabled"],
+                pinned=form.cleaned_data["pinned"],
+                valid_until=form.cleaned_data["valid_until"],
+            )
+        except CurationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+
+    @admin.action(description="Re-embed selected chunks")
+    def reembed(self, request, queryset):
+        self.message_user(
+            request, f"Queued {chunks_mark_for_embedding(chunks=queryset)} chunk(s) for embedding."
+        )

@@ -1,0 +1,337 @@
+"""Turning documents into sources and chunks.
+
+Re-ingesting an unchanged document (same content hash) writes nothing. A changed document
+replaces its chunks in one transaction, and chunks whose text is unchanged keep their embeddings
+(matched by content hash), so only new text goes to the embedding provider.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from django.db import transaction
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from knowledge.bulk import ChunkRow, chunks_copy
+from knowledge.chunking import chunk_sections, config_for_source_type
+from knowledge.documents import ExtractedDocument
+from knowledge.models import (
+    EmbeddingStatus,
+    KnowledgeChunk,
+    KnowledgeSource,
+    SourceStatus,
+    SourceType,
+)
+from knowledge.parsers import ExtractionError, extract, extract_text
+from knowledge.tokens import get_token_counter
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["created", "updated", "unchanged", "failed"]
+
+
+class IngestError(ValueError):
+    """Input the caller must fix (unknown source type, empty title…)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source: KnowledgeSource
+    outcome: Outcome
+    chunks: int = 0
+    tokens: int = 0
+    embeddings_kept: int = 0
+    error_code: str = ""
+    error_message: str = ""
+
+
+def content_hash(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def source_ingest_file(
+    *,
+    data: bytes,
+    filename: str | None = None,
+    content_type: str | None = None,
+    source_type: str = SourceType.DOCUMENT,
+    title: str | None = None,
+    uri: str = "",
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Ingest uploaded or local file bytes (text, Markdown, HTML or PDF)."""
+    return _ingest(
+        raw_hash=content_hash(data),
+        byte_size=len(data),
+        parse=lambda: extract(data, filename=filename, content_type=content_type),
+        source_type=source_type,
+        title=title,
+        fallback_title=filename,
+        uri=uri,
+        metadata=metadata,
+    )
+
+
+def source_ingest_text(
+    *,
+    text: str,
+    text_format: str = "text",
+    source_type: str = SourceType.DOCUMENT,
+    title: str | None = None,
+    uri: str = "",
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Ingest raw text given through the service or the API (format text, markdown or html)."""
+    return _ingest(
+        raw_hash=content_hash(text),
+        byte_size=len(text.encode("utf-8", errors="replace")),
+        parse=lambda: extract_text(text, format=text_format),
+        source_type=source_type,
+        title=title,
+        fallback_title=None,
+        uri=uri,
+        metadata=metadata,
+    )
+
+
+def source_ingest_document(
+    *,
+    document: ExtractedDocument,
+    raw_hash: str,
+    byte_size: int,
+    source_type: str,
+    title: str | None = None,
+    uri: str = "",
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Ingest an already extracted document (web fetches, archived sessions, cases)."""
+    return _ingest(
+        raw_hash=raw_hash,
+        byte_size=byte_size,
+        parse=lambda: document,
+        source_type=source_type,
+        title=title,
+        fallback_title=None,
+        uri=uri,
+        metadata=metadata,
+    )
+
+
+def source_rechunk(*, source: KnowledgeSource) -> IngestResult:
+    """Chunk a source's current text again (e.g. after the chunking settings changed), keeping
+    the embeddings of chunks whose text did not change."""
+    sections = _sections_from_chunks(source)
+    document = ExtractedDocument(sections=sections, format="text", title=source.title)
+    with transaction.atomic():
+        locked = KnowledgeSource.objects.select_for_update().get(pk=source.pk)
+        return _replace_chunks(locked, document, outcome="updated", bump_version=False)
+
+
+def _ingest(
+    *,
+    raw_hash: str,
+    byte_size: int,
+    parse,
+    source_type: str,
+    title: str | None,
+    fallback_title: str | None,
+    uri: str,
+    metadata: dict | None,
+) -> IngestResult:
+    if source_type not in SourceType.values:
+        raise IngestError(
+            "SOURCE_INVALID_TYPE",
+            f"Unknown source type {source_type!r}; use one of {', '.join(SourceType.values)}.",
+        )
+    uri = (uri or "").strip()
+    existing = KnowledgeSource.objects.filter(uri=uri).first() if uri else None
+    if (
+        existing is not None
+        and existing.content_hash == raw_hash
+        and existing.status != SourceStatus.FAILED
+    ):
+        _touch_unchanged(existing, title=title, metadata=metadata)
+        return IngestResult(source=existing, outcome="unchanged")
+
+    try:
+        document = parse()
+    except ExtractionError as exc:
+        return _record_failure(
+            existing,
+            code=exc.code,
+            message=exc.message,
+            source_type=source_type,
+            title=title or fallback_title or uri or "Untitled",
+            uri=uri,
+            metadata=metadata,
+            raw_hash=raw_hash,
+            byte_size=byte_size,
+        )
+
+    resolved_title = (title or document.title or fallback_title or uri or "Untitled").strip()[:500]
+    merged_metadata = {**document.metadata, **(metadata or {})}
+    with transaction.atomic():
+        if existing is None:
+            source = KnowledgeSource.objects.create(
+                source_type=source_type,
+                title=resolved_title,
+                uri=uri,
+                metadata=merged_metadata,
+                content_hash=raw_hash,
+                byte_size=byte_size,
+                fetched_at=timezone.now(),
+            )
+            return _replace_chunks(source, document, outcome="created", bump_version=False)
+        source = KnowledgeSource.objects.select_for_update().get(pk=existing.pk)
+        source.source_type = source_type
+        source.title = resolved_title
+        source.metadata = {**source.metadata, **merged_metadata}
+        source.content_hash = raw_hash
+        source.byte_size = byte_size
+        source.fetched_at = timezone.now()
+        return _replace_chunks(source, document, outcome="updated", bump_version=True)
+
+
+def _replace_chunks(
+    source: KnowledgeSource, document: ExtractedDocument, *, outcome: Outcome, bump_version: bool
+) -> IngestResult:
+    """Swap the source's chunks for freshly chunked ones. Runs inside the caller's transaction,
+    with the source row locked, so readers see either the old or the new chunks."""
+    drafts = chunk_sections(
+        document.sections,
+        config=config_for_source_type(source.source_type),
+        counter=get_token_counter(),
+    )
+    reusable = {
+        row["content_hash"]: row
+        for row in source.chunks.filter(embedding_status=EmbeddingStatus.DONE)
+        .annotate(embedding_text=RawSQL("embedding::text", []))
+        .values("content_hash", "embedding_text", "embedding_model", "embedded_at")
+    }
+    source.chunks.all().delete()
+    rows = []
+    kept = 0
+    for ordinal, draft in enumerate(drafts):
+        digest = content_hash(draft.content)
+        previous = reusable.get(digest)
+        kept += previous is not None
+        rows.append(
+            ChunkRow(
+                source_id=source.pk,
+                ordinal=ordinal,
+                content=draft.content,
+                content_hash=digest,
+                token_count=draft.token_count,
+                location=draft.location,
+                embedding=previous["embedding_text"] if previous else None,
+                embedding_model=previous["embedding_model"] if previous else "",
+                embedded_at=previous["embedded_at"] if previous else None,
+            )
+        )
+    chunks_copy(rows)
+    if bump_version:
+        source.version += 1
+    source.status = SourceStatus.READY if rows and kept == len(rows) else SourceStatus.PENDING
+    source.error_code = ""
+    source.error_message = ""
+    source.save()
+    return IngestResult(
+        source=source,
+        outcome=outcome,
+        chunks=len(rows),
+        tokens=sum(row.token_count for row in rows),
+        embeddings_kept=kept,
+    )
+
+
+def _touch_unchanged(source: KnowledgeSource, *, title: str | None, metadata: dict | None) -> None:
+    changes = {"fetched_at": timezone.now()}
+    if title and title != source.title:
+        changes["title"] = title[:500]
+    if metadata and {**source.metadata, **metadata} != source.metadata:
+        changes["metadata"] = {**source.metadata, **metadata}
+    KnowledgeSource.objects.filter(pk=source.pk).update(**changes, updated_at=timezone.now())
+    for field, value in changes.items():
+        setattr(source, field, value)
+
+
+def _record_failure(
+    existing: KnowledgeSource | None,
+    *,
+    code: str,
+    message: str,
+    source_type: str,
+    title: str,
+    uri: str,
+    metadata: dict | None,
+    raw_hash: str,
+    byte_size: int,
+) -> IngestResult:
+    """Keep the failure visible on the source. An earlier good revision keeps its chunks."""
+    logger.info("Ingest of %r failed: %s %s", uri or title, code, message)
+    if existing is None:
+        source = KnowledgeSource.objects.create(
+            source_type=source_type,
+            title=title[:500],
+            uri=uri,
+            metadata=metadata or {},
+            content_hash=raw_hash,
+            byte_size=byte_size,
+            status=SourceStatus.FAILED,
+            error_code=code,
+            error_message=message,
+            fetched_at=timezone.now(),
+        )
+    else:
+        source = existing
+        source.status = SourceStatus.FAILED
+        source.error_code = code
+        source.error_message = message
+        source.content_hash = raw_hash
+        source.fetched_at = timezone.now()
+        source.save(
+            update_fields=[
+                "status",
+                "error_code",
+                "error_message",
+                "content_hash",
+                "fetched_at",
+                "updated_at",
+            ]
+        )
+    return IngestResult(source=source, outcome="failed", error_code=code, error_message=message)
+
+
+def _sections_from_chunks(source: KnowledgeSource):
+    """Rebuild sections from stored chunks, undoing the overlap by character offsets."""
+    from knowledge.documents import Section
+
+    sections: list[Section] = []
+    current_key = None
+    text = ""
+    for chunk in KnowledgeChunk.objects.filter(source=source).order_by("ordinal"):
+        location = chunk.location or {}
+        key = (tuple(location.get("heading_path") or ()), location.get("page"))
+        start = location.get("char_start")
+        if key != current_key:
+            if current_key is not None and text.strip():
+                sections.append(
+                    Section(text=text, heading_path=current_key[0], page=current_key[1])
+                )
+            current_key, text = key, ""
+        if isinstance(start, int) and start <= len(text):
+            text = text[:start] + chunk.content
+        else:
+            text = f"{text}\n\n{chunk.content}" if text else chunk.content
+    if current_key is not None and text.strip():
+        sections.append(Section(text=text, heading_path=current_key[0], page=current_key[1]))
+    return sections

@@ -1,0 +1,188 @@
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from django.db.models import F, Func, Q
+from django.db.models.functions import Now
+from pgvector.django import HalfVectorField, HnswIndex
+
+
+class SourceType(models.TextChoices):
+    DOCUMENT = "document", "Document"
+    MANUAL = "manual", "Manual"
+    SOP = "sop", "SOP"
+    FAQ = "faq", "FAQ"
+    WEB = "web", "Web page"
+    SESSION = "session", "Chat session"
+    CASE = "case", "Resolved case"
+
+
+class SourceStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # stored; chunks still waiting for embeddings
+    READY = "ready", "Ready"  # every enabled chunk embedded
+    PARTIAL = "partial", "Partial"  # some chunks failed to embed (dead letters)
+    FAILED = "failed", "Failed"  # could not be extracted/fetched; see error_message
+
+
+class EmbeddingStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Embedded"
+    DEAD = "dead", "Dead letter"
+
+
+class EmbeddableModel(models.Model):
+    """The embedding bookkeeping every embeddable row shares (chunks now, problem cards later).
+
+    "Nothing lost" rests on these columns, not on the task queue: `embedding_status` says what is
+    owed, `embedding_claimed_until` is the lease of the worker holding the row, `embedding_attempts`
+    is committed before the provider is called, and `embedding_text_hash` is the hash of the text
+    the stored vector was computed from.
+    """
+
+    embedding = HalfVectorField(
+        dimensions=settings.KIOKU_EMBEDDING_DIMENSIONS, null=True, blank=True
+    )
+    embedding_model = models.CharField(max_length=100, blank=True)
+    embedding_text_hash = models.CharField(max_length=64, blank=True)
+    embedding_status = models.CharField(
+        max_length=10, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING
+    )
+    embedding_attempts = models.PositiveSmallIntegerField(default=0)
+    embedding_next_attempt_at = models.DateTimeField(db_default=Now())
+    embedding_claimed_until = models.DateTimeField(null=True, blank=True)
+    embedding_last_error = models.TextField(blank=True)
+    embedding_errors = models.JSONField(default=list, blank=True)
+    embedded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class KnowledgeSourceQuerySet(models.QuerySet):
+    def enabled(self) -> "KnowledgeSourceQuerySet":
+        return self.filter(enabled=True, superseded_by__isnull=True)
+
+
+class KnowledgeSource(models.Model):
+    source_type = models.CharField(max_length=16, choices=SourceType.choices)
+    title = models.CharField(max_length=500)
+    uri = models.CharField(
+        max_length=2000,
+        blank=True,
+        help_text="File path or URL; identifies the source on re-ingest.",
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    byte_size = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(
+        max_length=10, choices=SourceStatus.choices, default=SourceStatus.PENDING
+    )
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes"
+    )
+    fetch_interval = models.DurationField(
+        null=True, blank=True, help_text="Web sources: re-fetch this often (empty: never)."
+    )
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = KnowledgeSourceQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["uri"], condition=~Q(uri=""), name="source_unique_uri"),
+            models.CheckConstraint(condition=~Q(title=""), name="source_title_not_empty"),
+        ]
+        indexes = [
+            models.Index(fields=["source_type", "status"], name="source_type_status_idx"),
+            # Used by the web re-fetch schedule.
+            models.Index(
+                fields=["fetched_at"], name="source_web_due_idx", condition=Q(source_type="web")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.get_source_type_display()})"
+
+
+class KnowledgeChunkQuerySet(models.QuerySet):
+    def searchable(self) -> "KnowledgeChunkQuerySet":
+        """Chunks search may return: enabled, not expired, of an enabled, current source."""
+        return self.filter(
+            Q(valid_until__isnull=True) | Q(valid_until__gt=Now()),
+            enabled=True,
+            source__enabled=True,
+            source__superseded_by__isnull=True,
+        )
+
+    def embedding_due(self) -> "KnowledgeChunkQuerySet":
+        return self.filter(
+            embedding_status=EmbeddingStatus.PENDING, embedding_next_attempt_at__lte=Now()
+        )
+
+
+class ChunkSearchVector(Func):
+    """The keyword-search document of a chunk (SQL function from knowledge migration 0001): words
+    through the 'simple' parser, CJK runs as overlapping character bigrams (as pg_bigm indexes
+    them), and the heading path weighted A."""
+
+    function = "kioku_chunk_search_vector"
+    output_field = SearchVectorField()
+
+
+class KnowledgeChunk(EmbeddableModel):
+    source = models.ForeignKey(KnowledgeSource, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    content = models.TextField()
+    content_hash = models.CharField(max_length=64)
+    token_count = models.PositiveIntegerField()
+    location = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    pinned = models.BooleanField(default=False, help_text="Boosted in search ranking.")
+    valid_until = models.DateTimeField(
+        null=True, blank=True, help_text="Drops out of search after."
+    )
+    search_vector = models.GeneratedField(
+        expression=ChunkSearchVector(F("content"), F("location")),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = KnowledgeChunkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["source_id", "ordinal"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "ordinal"], name="chunk_unique_ordinal"),
+            models.CheckConstraint(condition=~Q(content=""), name="chunk_content_not_empty"),
+            models.CheckConstraint(
+                condition=Q(token_count__gte=1), name="chunk_token_count_positive"
+            ),
+        ]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["halfvec_cosine_ops"],
+            ),
+            GinIndex(fields=["search_vector"], name="chunk_search_vector_gin"),
+            # Makes "next chunks to embed" cheap for the embedding processor.
+            models.Index(
+                fields=["embedding_next_attempt_at"],
+                name="chunk_embedding_due_idx",
+                condition=Q(embedding_status="pending"),
+            ),
+            models.Index(fields=["content_hash"], name="chunk_content_hash_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}#{self.ordinal}"

@@ -1,0 +1,142 @@
+"""Curation: what staff do to sources and chunks (admin, pages and API call these)."""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from knowledge.ingestion import content_hash
+from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceType
+from knowledge.tokens import get_token_counter
+
+UNSET = object()
+
+
+class CurationError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def sources_set_enabled(*, sources: QuerySet[KnowledgeSource], enabled: bool) -> int:
+    return sources.update(enabled=enabled, updated_at=timezone.now())
+
+
+@transaction.atomic
+def source_update(
+    *,
+    source: KnowledgeSource,
+    title: str | None = None,
+    source_type: str | None = None,
+    metadata: dict | None = None,
+    replace_metadata: bool = False,
+    enabled: bool | None = None,
+    fetch_interval=UNSET,
+) -> KnowledgeSource:
+    """Change what describes a source; its text and chunks stay as they are."""
+    if title is not None:
+        if not title.strip():
+            raise CurationError("SOURCE_INVALID_TITLE", "A source needs a non-empty title.")
+        source.title = title.strip()[:500]
+    if source_type is not None:
+        if source_type not in SourceType.values:
+            raise CurationError("SOURCE_INVALID_TYPE", f"Unknown source type {source_type!r}.")
+        source.source_type = source_type
+    if metadata is not None:
+        source.metadata = metadata if replace_metadata else {**source.metadata, **metadata}
+    if enabled is not None:
+        source.enabled = enabled
+    if fetch_interval is not UNSET:
+        source.fetch_interval = fetch_interval
+    source.save()
+    return source
+
+
+@transaction.atomic
+def source_delete(*, source: KnowledgeSource) -> None:
+    source.chunks.all().delete()
+    source.delete()
+
+
+@transaction.atomic
+def source_supersede(*, old: KnowledgeSource, new: KnowledgeSource) -> KnowledgeSource:
+    """Mark `old` as replaced by a newer revision: it leaves search and links to `new`."""
+    if old.pk == new.pk:
+        raise CurationError("SOURCE_INVALID_SUPERSEDE", "A source cannot supersede itself.")
+    if new.superseded_by_id == old.pk:
+        raise CurationError(
+            "SOURCE_INVALID_SUPERSEDE", "That would make the two sources supersede each other."
+        )
+    old.superseded_by = new
+    old.enabled = False
+    old.save(update_fields=["superseded_by", "enabled", "updated_at"])
+    return old
+
+
+@transaction.atomic
+def chunk_update(
+    *,
+    chunk: KnowledgeChunk,
+    content: str | None = None,
+    enabled: bool | None = None,
+    pinned: bool | None = None,
+    valid_until: datetime | None | object = UNSET,
+) -> KnowledgeChunk:
+    """Edit a chunk. New text drops the old vector and queues the chunk for re-embedding."""
+    if content is not None:
+        content = content.strip()
+        if not content:
+            raise CurationError(
+                "CHUNK_EMPTY_CONTENT", "A chunk cannot be empty; disable it instead."
+            )
+        if content != chunk.content:
+            chunk.content = content
+            chunk.content_hash = content_hash(content)
+            chunk.token_count = max(1, get_token_counter().count(content))
+            _reset_embedding(chunk, drop_vector=True)
+            _mark_sources_pending([chunk.source_id])
+    if enabled is not None:
+        chunk.enabled = enabled
+    if pinned is not None:
+        chunk.pinned = pinned
+    if valid_until is not UNSET:
+        chunk.valid_until = valid_until
+    chunk.save()
+    return chunk
+
+
+def chunks_mark_for_embedding(
+    *, chunks: QuerySet[KnowledgeChunk] | Iterable[KnowledgeChunk]
+) -> int:
+    """Queue chunks for (re-)embedding. Their current vectors stay searchable until replaced."""
+    ids = [chunk.pk for chunk in chunks] if not isinstance(chunks, QuerySet) else None
+    queryset = chunks if ids is None else KnowledgeChunk.objects.filter(pk__in=ids)
+    _mark_sources_pending(queryset.values("source_id"))
+    return queryset.update(
+        embedding_status=EmbeddingStatus.PENDING,
+        embedding_attempts=0,
+        embedding_next_attempt_at=timezone.now(),
+        embedding_claimed_until=None,
+        updated_at=timezone.now(),
+    )
+
+
+def _reset_embedding(chunk: KnowledgeChunk, *, drop_vector: bool) -> None:
+    if drop_vector:
+        chunk.embedding = None
+        chunk.embedding_model = ""
+        chunk.embedding_text_hash = ""
+        chunk.embedded_at = None
+    chunk.embedding_status = EmbeddingStatus.PENDING
+    chunk.embedding_attempts = 0
+    chunk.embedding_next_attempt_at = timezone.now()
+    chunk.embedding_claimed_until = None
+
+
+def _mark_sources_pending(source_ids) -> None:
+    KnowledgeSource.objects.filter(pk__in=source_ids).exclude(status="failed").update(
+        status="pending", updated_at=timezone.now()
+    )

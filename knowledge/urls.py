@@ -1,0 +1,15 @@
+from django.urls import path
+
+from knowledge import views
+
+app_name = "knowledge"
+urlpatterns = [
+    path("sources/", views.source_list, name="source-list"),
+    path("sources/upload/", views.source_upload, name="source-upload"),
+    path("sources/text/", views.source_create_text, name="source-text"),
+    path("sources/<int:source_id>/", views.source_detail, name="source-detail"),
+    path("sources/<int:source_id>/enabled/", views.source_set_enabled, name="source-enabled"),
+    path("chunks/<int:chunk_id>/", views.chunk_detail, name="chunk-detail"),
+    path("chunks/<int:chunk_id>/edit/", views.chunk_edit, name="chunk-edit"),
+    path("chunks/<int:chunk_id>/flags/", views.chunk_set_flags, name="chunk-flags"),
+]

@@ -1,0 +1,88 @@
+import pytest
+
+from knowledge.models import KnowledgeChunk, KnowledgeSource
+from tests.knowledge.factories import make_source
+from tests.knowledge.test_ingestion import fake_embed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    client.force_login(
+        django_user_model.objects.create_superuser("root", "root@kioku.invalid", "pw-123456789")
+    )
+    return client
+
+
+def run_action(client, action: str, ids: list[int]):
+    return client.post(
+        "/admin/knowledge/knowledgesource/",
+        {"action": action, "_selected_action": [str(pk) for pk in ids]},
+        follow=True,
+    )
+
+
+def test_source_list_filters_and_searches(admin_client):
+    make_source(title="KG-200 Manual", uri="kb://a")
+    make_source(title="FAQ", source_type="faq", uri="kb://b", text="Q? A.", text_format="text")
+    html = admin_client.get(
+        "/admin/knowledge/knowledgesource/?source_type__exact=faq"
+    ).content.decode()
+    assert "FAQ" in html and "KG-200 Manual" not in html
+    assert (
+        "KG-200 Manual"
+        in admin_client.get("/admin/knowledge/knowledgesource/?q=KG-200").content.decode()
+    )
+
+
+def test_source_detail_shows_chunk_inlines(admin_client):
+    source = make_source()
+    html = admin_client.get(
+        f"/admin/knowledge/knowledgesource/{source.pk}/change/"
+    ).content.decode()
+    assert "Batteries" in html or "eight AA batteries" in html
+
+
+def test_disable_and_enable_actions(admin_client):
+    source = make_source()
+    run_action(admin_client, "disable", [source.pk])
+    assert not KnowledgeSource.objects.get(pk=source.pk).enabled
+    run_action(admin_client, "enable", [source.pk])
+    assert KnowledgeSource.objects.get(pk=source.pk).enabled
+
+
+def test_reembed_and_rechunk_actions(admin_client):
+    source = make_source()
+    fake_embed(source)
+    run_action(admin_client, "reembed", [source.pk])
+    assert set(source.chunks.values_list("embedding_status", flat=True)) == {"pending"}
+    count = source.chunks.count()
+    response = run_action(admin_client, "rechunk", [source.pk])
+    assert f"into {count} chunks" in response.content.decode()
+
+
+def test_delete_action_removes_chunks(admin_client):
+    source = make_source()
+    run_action(admin_client, "delete_with_chunks", [source.pk])
+    assert not KnowledgeSource.objects.exists() and not KnowledgeChunk.objects.exists()
+
+
+def test_editing_a_chunk_in_admin_queues_reembedding(admin_client):
+    source = make_source()
+    fake_embed(source)
+    chunk = source.chunks.first()
+    response = admin_client.post(
+        f"/admin/knowledge/knowledgechunk/{chunk.pk}/change/",
+        {
+            "content": "Rewritten by a curator.",
+            "enabled": "on",
+            "valid_until_0": "",
+            "valid_until_1": "",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    chunk.refresh_from_db()
+    assert chunk.content == "Rewritten by a curator."
+    assert chunk.embedding is None and chunk.embedding_status == "pending"

@@ -1,0 +1,30 @@
+import pytest
+
+from core.demo import demo_load_if_empty
+from knowledge.demo import demo_manifest
+from knowledge.models import KnowledgeChunk, KnowledgeSource
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_corpus_loads_every_file_once():
+    lines = demo_load_if_empty()
+    manifest = demo_manifest()
+    assert any(line.startswith("knowledge:") for line in lines)
+    assert KnowledgeSource.objects.count() == len(manifest)
+    assert not KnowledgeSource.objects.filter(status="failed").exists()
+    languages = set(KnowledgeSource.objects.values_list("metadata__language", flat=True))
+    assert {"en", "zh-TW", "ja"} <= languages
+    assert demo_load_if_empty() == []  # not loaded twice
+    assert KnowledgeSource.objects.count() == len(manifest)
+
+
+def test_demo_corpus_has_findable_cjk_and_error_codes():
+    demo_load_if_empty()
+    assert KnowledgeChunk.objects.filter(content__contains="E-21").exists()
+    assert KnowledgeChunk.objects.filter(content__contains="電池沒電").exists()
+    assert (
+        KnowledgeChunk.objects.filter(content__contains="電池")
+        .filter(source__metadata__language="ja")
+        .exists()
+    )

@@ -1,0 +1,93 @@
+import pytest
+from django.utils import timezone
+
+from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
+from knowledge.services import (
+    CurationError,
+    chunk_update,
+    chunks_mark_for_embedding,
+    source_delete,
+    source_supersede,
+    source_update,
+)
+from tests.knowledge.factories import make_source
+from tests.knowledge.test_ingestion import fake_embed
+
+pytestmark = pytest.mark.django_db
+
+
+def test_editing_chunk_text_drops_the_vector_and_queues_reembedding():
+    source = make_source()
+    fake_embed(source)
+    chunk = source.chunks.first()
+    chunk_update(chunk=chunk, content="New wording of the battery advice.")
+    chunk.refresh_from_db()
+    assert chunk.embedding is None
+    assert chunk.embedding_status == EmbeddingStatus.PENDING
+    assert chunk.content_hash != "" and chunk.token_count >= 1
+    source.refresh_from_db()
+    assert source.status == "pending"
+
+
+def test_editing_flags_only_keeps_the_vector():
+    source = make_source()
+    fake_embed(source)
+    chunk = source.chunks.first()
+    chunk_update(chunk=chunk, pinned=True, enabled=False)
+    chunk.refresh_from_db()
+    assert chunk.pinned and not chunk.enabled
+    assert chunk.embedding is not None and chunk.embedding_status == EmbeddingStatus.DONE
+
+
+def test_empty_chunk_text_is_refused():
+    chunk = make_source().chunks.first()
+    with pytest.raises(CurationError) as excinfo:
+        chunk_update(chunk=chunk, content="   ")
+    assert excinfo.value.code == "CHUNK_EMPTY_CONTENT"
+
+
+def test_expired_and_disabled_chunks_drop_out_of_searchable():
+    source = make_source()
+    first, second, *_ = source.chunks.order_by("ordinal")
+    chunk_update(chunk=first, valid_until=timezone.now() - timezone.timedelta(days=1))
+    chunk_update(chunk=second, enabled=False)
+    searchable = set(KnowledgeChunk.objects.searchable().values_list("pk", flat=True))
+    assert first.pk not in searchable and second.pk not in searchable
+    assert searchable  # the rest stays
+
+
+def test_superseded_sources_leave_search_and_link_to_the_new_revision():
+    old = make_source(uri="kb://v1")
+    new = make_source(uri="kb://v2")
+    source_supersede(old=old, new=new)
+    old.refresh_from_db()
+    assert old.superseded_by == new and not old.enabled
+    assert not KnowledgeChunk.objects.searchable().filter(source=old).exists()
+    assert list(new.supersedes.all()) == [old]
+    with pytest.raises(CurationError):
+        source_supersede(old=new, new=old)
+
+
+def test_metadata_is_merged_or_replaced():
+    source = make_source(metadata={"brand": "Kagiya", "lang": "en"})
+    source_update(source=source, metadata={"lang": "ja"})
+    assert source.metadata == {"brand": "Kagiya", "lang": "ja"}
+    source_update(source=source, metadata={"only": "this"}, replace_metadata=True)
+    assert KnowledgeSource.objects.get(pk=source.pk).metadata == {"only": "this"}
+
+
+def test_mark_for_embedding_resets_attempts():
+    source = make_source()
+    KnowledgeChunk.objects.filter(source=source).update(
+        embedding_status="dead", embedding_attempts=5
+    )
+    assert chunks_mark_for_embedding(chunks=source.chunks.all()) == source.chunks.count()
+    assert set(source.chunks.values_list("embedding_status", "embedding_attempts")) == {
+        ("pending", 0)
+    }
+
+
+def test_deleting_a_source_deletes_its_chunks():
+    source = make_source()
+    source_delete(source=source)
+    assert not KnowledgeChunk.objects.exists()
