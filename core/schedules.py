@@ -13,6 +13,8 @@ class ScheduleSpec:
 
 
 SCHEDULES = [
+    # Sweeper: retries after backoff, leases that expired, anything ingestion did not enqueue.
+    ScheduleSpec("knowledge: embed pending rows", "knowledge.tasks.embedding_process_task", 1),
     ScheduleSpec(
         "knowledge: re-fetch due web sources", "knowledge.tasks.web_sources_refresh_task", 15
     ),

@@ -2,8 +2,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
+from knowledge.embedding import dead_letters_retry
 from knowledge.ingestion import source_rechunk
-from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
+from knowledge.models import DeadLetterChunk, EmbeddingStatus, KnowledgeChunk, KnowledgeSource
 from knowledge.services import (
     CurationError,
     chunk_update,
@@ -190,3 +191,42 @@ class KnowledgeChunkAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Queued {chunks_mark_for_embedding(chunks=queryset)} chunk(s) for embedding."
         )
+
+
+@admin.register(DeadLetterChunk)
+class DeadLetterChunkAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "source", "embedding_attempts", "embedding_last_error", "updated_at"]
+    list_filter = ["source__source_type"]
+    search_fields = ["content", "embedding_last_error", "source__title"]
+    list_select_related = ["source"]
+    readonly_fields = [
+        "source",
+        "ordinal",
+        "content",
+        "embedding_attempts",
+        "error_history",
+        "embedding_last_error",
+    ]
+    fields = readonly_fields
+    actions = ["retry"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # dead letters are retried or fixed, never deleted from here
+
+    @admin.display(description="Error history")
+    def error_history(self, chunk) -> str:
+        return (
+            "\n".join(
+                f"{entry.get('at', '')} attempt {entry.get('attempt', '?')}: {entry.get('error', '')}"
+                for entry in chunk.embedding_errors
+            )
+            or "—"
+        )
+
+    @admin.action(description="Retry embedding of the selected dead letters")
+    def retry(self, request, queryset):
+        count = dead_letters_retry(ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Queued {count} dead letter(s) for embedding.")

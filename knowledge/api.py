@@ -1,17 +1,25 @@
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import File, Form, Query, Router, Status
+from ninja import Field, File, Form, Query, Router, Schema, Status
 from ninja.files import UploadedFile
 
-from core.auth import read_auth, write_auth
+from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
 from knowledge import queries
+from knowledge.embedding import dead_letters_retry
+from knowledge.index import index_clear, index_rebuild
 from knowledge.ingestion import IngestError, IngestResult, source_ingest_file, source_ingest_text
-from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceStatus, SourceType
+from knowledge.models import (
+    DeadLetterChunk,
+    KnowledgeChunk,
+    KnowledgeSource,
+    SourceStatus,
+    SourceType,
+)
 from knowledge.schemas import (
     ChunkOut,
     ChunkPage,
@@ -261,3 +269,159 @@ def chunk_patch(request: HttpRequest, chunk_id: int, payload: ChunkPatchIn):
         )
     except CurationError as exc:
         raise _domain_error(exc) from None
+
+
+# --- The vector index ---------------------------------------------------------------------------
+
+
+class IndexSourceCountsOut(Schema):
+    total: int
+    by_status: dict[str, int]
+
+
+class IndexChunkCountsOut(Schema):
+    total: int
+    enabled: int = Field(description="Chunks search can use: enabled, of an enabled source.")
+    enabled_embedded: int = Field(description="Of those, embedded with the current model.")
+
+
+class IndexThroughputOut(Schema):
+    chunks: int
+    per_minute: float
+
+
+class IndexPipelineOut(Schema):
+    paused: bool
+    reason: str
+    paused_until: datetime | None
+    state: str = Field(description='"running", or "blocked: <reason>" while paused.')
+
+
+class IndexSizeOut(Schema):
+    bytes: int | None = Field(description="None when the index is missing (bulk import).")
+    pretty: str
+
+
+class IndexSizesOut(Schema):
+    table: IndexSizeOut
+    hnsw_index: IndexSizeOut
+    gin_index: IndexSizeOut
+
+
+class IndexStatusOut(Schema):
+    sources: IndexSourceCountsOut
+    chunks: IndexChunkCountsOut
+    embedded: int = Field(description="Chunks embedded with the current model.")
+    embedded_other_model: int = Field(description="Chunks embedded by another model: owed again.")
+    pending: int
+    dead_letters: int
+    model: str
+    dimensions: int
+    offline: bool
+    last_updated: datetime | None = Field(description="Latest fetch of any source.")
+    available: bool = Field(description="At least one chunk is embedded with the current model.")
+    throughput_last_hour: IndexThroughputOut
+    pipeline: IndexPipelineOut
+    sizes: IndexSizesOut
+    row_alert: int
+    warning: str | None
+    progress: float = Field(description="Percent of usable chunks embedded with the current model.")
+
+
+class IndexBuildOut(Schema):
+    documents: int
+    entries: int
+    duration_ms: int
+
+
+class IndexClearOut(Schema):
+    cleared: int
+
+
+@router.get(
+    "/index/status",
+    response=IndexStatusOut,
+    auth=read_auth,
+    tags=["index"],
+    summary="How far the vector index is built",
+)
+def index_status_get(request: HttpRequest):
+    return queries.index_status()
+
+
+@router.post(
+    "/index/rebuild",
+    response=IndexBuildOut,
+    auth=admin_auth,
+    tags=["index"],
+    summary="Re-chunk every source and queue what needs embedding",
+)
+def index_rebuild_run(request: HttpRequest):
+    result = index_rebuild()
+    return {
+        "documents": result.total_documents,
+        "entries": result.total_entries,
+        "duration_ms": result.duration_ms,
+    }
+
+
+@router.post(
+    "/index/clear",
+    response=IndexClearOut,
+    auth=admin_auth,
+    tags=["index"],
+    summary="Drop every vector (chunks and text stay) and queue them for embedding",
+)
+def index_clear_run(request: HttpRequest):
+    return {"cleared": index_clear()}
+
+
+class DeadLetterOut(Schema):
+    id: int
+    source_id: int
+    ordinal: int
+    content: str
+    attempts: int = Field(alias="embedding_attempts")
+    last_error: str = Field(alias="embedding_last_error")
+    errors: list[dict] = Field(alias="embedding_errors")
+
+
+class DeadLetterPage(Schema):
+    count: int
+    limit: int
+    offset: int
+    items: list[DeadLetterOut]
+
+
+class DeadLetterRetryIn(Schema):
+    ids: list[int] | None = Field(
+        None, description="Only these chunks (default: every dead letter)."
+    )
+
+
+class DeadLetterRetryOut(Schema):
+    queued: int
+
+
+@router.get(
+    "/index/dead-letters",
+    response=DeadLetterPage,
+    auth=read_auth,
+    tags=["index"],
+    summary="Chunks whose embedding failed too often",
+)
+def dead_letter_list(
+    request: HttpRequest, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)
+):
+    return _page(DeadLetterChunk.objects.order_by("id"), limit, offset)
+
+
+@router.post(
+    "/index/dead-letters/retry",
+    response=DeadLetterRetryOut,
+    auth=admin_auth,
+    tags=["index"],
+    summary="Retry dead letters",
+)
+def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn):
+    return {"queued": dead_letters_retry(ids=payload.ids)}

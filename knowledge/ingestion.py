@@ -17,6 +17,7 @@ from django.utils import timezone
 from knowledge.bulk import ChunkRow, chunks_copy
 from knowledge.chunking import chunk_sections, config_for_source_type
 from knowledge.documents import ExtractedDocument
+from knowledge.enqueue import embedding_enqueue
 from knowledge.models import (
     EmbeddingStatus,
     KnowledgeChunk,
@@ -238,6 +239,8 @@ def _replace_chunks(
             )
         )
     chunks_copy(rows)
+    if kept < len(rows):
+        embedding_enqueue()
     if bump_version:
         source.version += 1
     source.status = SourceStatus.READY if rows and kept == len(rows) else SourceStatus.PENDING

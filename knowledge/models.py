@@ -54,8 +54,16 @@ class EmbeddableModel(models.Model):
     embedding_errors = models.JSONField(default=list, blank=True)
     embedded_at = models.DateTimeField(null=True, blank=True)
 
+    # Which columns hold the text to embed and its hash (the processor compares the hash).
+    EMBEDDING_TEXT_FIELD = "content"
+    EMBEDDING_HASH_FIELD = "content_hash"
+
     class Meta:
         abstract = True
+
+    @classmethod
+    def embedding_batch_done(cls, ids: list[int]) -> None:
+        """Hook run after a batch of these rows was processed (e.g. to update parent status)."""
 
 
 class KnowledgeSourceQuerySet(models.QuerySet):
@@ -186,3 +194,74 @@ class KnowledgeChunk(EmbeddableModel):
 
     def __str__(self) -> str:
         return f"{self.source_id}#{self.ordinal}"
+
+    @classmethod
+    def embedding_batch_done(cls, ids: list[int]) -> None:
+        """Sources of these chunks become ready (all embedded), partial (some dead letters) or
+        stay pending."""
+        from django.db import connection
+
+        source_table = KnowledgeSource._meta.db_table
+        chunk_table = cls._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE {source_table} AS source SET status = CASE
+                    WHEN counts.dead > 0 THEN 'partial'
+                    WHEN counts.pending > 0 THEN 'pending'
+                    ELSE 'ready' END, updated_at = now()
+                FROM (
+                    SELECT source_id,
+                        count(*) FILTER (WHERE embedding_status = 'dead') AS dead,
+                        count(*) FILTER (WHERE embedding_status = 'pending') AS pending
+                    FROM {chunk_table}
+                    WHERE enabled AND source_id IN (SELECT DISTINCT source_id FROM {chunk_table} WHERE id = ANY(%s))
+                    GROUP BY source_id
+                ) AS counts
+                WHERE source.id = counts.source_id AND source.status <> 'failed'
+                """,
+                [ids],
+            )
+
+
+class EmbeddingPipelineState(models.Model):
+    """One row: whether the embedding pipeline is paused (e.g. the provider's quota is used up)
+    and why. Shown on the index dashboard; workers check it before claiming work."""
+
+    paused_until = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=200, blank=True)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "embedding pipeline state"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="pipeline_state_single_row")]
+
+    def __str__(self) -> str:
+        return f"paused: {self.paused_reason}" if self.is_paused() else "running"
+
+    @classmethod
+    def load(cls) -> "EmbeddingPipelineState":
+        state, _ = cls.objects.get_or_create(id=1)
+        return state
+
+    def is_paused(self) -> bool:
+        from django.utils import timezone
+
+        return self.paused_until is not None and self.paused_until > timezone.now()
+
+
+class DeadLetterChunkManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(embedding_status=EmbeddingStatus.DEAD)
+
+
+class DeadLetterChunk(KnowledgeChunk):
+    """Chunks whose embedding failed too often: kept with their error history, never deleted."""
+
+    objects = DeadLetterChunkManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead letter (embedding)"
+        verbose_name_plural = "dead letters (embedding)"

@@ -1,8 +1,20 @@
 """Reads shared by the API, the pages and the admin."""
 
-from django.db.models import Count, Q, QuerySet
+import math
+from datetime import timedelta
 
-from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Max, Q, QuerySet
+from django.utils import timezone
+
+from knowledge.models import (
+    EmbeddingPipelineState,
+    EmbeddingStatus,
+    KnowledgeChunk,
+    KnowledgeSource,
+    SourceStatus,
+)
 
 
 def sources_with_counts() -> QuerySet[KnowledgeSource]:
@@ -33,3 +45,133 @@ def source_list(
 
 def source_chunks(*, source_id: int) -> QuerySet[KnowledgeChunk]:
     return KnowledgeChunk.objects.filter(source_id=source_id).order_by("ordinal")
+
+
+# --- The vector index ---------------------------------------------------------------------------
+
+# The local, deterministic provider's model name: what runs without OPENAI_API_KEY.
+OFFLINE_EMBEDDING_MODEL = "local-hash-v1"
+
+# Relations whose on-disk size the index status reports (index names from KnowledgeChunk.Meta).
+INDEX_RELATIONS = {
+    "table": KnowledgeChunk._meta.db_table,
+    "hnsw_index": "chunk_embedding_hnsw",
+    "gin_index": "chunk_search_vector_gin",
+}
+
+
+def current_embedding_model() -> str:
+    """The model new vectors are made with. Vectors from any other model cannot be compared with
+    a query embedded now, so they count as owed, not as indexed."""
+    try:
+        from knowledge.providers import get_embedding_provider
+    except ImportError:
+        # The embedding processor is not installed: name the model it would use.
+        return (
+            settings.KIOKU_EMBEDDING_MODEL if settings.OPENAI_API_KEY else OFFLINE_EMBEDDING_MODEL
+        )
+    return get_embedding_provider().model
+
+
+def index_status() -> dict:
+    """How far the vector index is built, what is owed, and what it costs on disk.
+
+    `chunks.enabled` counts the chunks search can use (enabled, of an enabled, current source);
+    `progress` is the share of those embedded with the current model. Counting takes one pass
+    over the chunk table and one over the sources.
+    """
+    model = current_embedding_model()
+    done = Q(embedding_status=EmbeddingStatus.DONE)
+    current = done & Q(embedding_model=model)
+    usable = Q(enabled=True, source__enabled=True, source__superseded_by__isnull=True)
+    # Aliases must not shadow field names ("enabled"), or the filters would read the aggregate.
+    counts = KnowledgeChunk.objects.aggregate(
+        n_total=Count("pk"),
+        n_usable=Count("pk", filter=usable),
+        n_embedded=Count("pk", filter=current),
+        n_usable_embedded=Count("pk", filter=current & usable),
+        n_other_model=Count("pk", filter=done & ~Q(embedding_model=model)),
+        n_pending=Count("pk", filter=Q(embedding_status=EmbeddingStatus.PENDING)),
+        n_dead=Count("pk", filter=Q(embedding_status=EmbeddingStatus.DEAD)),
+        n_last_hour=Count("pk", filter=Q(embedded_at__gte=timezone.now() - timedelta(hours=1))),
+    )
+
+    by_status = dict.fromkeys(SourceStatus.values, 0)
+    last_updated = None
+    for row in (
+        KnowledgeSource.objects.order_by()
+        .values("status")
+        .annotate(n=Count("pk"), last_fetched=Max("fetched_at"))
+    ):
+        by_status[row["status"]] = row["n"]
+        if row["last_fetched"] and (last_updated is None or row["last_fetched"] > last_updated):
+            last_updated = row["last_fetched"]
+
+    # The row exists once the pipeline paused for the first time; a read must not create it.
+    pipeline = EmbeddingPipelineState.objects.filter(pk=1).first() or EmbeddingPipelineState()
+    is_paused = pipeline.is_paused()
+
+    row_alert = settings.KIOKU_INDEX_ROW_ALERT
+    warning = None
+    if counts["n_total"] > row_alert:
+        warning = (
+            f"The index holds {counts['n_total']:,} chunks, past the alert at {row_alert:,} "
+            "(KIOKU_INDEX_ROW_ALERT). Watch search latency, keep ANALYZE current and plan "
+            "partitioning the chunk table before it slows down."
+        )
+
+    enabled = counts["n_usable"]
+    # Rounded down, so 100 % means every usable chunk is embedded.
+    progress = math.floor(1000 * counts["n_usable_embedded"] / enabled) / 10 if enabled else 0.0
+    return {
+        "sources": {"total": sum(by_status.values()), "by_status": by_status},
+        "chunks": {
+            "total": counts["n_total"],
+            "enabled": enabled,
+            "enabled_embedded": counts["n_usable_embedded"],
+        },
+        "embedded": counts["n_embedded"],
+        "embedded_other_model": counts["n_other_model"],
+        "pending": counts["n_pending"],
+        "dead_letters": counts["n_dead"],
+        "model": model,
+        "dimensions": settings.KIOKU_EMBEDDING_DIMENSIONS,
+        "offline": not settings.OPENAI_API_KEY,
+        "last_updated": last_updated,
+        "available": counts["n_embedded"] > 0,
+        "throughput_last_hour": {
+            "chunks": counts["n_last_hour"],
+            "per_minute": round(counts["n_last_hour"] / 60, 1),
+        },
+        "pipeline": {
+            "paused": is_paused,
+            "reason": pipeline.paused_reason if is_paused else "",
+            "paused_until": pipeline.paused_until if is_paused else None,
+            "state": _pipeline_state(pipeline) if is_paused else "running",
+        },
+        "sizes": index_sizes(),
+        "row_alert": row_alert,
+        "warning": warning,
+        "progress": progress,
+    }
+
+
+def _pipeline_state(pipeline: EmbeddingPipelineState) -> str:
+    return f"blocked: {pipeline.paused_reason}" if pipeline.paused_reason else "paused"
+
+
+def index_sizes() -> dict[str, dict]:
+    """On-disk size of the chunk table (with its indexes and TOAST) and of each search index.
+    An index dropped for a bulk import (`chunk_indexes_deferred`) reports `bytes: None`."""
+    names = list(INDEX_RELATIONS)
+    values_sql = ", ".join(["(%s, %s)"] * len(names))
+    params = [part for name in names for part in (name, INDEX_RELATIONS[name])]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, pg_total_relation_size(to_regclass(relation)),"
+            " pg_size_pretty(pg_total_relation_size(to_regclass(relation)))"
+            f" FROM (VALUES {values_sql}) AS relations(name, relation)",
+            params,
+        )
+        rows = cursor.fetchall()
+    return {name: {"bytes": size, "pretty": pretty or "missing"} for name, size, pretty in rows}

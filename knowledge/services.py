@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from knowledge.enqueue import embedding_enqueue
 from knowledge.ingestion import content_hash
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceType
 from knowledge.tokens import get_token_counter
@@ -98,6 +99,7 @@ def chunk_update(
             chunk.token_count = max(1, get_token_counter().count(content))
             _reset_embedding(chunk, drop_vector=True)
             _mark_sources_pending([chunk.source_id])
+            embedding_enqueue()
     if enabled is not None:
         chunk.enabled = enabled
     if pinned is not None:
@@ -115,6 +117,7 @@ def chunks_mark_for_embedding(
     ids = [chunk.pk for chunk in chunks] if not isinstance(chunks, QuerySet) else None
     queryset = chunks if ids is None else KnowledgeChunk.objects.filter(pk__in=ids)
     _mark_sources_pending(queryset.values("source_id"))
+    embedding_enqueue()
     return queryset.update(
         embedding_status=EmbeddingStatus.PENDING,
         embedding_attempts=0,

@@ -1,7 +1,31 @@
 """django-q2 entry points: load ids, call one service, safe to run twice."""
 
+from django.conf import settings
+
+from knowledge.embedding import embedding_run
+from knowledge.index import analyze_if_bulk_loaded
 from knowledge.models import KnowledgeSource
 from knowledge.web import web_source_fetch, web_sources_refresh
+
+
+def embedding_process_task() -> dict:
+    """Embed everything due, then stop (the schedule and ingestion enqueue the next run).
+    Stays well inside the cluster timeout so django-q2 never kills it mid-batch."""
+    report = embedding_run(max_seconds=max(10, settings.Q_CLUSTER["timeout"] * 0.6))
+    totals = report.totals
+    return {
+        "batches": report.batches,
+        "embedded": totals.embedded,
+        "failed": totals.failed,
+        "dead": totals.dead,
+        "stale": totals.stale,
+        "rescheduled": totals.rescheduled,
+        "paused": totals.paused,
+    }
+
+
+def index_maintenance_task() -> bool:
+    return analyze_if_bulk_loaded()
 
 
 def web_sources_refresh_task() -> dict[str, int]:

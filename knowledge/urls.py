@@ -12,4 +12,7 @@ urlpatterns = [
     path("chunks/<int:chunk_id>/", views.chunk_detail, name="chunk-detail"),
     path("chunks/<int:chunk_id>/edit/", views.chunk_edit, name="chunk-edit"),
     path("chunks/<int:chunk_id>/flags/", views.chunk_set_flags, name="chunk-flags"),
+    path("index/", views.index_status, name="index-status"),
+    path("index/rebuild/", views.index_rebuild, name="index-rebuild"),
+    path("index/clear/", views.index_clear, name="index-clear"),
 ]

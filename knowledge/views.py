@@ -1,13 +1,15 @@
-"""Curator pages: list and upload sources, read and edit their chunks.
+"""Curator pages: list and upload sources, read and edit their chunks, watch the vector index.
 
 HTMX requests get the partial they swap (`_source_table.html`, `_source_header.html`,
-`_chunk_row.html`, `_chunk_form.html`, `_ingest_result.html`); plain requests get whole pages,
-so every action also works without JavaScript.
+`_chunk_row.html`, `_chunk_form.html`, `_ingest_result.html`, `_index_status.html`,
+`_index_action_result.html`); plain requests get whole pages, so every action also works without
+JavaScript.
 """
 
 import json
 from functools import wraps
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.core.paginator import Paginator
@@ -17,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from knowledge import index as vector_index
 from knowledge import queries
 from knowledge.forms import (
     ChunkFlagsForm,
@@ -36,6 +39,8 @@ CHUNKS_PER_PAGE = 100
 # Events sent in HX-Trigger; the source table and the source header listen for them.
 SOURCES_CHANGED = "sources-changed"
 SOURCE_CHANGED = "source-changed"
+# Sent after a rebuild or a clear; the index status listens for it.
+INDEX_CHANGED = "index-changed"
 
 
 def staff_required(view):
@@ -268,3 +273,53 @@ def chunk_set_flags(request: HttpRequest, chunk_id: int) -> HttpResponse:
         chunk=chunk, enabled=form.cleaned_data["enabled"], pinned=form.cleaned_data["pinned"]
     )
     return _chunk_row(request, chunk)
+
+
+# --- The vector index -------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def index_status(request: HttpRequest) -> HttpResponse:
+    context = {"status": queries.index_status()}
+    if _wants_partial(request):
+        # Polled every few seconds while chunks wait for embedding.
+        return render(request, "knowledge/_index_status.html", context)
+    return render(request, "knowledge/index_status.html", context)
+
+
+def _index_action_response(request: HttpRequest, *, message: str) -> HttpResponse:
+    if _wants_partial(request):
+        response = render(request, "knowledge/_index_action_result.html", {"message": message})
+        response["HX-Trigger"] = INDEX_CHANGED
+        return response
+    messages.success(request, message)
+    return redirect("knowledge:index-status")
+
+
+@require_POST
+@staff_required
+def index_rebuild(request: HttpRequest) -> HttpResponse:
+    result = vector_index.index_rebuild()
+    return _index_action_response(
+        request,
+        message=(
+            f"Rebuilt {result.total_documents} source{'s' if result.total_documents != 1 else ''}"
+            f" into {result.total_entries} chunks in {result.duration_ms} ms:"
+            f" {result.embeddings_kept} kept their vectors, {result.queued} queued for embedding."
+        ),
+    )
+
+
+@require_POST
+@staff_required
+def index_clear(request: HttpRequest) -> HttpResponse:
+    cleared = vector_index.index_clear()
+    return _index_action_response(
+        request,
+        message=(
+            f"Dropped the vectors of {cleared} chunk{'s' if cleared != 1 else ''};"
+            " the chunks are queued for embedding again."
+        ),
+    )

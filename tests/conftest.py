@@ -26,6 +26,13 @@ def _tasks_run_inline():
     Conf.SYNC = previous
 
 
+@pytest.fixture(autouse=True)
+def _no_embedding_on_write(settings):
+    # Tasks run inline in tests, so embedding on every commit would make ingestion tests depend
+    # on the provider; tests of that path turn it back on.
+    settings.KIOKU_EMBED_ON_WRITE = False
+
+
 @pytest.fixture
 def make_api_key(db):
     from core.services import api_key_create

@@ -170,3 +170,29 @@ def test_chunk_patch_edits_text_and_flags(api):
 
 def test_chunk_of_unknown_source_is_404(api):
     assert_error_shape(api.get("/api/v1/sources/424242/chunks"), 404, "NOT_FOUND")
+
+
+def test_dead_letters_are_listed_with_their_errors_and_retried_by_an_admin(api, api_as):
+    source = make_source()
+    chunk = source.chunks.first()
+    from knowledge.models import KnowledgeChunk
+
+    KnowledgeChunk.objects.filter(pk=chunk.pk).update(
+        embedding_status="dead",
+        embedding_attempts=5,
+        embedding_last_error="400 bad input",
+        embedding_errors=[{"attempt": 5, "error": "400 bad input"}],
+    )
+    page = api_as("read").get("/api/v1/index/dead-letters").json()
+    assert page["count"] == 1 and page["items"][0]["last_error"] == "400 bad input"
+    assert page["items"][0]["errors"] == [{"attempt": 5, "error": "400 bad input"}]
+    assert_error_shape(
+        api_as("write").post("/api/v1/index/dead-letters/retry", json={}),
+        403,
+        "AUTH_FORBIDDEN_SCOPE",
+    )
+    assert api.post("/api/v1/index/dead-letters/retry", json={"ids": [chunk.pk]}).json() == {
+        "queued": 1
+    }
+    chunk.refresh_from_db()
+    assert (chunk.embedding_status, chunk.embedding_attempts) == ("pending", 0)

@@ -1,0 +1,183 @@
+"""Embedding pipeline benchmark against the local OpenAI-compatible stub (real `openai` client).
+
+    uv run python bench/embed.py [--chunks 20000] [--latency 0.1] [--concurrency 4] [--tpm 1000000]
+
+The stub enforces the real limits (2,048 inputs, 8,192 tokens per input, 300,000 tokens per
+request) and, for the rate-limit part, a tokens-per-minute limit answered with 429. Prints
+chunks/s, requests and retries for: the first full embedding (HNSW index dropped and rebuilt
+after vs. kept and updated row by row), an incremental run with the index present, a TPM-limited
+run, and a naive one-request-per-chunk loop for the ratio. Uses the `kioku_bench` database.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _setup import django_setup  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=20_000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--incremental", type=int, default=2_000)
+    parser.add_argument("--tpm", type=int, default=1_000_000, help="tokens per window")
+    parser.add_argument("--tpm-window", type=float, default=15.0, help="the rate window, seconds")
+    parser.add_argument("--tpm-windows", type=float, default=5.0, help="load size in windows")
+    parser.add_argument("--naive", type=int, default=300)
+    parser.add_argument("--skip-incremental-index", action="store_true")
+    args = parser.parse_args()
+
+    django_setup()
+    from django.conf import settings
+    from django.db import connection, transaction
+
+    from knowledge.bulk import ChunkRow, chunk_indexes_deferred, chunks_copy
+    from knowledge.embedding import embedding_run, pipeline_resume
+    from knowledge.ingestion import content_hash
+    from knowledge.models import KnowledgeChunk, KnowledgeSource
+    from knowledge.providers import get_embedding_provider
+    from tests.openai_stub import OpenAIStub
+
+    stub = OpenAIStub(latency=args.latency).start()
+    settings.OPENAI_API_KEY = stub.api_key
+    settings.OPENAI_BASE_URL = stub.base_url
+    settings.KIOKU_EMBEDDING_CONCURRENCY = args.concurrency
+    settings.KIOKU_EMBED_ON_WRITE = False
+    pipeline_resume()
+    words = "lock battery motor clutch door strike firmware keypad sensor deadbolt torque reset alarm".split()
+
+    def load(n: int, label: str) -> KnowledgeSource:
+        source = KnowledgeSource.objects.create(
+            source_type="manual", title=label, uri=f"bench://{label}"
+        )
+        rows = []
+        for i in range(n):
+            text = (
+                " ".join(words[(i * 7 + k) % len(words)] for k in range(600))
+                + f" chunk {label} {i}."
+            )
+            rows.append(
+                ChunkRow(
+                    source_id=source.pk,
+                    ordinal=i,
+                    content=text,
+                    content_hash=content_hash(text),
+                    token_count=600,
+                    location={},
+                )
+            )
+        with chunk_indexes_deferred(["chunk_search_vector_gin"]), transaction.atomic():
+            chunks_copy(rows)
+        return source
+
+    def reset() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE knowledge_knowledgechunk, knowledge_knowledgesource RESTART IDENTITY CASCADE"
+            )
+        stub.reset()
+        stub.latency = args.latency
+
+    def run(label: str, expected: int) -> float:
+        requests_before = len(stub.requests_for("/embeddings"))
+        started = time.perf_counter()
+        report = embedding_run(concurrency=args.concurrency)
+        seconds = time.perf_counter() - started
+        done = KnowledgeChunk.objects.filter(embedding_status="done").count()
+        requests = len(stub.requests_for("/embeddings")) - requests_before
+        print(
+            f"{label}: {expected / seconds:,.0f} chunks/s ({expected:,} in {seconds:.1f} s), "
+            f"{requests} requests, {report.totals.retries} retries, stub limit violations "
+            f"{stub.limit_violations}; rows done {done:,}"
+        )
+        return seconds
+
+    provider = get_embedding_provider()
+    print(
+        f"provider: {provider.name} {provider.model} {provider.dimensions}-d, latency {args.latency * 1000:.0f} ms/request"
+    )
+
+    # 1a. First full embedding with the HNSW index dropped, rebuilt afterwards.
+    reset()
+    load(args.chunks, "full")
+    started = time.perf_counter()
+    with chunk_indexes_deferred(["chunk_embedding_hnsw"]):
+        run("first full embedding, HNSW off (embedding only)", args.chunks)
+        index_started = time.perf_counter()
+    total = time.perf_counter() - started
+    print(
+        f"  HNSW rebuild: {time.perf_counter() - index_started:.1f} s; end to end {args.chunks / total:,.0f} chunks/s ({total:.1f} s)"
+    )
+    assert stub.embedded_inputs == args.chunks, "every chunk embedded exactly once"
+    print(
+        f"  inputs sent to the API: {stub.embedded_inputs:,} for {args.chunks:,} chunks (exactly once)"
+    )
+
+    # 2. Incremental run with the index present.
+    load(args.incremental, "incremental")
+    run("incremental with HNSW present", args.incremental)
+
+    # 1b. The same first embedding with the index kept (updated row by row), on a sample.
+    if not args.skip_incremental_index:
+        reset()
+        sample = min(args.chunks, 5_000)
+        load(sample, "indexed")
+        run(f"first embedding with HNSW kept ({sample:,}-chunk sample)", sample)
+
+    # 3. Sustained throughput under a tokens-per-minute limit. The stub and the pacer use a
+    # shortened "minute" (--tpm-window seconds) so several windows fit in a short run; the
+    # steady-state rate is measured after the first window (which may start with a burst).
+    reset()
+    import knowledge.providers as providers
+
+    window = args.tpm_window
+    sample = " ".join(words[k % len(words)] for k in range(600)) + " chunk tpm 10000."
+    per_chunk = stub.count_tokens(sample)
+    n = int(args.tpm * args.tpm_windows / per_chunk)
+    load(n, "tpm")
+    stub.tpm, stub.rate_window = args.tpm, window
+    settings.KIOKU_EMBEDDING_TPM = args.tpm
+    providers._pacers.clear()
+    providers.get_request_pacer().window = window
+    started = time.perf_counter()
+    embedding_run(concurrency=args.concurrency)
+    seconds = time.perf_counter() - started
+    accepted = sorted(
+        (r["time"], sum(stub.count_tokens(t) for t in r["json"]["input"]))
+        for r in stub.requests_for("/embeddings")
+        if r["status"] == 200
+    )
+    first = accepted[0][0]
+    steady = [(at, tokens) for at, tokens in accepted if at >= first + window]
+    span = accepted[-1][0] - (first + window)
+    rate = sum(tokens for _, tokens in steady) / span * window if span > 0 else float("nan")
+    print(
+        f"TPM limit {args.tpm:,} per {window:g} s window: steady-state {rate:,.0f} tokens/window = "
+        f"{rate / args.tpm:.0%} of the limit; {n:,} chunks in {seconds:.0f} s; "
+        f"{stub.limit_violations} limit violations (429); {len(accepted)} requests"
+    )
+    settings.KIOKU_EMBEDDING_TPM = 0
+    stub.tpm = None
+    providers._pacers.clear()
+
+    # 4. Naive loop: one request per chunk, one at a time.
+    reset()
+    source = load(args.naive, "naive")
+    client_provider = get_embedding_provider()
+    started = time.perf_counter()
+    for chunk in source.chunks.all():
+        vector = client_provider.embed([chunk.content])[0]
+        KnowledgeChunk.objects.filter(pk=chunk.pk).update(embedding=vector, embedding_status="done")
+    naive = args.naive / (time.perf_counter() - started)
+    print(f"naive one-request-per-chunk loop: {naive:,.1f} chunks/s")
+    reset()
+    stub.stop()
+
+
+if __name__ == "__main__":
+    main()

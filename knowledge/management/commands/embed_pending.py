@@ -1,0 +1,51 @@
+import sys
+
+from django.core.management.base import BaseCommand
+
+from knowledge.embedding import BatchReport, embedding_run
+from knowledge.models import EmbeddingStatus, KnowledgeChunk
+
+
+class Command(BaseCommand):
+    help = "Embed pending chunks in the foreground (same code as the background worker)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="Process a single batch and stop.")
+        parser.add_argument("--concurrency", type=int, default=None)
+        parser.add_argument("--max-seconds", type=float, default=None)
+
+    def handle(
+        self, *args, once: bool, concurrency: int | None, max_seconds: float | None, **options
+    ):
+        total = KnowledgeChunk.objects.filter(embedding_status=EmbeddingStatus.PENDING).count()
+        done = 0
+        is_tty = sys.stdout.isatty()
+
+        def on_batch(batch: BatchReport) -> None:
+            nonlocal done
+            done += batch.embedded + batch.dead
+            if is_tty and total:
+                filled = int(30 * min(done, total) / total)
+                self.stdout.write(
+                    f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", ending=""
+                )
+                self.stdout.flush()
+
+        report = embedding_run(
+            max_seconds=max_seconds,
+            concurrency=1 if once else concurrency,
+            on_batch=on_batch,
+            max_batches=1 if once else None,
+        )
+        if is_tty and total:
+            self.stdout.write("")
+        t = report.totals
+        self.stdout.write(
+            f"Embedded {t.embedded}, failed {t.failed} (dead letters {t.dead}), stale {t.stale}, "
+            f"rescheduled {t.rescheduled}; {t.requests} requests, {t.retries} retries, "
+            f"{report.seconds:.1f} s."
+        )
+        if t.paused:
+            self.stderr.write(f"Pipeline paused: {t.paused}. See the index dashboard.")
+        remaining = KnowledgeChunk.objects.filter(embedding_status=EmbeddingStatus.PENDING).count()
+        self.stdout.write(f"Pending now: {remaining}.")
