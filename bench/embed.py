@@ -6,7 +6,7 @@ The stub enforces the real limits (2,048 inputs, 8,192 tokens per input, 300,000
 request) and, for the rate-limit part, a tokens-per-minute limit answered with 429. Prints
 chunks/s, requests and retries for: the first full embedding (HNSW index dropped and rebuilt
 after vs. kept and updated row by row), an incremental run with the index present, a TPM-limited
-run, and a naive one-request-per-chunk loop for the ratio. Uses the `kioku_bench` database.
+run, and a naive one-request-per-chunk loop for the ratio. Uses the `kioku_bench_embed` database.
 """
 
 import argparse
@@ -30,9 +30,13 @@ def main() -> None:
     parser.add_argument("--tpm-windows", type=float, default=5.0, help="load size in windows")
     parser.add_argument("--naive", type=int, default=300)
     parser.add_argument("--skip-incremental-index", action="store_true")
+    parser.add_argument(
+        "--parts", default="full,indexed,tpm,naive", help="which parts to run (comma-separated)"
+    )
     args = parser.parse_args()
 
-    django_setup()
+    django_setup("kioku_bench_embed")  # its own database: bench/search.py keeps data loaded
+    from _stub_process import RemoteStub
     from django.conf import settings
     from django.db import connection, transaction
 
@@ -41,9 +45,8 @@ def main() -> None:
     from knowledge.ingestion import content_hash
     from knowledge.models import KnowledgeChunk, KnowledgeSource
     from knowledge.providers import get_embedding_provider
-    from tests.openai_stub import OpenAIStub
 
-    stub = OpenAIStub(latency=args.latency).start()
+    stub = RemoteStub(latency=args.latency)
     settings.OPENAI_API_KEY = stub.api_key
     settings.OPENAI_BASE_URL = stub.base_url
     settings.KIOKU_EMBEDDING_CONCURRENCY = args.concurrency
@@ -80,101 +83,106 @@ def main() -> None:
             cursor.execute(
                 "TRUNCATE knowledge_knowledgechunk, knowledge_knowledgesource RESTART IDENTITY CASCADE"
             )
-        stub.reset()
-        stub.latency = args.latency
+        stub.configure(reset=True, latency=args.latency)
 
     def run(label: str, expected: int) -> float:
-        requests_before = len(stub.requests_for("/embeddings"))
+        requests_before = stub.stats()["embedding_requests"]
         started = time.perf_counter()
         report = embedding_run(concurrency=args.concurrency)
         seconds = time.perf_counter() - started
         done = KnowledgeChunk.objects.filter(embedding_status="done").count()
-        requests = len(stub.requests_for("/embeddings")) - requests_before
+        stats = stub.stats()
         print(
             f"{label}: {expected / seconds:,.0f} chunks/s ({expected:,} in {seconds:.1f} s), "
-            f"{requests} requests, {report.totals.retries} retries, stub limit violations "
-            f"{stub.limit_violations}; rows done {done:,}"
+            f"{stats['embedding_requests'] - requests_before} requests, {report.totals.retries} "
+            f"retries, stub limit violations {stats['limit_violations']}; rows done {done:,}"
         )
         return seconds
 
+    parts = set(args.parts.split(","))
     provider = get_embedding_provider()
     print(
         f"provider: {provider.name} {provider.model} {provider.dimensions}-d, latency {args.latency * 1000:.0f} ms/request"
     )
 
-    # 1a. First full embedding with the HNSW index dropped, rebuilt afterwards.
-    reset()
-    load(args.chunks, "full")
-    started = time.perf_counter()
-    with chunk_indexes_deferred(["chunk_embedding_hnsw"]):
-        run("first full embedding, HNSW off (embedding only)", args.chunks)
-        index_started = time.perf_counter()
-    total = time.perf_counter() - started
-    print(
-        f"  HNSW rebuild: {time.perf_counter() - index_started:.1f} s; end to end {args.chunks / total:,.0f} chunks/s ({total:.1f} s)"
-    )
-    assert stub.embedded_inputs == args.chunks, "every chunk embedded exactly once"
-    print(
-        f"  inputs sent to the API: {stub.embedded_inputs:,} for {args.chunks:,} chunks (exactly once)"
-    )
-
-    # 2. Incremental run with the index present.
-    load(args.incremental, "incremental")
-    run("incremental with HNSW present", args.incremental)
-
-    # 1b. The same first embedding with the index kept (updated row by row), on a sample.
-    if not args.skip_incremental_index:
+    if "full" in parts:
+        # 1a. First full embedding with the HNSW index dropped, rebuilt afterwards.
         reset()
-        sample = min(args.chunks, 5_000)
-        load(sample, "indexed")
-        run(f"first embedding with HNSW kept ({sample:,}-chunk sample)", sample)
+        load(args.chunks, "full")
+        started = time.perf_counter()
+        with chunk_indexes_deferred(["chunk_embedding_hnsw"]):
+            run("first full embedding, HNSW off (embedding only)", args.chunks)
+            index_started = time.perf_counter()
+        total = time.perf_counter() - started
+        print(
+            f"  HNSW rebuild: {time.perf_counter() - index_started:.1f} s; end to end {args.chunks / total:,.0f} chunks/s ({total:.1f} s)"
+        )
+        embedded_inputs = stub.stats()["embedded_inputs"]
+        assert embedded_inputs == args.chunks, "every chunk embedded exactly once"
+        print(
+            f"  inputs sent to the API: {embedded_inputs:,} for {args.chunks:,} chunks (exactly once)"
+        )
 
-    # 3. Sustained throughput under a tokens-per-minute limit. The stub and the pacer use a
-    # shortened "minute" (--tpm-window seconds) so several windows fit in a short run; the
-    # steady-state rate is measured after the first window (which may start with a burst).
-    reset()
-    import knowledge.providers as providers
+        # 2. Incremental run with the index present.
+        load(args.incremental, "incremental")
+        run("incremental with HNSW present", args.incremental)
 
-    window = args.tpm_window
-    sample = " ".join(words[k % len(words)] for k in range(600)) + " chunk tpm 10000."
-    per_chunk = stub.count_tokens(sample)
-    n = int(args.tpm * args.tpm_windows / per_chunk)
-    load(n, "tpm")
-    stub.tpm, stub.rate_window = args.tpm, window
-    settings.KIOKU_EMBEDDING_TPM = args.tpm
-    providers._pacers.clear()
-    providers.get_request_pacer().window = window
-    started = time.perf_counter()
-    embedding_run(concurrency=args.concurrency)
-    seconds = time.perf_counter() - started
-    accepted = sorted(
-        (r["time"], sum(stub.count_tokens(t) for t in r["json"]["input"]))
-        for r in stub.requests_for("/embeddings")
-        if r["status"] == 200
-    )
-    first = accepted[0][0]
-    steady = [(at, tokens) for at, tokens in accepted if at >= first + window]
-    span = accepted[-1][0] - (first + window)
-    rate = sum(tokens for _, tokens in steady) / span * window if span > 0 else float("nan")
-    print(
-        f"TPM limit {args.tpm:,} per {window:g} s window: steady-state {rate:,.0f} tokens/window = "
-        f"{rate / args.tpm:.0%} of the limit; {n:,} chunks in {seconds:.0f} s; "
-        f"{stub.limit_violations} limit violations (429); {len(accepted)} requests"
-    )
-    settings.KIOKU_EMBEDDING_TPM = 0
-    stub.tpm = None
-    providers._pacers.clear()
+    if "indexed" in parts:
+        # 1b. The same first embedding with the index kept (updated row by row), on a sample.
+        if not args.skip_incremental_index:
+            reset()
+            sample = min(args.chunks, 5_000)
+            load(sample, "indexed")
+            run(f"first embedding with HNSW kept ({sample:,}-chunk sample)", sample)
 
-    # 4. Naive loop: one request per chunk, one at a time.
-    reset()
-    source = load(args.naive, "naive")
-    client_provider = get_embedding_provider()
-    started = time.perf_counter()
-    for chunk in source.chunks.all():
-        vector = client_provider.embed([chunk.content])[0]
-        KnowledgeChunk.objects.filter(pk=chunk.pk).update(embedding=vector, embedding_status="done")
-    naive = args.naive / (time.perf_counter() - started)
-    print(f"naive one-request-per-chunk loop: {naive:,.1f} chunks/s")
+    if "tpm" in parts:
+        # 3. Sustained throughput under a tokens-per-minute limit. The stub and the pacer use a
+        # shortened "minute" (--tpm-window seconds) so several windows fit in a short run; the
+        # steady-state rate is measured after the first window (which may start with a burst).
+        reset()
+        import knowledge.providers as providers
+
+        window = args.tpm_window
+        sample = " ".join(words[k % len(words)] for k in range(600)) + " chunk tpm 10000."
+        per_chunk = stub.count_tokens(sample)
+        n = int(args.tpm * args.tpm_windows / per_chunk)
+        load(n, "tpm")
+        stub.configure(tpm=args.tpm, rate_window=window)
+        settings.KIOKU_EMBEDDING_TPM = args.tpm
+        providers._pacers.clear()
+        providers.get_request_pacer().window = window
+        started = time.perf_counter()
+        embedding_run(concurrency=args.concurrency)
+        seconds = time.perf_counter() - started
+        stats = stub.stats()
+        accepted = sorted((at, tokens) for at, tokens in stats["accepted"])
+        first = accepted[0][0]
+        steady = [(at, tokens) for at, tokens in accepted if at >= first + window]
+        span = accepted[-1][0] - (first + window)
+        rate = sum(tokens for _, tokens in steady) / span * window if span > 0 else float("nan")
+        print(
+            f"TPM limit {args.tpm:,} per {window:g} s window: steady-state {rate:,.0f} tokens/window = "
+            f"{rate / args.tpm:.0%} of the limit; {n:,} chunks in {seconds:.0f} s; "
+            f"{stats['limit_violations']} limit violations (429); {len(accepted)} requests"
+        )
+        settings.KIOKU_EMBEDDING_TPM = 0
+        stub.configure(tpm=None)
+        providers._pacers.clear()
+
+    if "naive" in parts:
+        # 4. Naive loop: one request per chunk, one at a time.
+        reset()
+        source = load(args.naive, "naive")
+        client_provider = get_embedding_provider()
+        started = time.perf_counter()
+        for chunk in source.chunks.all():
+            vector = client_provider.embed([chunk.content])[0]
+            KnowledgeChunk.objects.filter(pk=chunk.pk).update(
+                embedding=vector, embedding_status="done"
+            )
+        naive = args.naive / (time.perf_counter() - started)
+        print(f"naive one-request-per-chunk loop: {naive:,.1f} chunks/s")
+
     reset()
     stub.stop()
 

@@ -77,8 +77,19 @@ else:
             "USER": "postgres",
         }
     }
-DATABASES["default"]["CONN_MAX_AGE"] = envint("KIOKU_DB_CONN_MAX_AGE", 60, minimum=0)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# KIOKU_DB_POOL=N keeps a psycopg connection pool of up to N connections per process (web
+# servers under load); otherwise connections are reused for KIOKU_DB_CONN_MAX_AGE seconds.
+KIOKU_DB_POOL = envint("KIOKU_DB_POOL", 0, minimum=0)
+if KIOKU_DB_POOL:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, KIOKU_DB_POOL),
+        "max_size": KIOKU_DB_POOL,
+        "timeout": 10,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = envint("KIOKU_DB_CONN_MAX_AGE", 60, minimum=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Lets two test runs share one server without clobbering each other's test database.
 if envstr("KIOKU_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": envstr("KIOKU_TEST_DB_NAME")}
@@ -153,6 +164,13 @@ KIOKU_EMBEDDING_LEASE_SECONDS = envint("KIOKU_EMBEDDING_LEASE_SECONDS", 120, min
 KIOKU_EMBEDDING_MAX_ATTEMPTS = envint("KIOKU_EMBEDDING_MAX_ATTEMPTS", 5, minimum=1)
 KIOKU_EMBEDDING_CONCURRENCY = envint("KIOKU_EMBEDDING_CONCURRENCY", 2, minimum=1)
 KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS = envint("KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS", 900, minimum=1)
+# Search: metadata keys that may be filtered on (allow-list), HNSW candidate list, RRF k,
+# the score bonus of pinned chunks.
+KIOKU_SEARCH_METADATA_FILTERS = envlist("KIOKU_SEARCH_METADATA_FILTERS", "brand,models,language,tags")
+KIOKU_SEARCH_EF_SEARCH = envint("KIOKU_SEARCH_EF_SEARCH", 40, minimum=1)
+KIOKU_SEARCH_RRF_K = envint("KIOKU_SEARCH_RRF_K", 60, minimum=1)
+KIOKU_SEARCH_PIN_BOOST = 0.01
+KIOKU_SEARCH_MAX_QUERY_CHARS = envint("KIOKU_SEARCH_MAX_QUERY_CHARS", 2000, minimum=10)
 # Per source type chunk sizes, e.g. {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
 KIOKU_CHUNKING: dict = {}
 # Chunk count past which the index dashboard and /api/v1/index/status warn: time to check search

@@ -31,6 +31,8 @@ from knowledge.schemas import (
     SourceTextIn,
     SourceWebIn,
 )
+from knowledge.search import SearchError, search
+from knowledge.search_schemas import SearchIn, SearchOut
 from knowledge.services import UNSET, CurationError, chunk_update, source_delete, source_update
 from knowledge.web import WebFetchError, web_source_fetch
 
@@ -425,3 +427,26 @@ def dead_letter_list(
 )
 def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn):
     return {"queued": dead_letters_retry(ids=payload.ids)}
+
+
+@router.post(
+    "/search",
+    response=SearchOut,
+    auth=read_auth,
+    tags=["search"],
+    summary="Search the knowledge base",
+)
+def knowledge_search(request: HttpRequest, payload: SearchIn):
+    """Vector, keyword or hybrid (default) search. Errors: SEARCH_EMPTY_QUERY,
+    VECTOR_INDEX_INVALID_TOP_K, SEARCH_INVALID_FILTER, SEARCH_INVALID_MODE, VECTOR_INDEX_EMPTY,
+    VECTOR_INDEX_NOT_AVAILABLE, VECTOR_INDEX_EMBEDDING_GENERATION_FAILED."""
+    try:
+        return search(
+            payload.query,
+            mode=payload.mode,
+            top_k=payload.top_k,
+            filters=payload.filters,
+            min_similarity=payload.min_similarity,
+        )
+    except SearchError as exc:
+        raise ApiError(exc.code, exc.message, status=exc.status, details=exc.details) from None

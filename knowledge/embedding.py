@@ -22,7 +22,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -172,7 +172,15 @@ def embedding_process_batch(
 
     counter = get_token_counter()
     texts = [fit_input(row.text, limits=provider.limits, counter=counter) for row in rows]
-    batches = plan_batches([counter.count(text) for text in texts], limits=provider.limits)
+    limits = provider.limits
+    if settings.KIOKU_EMBEDDING_TPM and not provider.is_offline:
+        # Under a tokens-per-minute limit, smaller requests keep the flow even (no minute-sized
+        # bursts followed by long waits).
+        limits = replace(
+            limits,
+            max_request_tokens=min(limits.max_request_tokens, settings.KIOKU_EMBEDDING_TPM // 10),
+        )
+    batches = plan_batches([counter.count(text) for text in texts], limits=limits)
     vectors: dict[int, list[float]] = {}
     errors: dict[int, str] = {}
     for position, batch in enumerate(batches):

@@ -506,9 +506,12 @@ class LocalHashingEmbeddingProvider:
         # Slot from 32 hash bits by multiply-shift (Lemire): fast, and no modulo bias to speak of.
         slots = ((unique >> np.uint64(3)) & _LOW32) * np.uint64(dimensions) >> np.uint64(32)
         slots += (unique >> _FEATURE_BITS) * np.uint64(dimensions)
-        matrix = np.bincount(
-            slots.astype(np.intp), weights=values, minlength=len(texts) * dimensions
-        ).reshape(len(texts), dimensions)
+        matrix = (
+            np.bincount(slots.astype(np.intp), weights=values, minlength=len(texts) * dimensions)
+            # With no features at all (e.g. only punctuation) bincount answers in integers.
+            .astype(np.float64, copy=False)
+            .reshape(len(texts), dimensions)
+        )
         norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
         # No features (empty or punctuation-only text): a fixed unit vector, never zeros, so
         # cosine distance stays defined.
@@ -662,6 +665,10 @@ def fit_input(text: str, *, limits: EmbeddingLimits, counter: TokenCounter) -> s
     about. Texts within the budget come back unchanged.
     """
     budget = input_token_budget(limits=limits, counter=counter)
+    if len(text.encode("utf-8")) <= budget:
+        # Byte-level BPE never makes more tokens than bytes (nor does our estimator): no need
+        # to count.
+        return text
     total = counter.count(text)
     if total <= budget:
         return text
@@ -756,7 +763,7 @@ class RequestPacer:
     def _span(self) -> float:
         # The server's window starts when it receives a request, a little after we send it:
         # keep events slightly longer than the window so the two never disagree.
-        return self.window + min(1.0, self.window * 0.05)
+        return self.window + min(0.2, self.window * 0.01)
 
     def _wait_needed(self, now: float, tokens: float) -> float:
         """Time until enough of the window has expired for this request."""
@@ -778,6 +785,9 @@ class RequestPacer:
         if actual_tokens is None:
             return
         with self.lock:
+            # The server counted the request somewhere between our send and its answer: keep
+            # the later moment so our window never expires before the server's does.
+            event[0] = self.clock()
             event[1] = actual_tokens
             if estimated_tokens > 0:
                 # Smoothed, so one odd request does not swing the estimate.

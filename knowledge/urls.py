@@ -15,4 +15,5 @@ urlpatterns = [
     path("index/", views.index_status, name="index-status"),
     path("index/rebuild/", views.index_rebuild, name="index-rebuild"),
     path("index/clear/", views.index_clear, name="index-clear"),
+    path("search/", views.search_page, name="search"),
 ]

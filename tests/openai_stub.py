@@ -597,6 +597,8 @@ class OpenAIStub:
         if failure is not None:
             return failure.reply()
 
+        if path.startswith("/_stub/"):
+            return self._control(h.command, path, payload)
         auth = h.headers.get("Authorization") or ""
         scheme, _, key = auth.partition(" ")
         if not auth:
@@ -630,6 +632,39 @@ class OpenAIStub:
                 404, f"The model '{model}' does not exist", param="model", code="model_not_found"
             )
         return _error(404, f"Invalid URL ({method} {path})")
+
+    # Settings a controlling process may change through POST /_stub/config.
+    _CONFIGURABLE = ("latency", "rpm", "tpm", "rate_window", "stream_delay")
+
+    def _control(self, method: str, path: str, payload: Any) -> _Reply:
+        """For a stub running in its own process (benchmarks): read counters, change settings."""
+        if method == "GET" and path == "/_stub/stats":
+            with self._lock:
+                accepted = [
+                    [r["time"], sum(count_tokens(t) for t in r["json"]["input"])]
+                    for r in self.requests
+                    if r["path"].endswith("/embeddings")
+                    and r.get("status") == 200
+                    and isinstance(r.get("json"), dict)
+                    and isinstance(r["json"].get("input"), list)
+                ]
+            return _json_reply(
+                200,
+                {
+                    "embedding_requests": self.embedding_requests,
+                    "embedded_inputs": self.embedded_inputs,
+                    "limit_violations": self.limit_violations,
+                    "accepted": accepted,
+                },
+            )
+        if method == "POST" and path == "/_stub/config" and isinstance(payload, dict):
+            if payload.get("reset"):
+                self.reset()
+            for name in self._CONFIGURABLE:
+                if name in payload:
+                    setattr(self, name, payload[name])
+            return _json_reply(200, {"ok": True})
+        return _error(404, f"Invalid control URL ({method} {path})")
 
     @staticmethod
     def _model(model_id: str) -> dict[str, Any]:
@@ -917,3 +952,28 @@ class OpenAIStub:
         if include_usage:
             yield event(None, usage=usage)
         yield b"data: [DONE]\n\n"
+
+
+def main() -> None:
+    """Run the stub in its own process: `python -m tests.openai_stub --latency 0.1`. Prints the
+    base URL, then serves until killed (benchmarks keep its CPU out of the measured process)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    stub = OpenAIStub(port=args.port, latency=args.latency).start()
+    print(stub.base_url, flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    stub.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -15,13 +15,15 @@ from django.db import migrations, models
 # (kana, ideographs, hangul, half-width katakana) are indexed as overlapping character bigrams,
 # as pg_bigm does: 「電子錠」 → 電子, 子錠. The bigrams carry no positions (array_to_tsvector is
 # several times cheaper than parsing them), so a CJK query matches all its bigrams through the GIN
-# index and is then rechecked against the text, exactly like pg_bigm's recheck.
+# index and is then rechecked against the text, exactly like pg_bigm's recheck. Angle brackets
+# become spaces first: the parser would take "<script>alert(1)</script>" or "press <reset>" for
+# markup and drop the words.
 CJK_CLASS = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f]"
 
 SEARCH_FUNCTIONS = f"""
 CREATE OR REPLACE FUNCTION kioku_search_vector(input text) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
-  SELECT to_tsvector('simple'::regconfig, regexp_replace(input, '{CJK_CLASS}+', ' ', 'g'))
+  SELECT to_tsvector('simple'::regconfig, regexp_replace(input, '[<>]|{CJK_CLASS}+', ' ', 'g'))
       || coalesce((SELECT array_to_tsvector(array_agg(
                       CASE WHEN char_length(m[1]) = 1 THEN m[1] ELSE substr(m[1], i, 2) END))
                    FROM regexp_matches(input, '({CJK_CLASS}+)', 'g') AS m,

@@ -484,3 +484,10 @@ def test_paced_requests_never_hit_the_stubs_tpm_limit(openai_stub, settings):
         embed_with_retries(provider, texts, sleep=lambda s: None)
     assert openai_stub.limit_violations == 0
     providers._pacers.clear()
+
+
+def test_local_provider_handles_a_batch_of_punctuation_only_texts():
+    from knowledge.providers import LocalHashingEmbeddingProvider
+
+    vectors = LocalHashingEmbeddingProvider(dimensions=64).embed(["\\' & ! <-> :*", "!!!"])
+    assert all(abs(sum(x * x for x in vector) - 1.0) < 1e-9 for vector in vectors)

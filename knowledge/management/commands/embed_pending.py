@@ -1,4 +1,6 @@
+import signal
 import sys
+import threading
 
 from django.core.management.base import BaseCommand
 
@@ -31,12 +33,28 @@ class Command(BaseCommand):
                 )
                 self.stdout.flush()
 
-        report = embedding_run(
-            max_seconds=max_seconds,
-            concurrency=1 if once else concurrency,
-            on_batch=on_batch,
-            max_batches=1 if once else None,
-        )
+        # Ctrl-C: batches in flight finish and are written back, then the command exits. A second
+        # Ctrl-C stops at once; the rows it held come back when their lease expires.
+        stop = threading.Event()
+
+        def request_stop(signum, frame):
+            if stop.is_set():
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            self.stderr.write("\nFinishing the batches in flight (Ctrl-C again to quit now)…")
+            stop.set()
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            report = embedding_run(
+                max_seconds=max_seconds,
+                concurrency=1 if once else concurrency,
+                on_batch=on_batch,
+                max_batches=1 if once else None,
+                stop=stop,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         if is_tty and total:
             self.stdout.write("")
         t = report.totals

@@ -1,0 +1,773 @@
+"""Search benchmark: latency of vector, keyword and hybrid search (service and HTTP API) and
+recall of the HNSW index, on 100,000 chunks with 1536-d clustered vectors.
+
+    uv run python bench/search.py [--chunks 100000] [--queries 200] [--recall-queries 100]
+                                  [--reload] [--skip-api]
+
+Uses the database `kioku_bench` (embedded) or DATABASE_URL. The first run loads the data (its
+knowledge tables are emptied first) through the bulk import path: binary COPY of chunks with
+their halfvec vectors on two connections with the GIN index deferred, then the HNSW index built
+once (`maintenance_work_mem = 2GB`, one parallel worker) and `VACUUM ANALYZE`. A marker source
+(`bench://search-marker-<N>-v<data version>`) lets later runs reuse the data; `--reload` forces
+a fresh load. Nothing else is written except a temporary read-only API key, deleted at the end.
+
+Data (bench/_search_data.py): 100 sources of six source types with a `brand` metadata value
+chosen so that a filter selects ~1 % (Akane), ~5 % (Benkei) or ~10 % (Chidori) of the chunks;
+`source_type = case` selects ~5 %. Texts of 60–110 words: stopwords, Zipf-distributed content
+words (the commonest in about half of the chunks), error codes such as E-21, model numbers such
+as KG-300, and Chinese or Japanese sentences. Vectors: 200 clusters in 20 topics; a point is
+its centroid plus a spread in a 24-dimensional subspace of its cluster plus isotropic noise,
+normalised (a low intrinsic dimension like real text embeddings; top-1 cosine ≈ 0.87, top-10
+≈ 0.83, median pair ≈ 0).
+
+Which query vectors are used where:
+- Recall and filtered queries call the service's own `_vector_search()` (same SQL, same
+  `hnsw.ef_search` and iterative-scan settings) with query vectors drawn from the data's
+  clusters, and compare with an exact search (same SQL with index scans disabled).
+- The rows are stored with `embedding_model = local-hash-v1`, the model of the offline provider
+  (`OPENAI_API_KEY` is cleared for the benchmark), so `search()` and the HTTP API, which embed the
+  query text with that provider (~1 ms), find them. Those query vectors do not come from the
+  clusters, so their results are meaningless as relevance, but the work is the same: the latency
+  is representative. For the service's vector mode the script also reports the latency with a
+  provider stub that returns cluster-space vectors, i.e. the queries the recall figures are for.
+
+API: a real gunicorn (2 workers × 4 threads, `KIOKU_DB_POOL=8`, i.e. a psycopg pool through
+`OPTIONS={"pool": ...}`) on 127.0.0.1 and a free port, stopped at the end; sequential POST
+/api/v1/search requests over one keep-alive connection.
+
+Targets on a 2-core machine: vector p95 ≤ 15 ms in the service at recall@10 ≥ 0.95; filtered
+queries return the full top_k 100 % of the time with recall@10 ≥ 0.90; hybrid p95 ≤ 1.5 ×
+vector p95; API p95 ≤ 50 ms with a pooled connection.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _search_data as data  # noqa: E402
+from _setup import ROOT, django_setup  # noqa: E402
+
+TOP_K = 10
+EF_VALUES = (40, 80, 120, 200)
+INDEX_NAMES = ("chunk_embedding_hnsw", "chunk_search_vector_gin")
+VECTOR_LITERAL = re.compile(r"\[[-0-9.e,]{40,}\]")
+
+
+def pct(samples: list[float]) -> tuple[float, float, float]:
+    import numpy as np
+
+    if not samples:
+        return (float("nan"),) * 3
+    p50, p95, p99 = np.percentile(np.asarray(samples), [50, 95, 99])
+    return float(p50), float(p95), float(p99)
+
+
+def fmt_pct(samples: list[float]) -> str:
+    p50, p95, p99 = pct(samples)
+    return f"p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
+
+
+# --- Loading -------------------------------------------------------------------------------------
+
+
+def marker_uri(n: int) -> str:
+    return f"bench://search-marker-{n}-v{data.DATA_VERSION}"
+
+
+def data_is_loaded(n: int, model: str) -> bool:
+    from django.db import connection
+
+    from knowledge.models import KnowledgeChunk, KnowledgeSource
+
+    if not KnowledgeSource.objects.filter(uri=marker_uri(n)).exists():
+        return False
+    if KnowledgeChunk.objects.filter(embedding_model=model).count() != n:
+        return False
+    if KnowledgeChunk.objects.count() != n:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'knowledge_knowledgechunk' "
+            "AND indexname = ANY(%s)",
+            [list(INDEX_NAMES)],
+        )
+        return cursor.fetchone()[0] == len(INDEX_NAMES)
+
+
+def load(plan: "data.Plan", model: str) -> None:
+    from django.db import connection, transaction
+
+    from knowledge.bulk import ChunkRow, chunk_indexes_deferred, chunks_with_vectors_copy
+    from knowledge.ingestion import content_hash
+    from knowledge.models import KnowledgeChunk, KnowledgeSource
+
+    n = plan.n
+    print(f"loading {n:,} chunks (first run or --reload) …", flush=True)
+    started = time.perf_counter()
+    vectors = data.chunk_vectors(plan)
+    texts = data.chunk_texts(plan)
+    print(
+        f"  generated texts and {vectors.shape[1]}-d vectors in {time.perf_counter() - started:.1f} s"
+    )
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE knowledge_knowledgechunk, knowledge_knowledgesource RESTART IDENTITY CASCADE"
+        )
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'knowledge_knowledgechunk' "
+            "AND indexname = 'chunk_embedding_hnsw'"
+        )
+        found = cursor.fetchone()
+    hnsw_sql = (
+        found[0]
+        if found
+        else "CREATE INDEX chunk_embedding_hnsw ON public.knowledge_knowledgechunk USING hnsw "
+        "(embedding halfvec_cosine_ops) WITH (m='16', ef_construction='64')"
+    )
+    sources = KnowledgeSource.objects.bulk_create(
+        [
+            KnowledgeSource(
+                source_type=plan.source_types[i],
+                title=f"Search bench source {i}",
+                uri=f"bench://search/{i}",
+                status="ready",
+                metadata={
+                    "brand": plan.source_brands[i],
+                    "language": "ja" if i % 7 == 0 else "en",
+                    "tags": [f"tag{i % 5}"],
+                },
+            )
+            for i in range(data.SOURCES)
+        ]
+    )
+    source_ids = [source.pk for source in sources]
+    rows = []
+    for i, text in enumerate(texts):
+        ordinal = int(plan.chunk_ordinal[i])
+        rows.append(
+            ChunkRow(
+                source_id=source_ids[int(plan.chunk_source[i])],
+                ordinal=ordinal,
+                content=text,
+                content_hash=content_hash(text),
+                token_count=max(1, len(text) // 4),
+                location={"heading_path": f"Section {ordinal // 10}"},
+            )
+        )
+
+    def copy_part(part: slice) -> None:
+        try:
+            with transaction.atomic():
+                chunks_with_vectors_copy(rows[part], vectors[part], model=model)
+        finally:
+            connection.close()
+
+    half = n // 2
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+    started = time.perf_counter()
+    with chunk_indexes_deferred(["chunk_search_vector_gin"]):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(copy_part, [slice(0, half), slice(half, n)]))
+        copy_seconds = time.perf_counter() - started
+    gin_seconds = time.perf_counter() - started - copy_seconds
+    print(
+        f"  binary COPY, 2 connections, indexes off: {n / copy_seconds:,.0f} rows/s "
+        f"({copy_seconds:.1f} s); GIN rebuilt in {gin_seconds:.1f} s"
+    )
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SET maintenance_work_mem = '2GB'")
+        cursor.execute("SET max_parallel_maintenance_workers = 1")
+        cursor.execute(hnsw_sql)
+        cursor.execute("RESET maintenance_work_mem")
+        cursor.execute("RESET max_parallel_maintenance_workers")
+    print(f"  HNSW build (m=16, ef_construction=64): {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE knowledge_knowledgesource")
+        cursor.execute("VACUUM ANALYZE knowledge_knowledgechunk")
+    print(f"  VACUUM ANALYZE: {time.perf_counter() - started:.1f} s")
+    # The marker goes in last: an interrupted load is never mistaken for a complete one.
+    KnowledgeSource.objects.create(
+        source_type="document",
+        title="Search bench marker",
+        uri=marker_uri(n),
+        enabled=False,
+        status="ready",
+    )
+    assert KnowledgeChunk.objects.count() == n
+
+
+# --- Vector search: recall and filters -------------------------------------------------------------
+
+
+def exact_search(vector, *, model: str, filters, limit: int) -> list[tuple[int, float]]:
+    """The same candidate set as `_vector_search`, ranked exactly (no index scan)."""
+    from django.conf import settings
+    from django.db import connection, transaction
+
+    from knowledge.search import CHUNK, SOURCE, _where
+
+    clauses, params = _where(filters)
+    clauses += ["c.embedding IS NOT NULL", "c.embedding_model = %s"]
+    params.append(model)
+    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
+    dims = settings.KIOKU_EMBEDDING_DIMENSIONS
+    sql = f"""
+        SELECT c.id, 1 - (c.embedding <=> %s::halfvec({dims})) AS similarity
+        FROM {CHUNK} c JOIN {SOURCE} s ON s.id = c.source_id
+        WHERE {" AND ".join(clauses)}
+        ORDER BY c.embedding <=> %s::halfvec({dims}), c.id
+        LIMIT %s
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(sql, [literal, *params, literal, limit])
+        return [(row[0], float(row[1])) for row in cursor.fetchall()]
+
+
+def recall_at(
+    got: list[tuple[int, float]], truth: list[tuple[int, float]], k: int = TOP_K
+) -> float:
+    """Share of the exact top-k found; a returned row tied with the exact k-th counts as found."""
+    truth = truth[:k]
+    if not truth:
+        return 1.0
+    ids = {chunk_id for chunk_id, _ in truth}
+    kth = truth[-1][1]
+    found = sum(
+        1 for chunk_id, similarity in got[:k] if chunk_id in ids or similarity >= kth - 1e-6
+    )
+    return min(found, len(truth)) / len(truth)
+
+
+@contextmanager
+def ef_search(value: int):
+    from django.conf import settings
+
+    previous = settings.KIOKU_SEARCH_EF_SEARCH
+    settings.KIOKU_SEARCH_EF_SEARCH = value
+    try:
+        yield
+    finally:
+        settings.KIOKU_SEARCH_EF_SEARCH = previous
+
+
+def timed_vector_search(
+    vector, *, model: str, filters, limit: int = TOP_K
+) -> tuple[list[tuple[int, float]], float]:
+    from knowledge.search import _vector_search
+
+    started = time.perf_counter()
+    ranked = _vector_search(vector, model=model, limit=limit, filters=filters, min_similarity=None)
+    elapsed = (time.perf_counter() - started) * 1000
+    return [(hit.chunk_id, hit.score) for hit in ranked], elapsed
+
+
+def capture_plan(run, *, needle: str) -> list[str]:
+    """EXPLAIN ANALYZE of the statement `run()` sends that contains `needle`, under the same
+    SET LOCALs the service sent before it."""
+    from django.db import connection, transaction
+
+    captured: list[tuple[str, list]] = []
+    settings_seen: list[tuple[str, list]] = []
+
+    def wrapper(execute, sql, params, many, context):
+        if needle in sql:
+            captured.append((sql, list(params or [])))
+        elif sql.startswith("SET LOCAL") and not captured:
+            settings_seen.append((sql, list(params or [])))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        run()
+    if not captured:
+        return []
+    sql, params = captured[0]
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement, statement_params in settings_seen:
+            cursor.execute(statement, statement_params)
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params)
+        return [VECTOR_LITERAL.sub("[…]", row[0]) for row in cursor.fetchall()]
+
+
+def plan_kind(plan: list[str]) -> str:
+    text = "\n".join(plan)
+    if "Index Scan using chunk_embedding_hnsw" in text:
+        kind = "HNSW index scan"
+    elif "Seq Scan on knowledge_knowledgechunk" in text:
+        kind = "sequential scan + sort (exact)"
+    elif "knowledge_knowledgechunk_source_id" in text:
+        kind = "source_id index + sort (exact)"
+    else:
+        kind = "other"
+    return kind + (", JIT" if "JIT:" in text else "")
+
+
+def explain(label: str, run, *, needle: str) -> None:
+    plan = capture_plan(run, needle=needle)
+    print(f"  plan of {label}: {plan_kind(plan)}")
+    for line in plan:
+        print(f"    {line}")
+
+
+# --- Service and API latency -------------------------------------------------------------------------
+
+
+class ClusterSpaceProvider:
+    """Stands in for the embedding provider in the service's vector mode so the query vectors
+    come from the data's clusters (the same queries the recall figures are for)."""
+
+    name = "bench"
+    is_offline = True
+
+    def __init__(self, real, vectors) -> None:
+        self.model = real.model
+        self.dimensions = real.dimensions
+        self.limits = real.limits
+        self._vectors = iter(vectors)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [next(self._vectors).tolist() for _ in texts]
+
+
+def service_latency(
+    queries: list[str], mode: str, *, warmup: list[str]
+) -> tuple[list[float], list[int]]:
+    from knowledge.search import search
+
+    for query in warmup:
+        search(query, mode=mode, top_k=TOP_K)
+    samples, counts = [], []
+    for query in queries:
+        started = time.perf_counter()
+        result = search(query, mode=mode, top_k=TOP_K)
+        samples.append((time.perf_counter() - started) * 1000)
+        counts.append(len(result.hits))
+    return samples, counts
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ApiClient:
+    """Sequential requests over one keep-alive connection (reconnects if the server closed it)."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self.conn: http.client.HTTPConnection | None = None
+
+    def post(self, payload: dict) -> tuple[int, dict]:
+        body = json.dumps(payload).encode()  # bytes: headers and body leave in one segment
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.conn.request("POST", "/api/v1/search", body=body, headers=self.headers)
+                response = self.conn.getresponse()
+                raw = response.read()
+                return response.status, json.loads(raw or b"{}")
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+@contextmanager
+def api_server():
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "KIOKU_DB_POOL": "8",
+        "OPENAI_API_KEY": "",
+        "DEBUG": "0",
+    }
+    if not os.environ.get("DATABASE_URL"):
+        env["KIOKU_DB_NAME"] = "kioku_bench"
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+        "--keep-alive", "30", "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        yield process, port
+    finally:
+        # The server was started in its own process group: stop exactly that group.
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+
+
+def wait_ready(process, client: ApiClient, *, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {process.returncode}")
+        try:
+            status, body = client.post({"query": "battery", "mode": "keyword", "top_k": 1})
+        except (ConnectionRefusedError, OSError):
+            client.close()
+            client.conn = None
+            time.sleep(0.25)
+            continue
+        if status != 200:
+            raise RuntimeError(f"API answered {status}: {body}")
+        return
+    raise RuntimeError(f"the API did not answer within {timeout:.0f} s")
+
+
+def api_latency(
+    client: ApiClient, queries: list[str], mode: str, *, warmup: list[str]
+) -> list[float]:
+    for query in warmup:
+        client.post({"query": query, "mode": mode, "top_k": TOP_K})
+    samples = []
+    for query in queries:
+        started = time.perf_counter()
+        status, body = client.post({"query": query, "mode": mode, "top_k": TOP_K})
+        samples.append((time.perf_counter() - started) * 1000)
+        if status != 200:
+            raise RuntimeError(f"API answered {status} for {query!r}: {body}")
+    return samples
+
+
+# --- Main --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200, help="service/API queries per mode")
+    parser.add_argument("--recall-queries", type=int, default=100)
+    parser.add_argument("--filter-queries", type=int, default=100, help="per filter")
+    parser.add_argument("--reload", action="store_true", help="reload the data even if present")
+    parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument("--no-explain", action="store_true")
+    args = parser.parse_args()
+    if args.chunks < data.SOURCES:
+        parser.error(f"--chunks must be at least {data.SOURCES}")
+
+    # Offline provider: the rows are labelled with its model and search() embeds with it.
+    os.environ["OPENAI_API_KEY"] = ""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    django_setup()
+    import numpy as np
+    from django.conf import settings
+    from django.db import connection
+
+    from core.models import ApiKey
+    from core.services import api_key_create
+    from knowledge.providers import get_embedding_provider
+    from knowledge.search import build_keyword_query, ef_search_for, parse_filters, search
+
+    provider = get_embedding_provider()
+    model = provider.model
+    dims = settings.KIOKU_EMBEDDING_DIMENSIONS
+    plan = data.make_plan(args.chunks, dims)
+    print(
+        f"search benchmark: {args.chunks:,} chunks, {dims}-d halfvec, model label {model}, "
+        f"KIOKU_SEARCH_EF_SEARCH={settings.KIOKU_SEARCH_EF_SEARCH}, top_k={TOP_K}"
+    )
+    if args.reload or not data_is_loaded(args.chunks, model):
+        load(plan, model)
+    else:
+        print(f"reusing the loaded data ({marker_uri(args.chunks)}); --reload to load again")
+
+    rng = np.random.default_rng(data.SEED + 10)
+    results: dict = {}
+
+    # 1. Recall@10 of the HNSW search against exact search, per ef_search.
+    print(
+        f"\n1. Vector search (_vector_search), {args.recall_queries} cluster-space queries, unfiltered"
+    )
+    row_picks = rng.integers(0, plan.n, args.recall_queries + 20)
+    query_vectors = data.points(plan, plan.chunk_cluster[row_picks], rng)
+    warm, recall_vectors = query_vectors[:20], query_vectors[20:]
+    no_filter = parse_filters({})
+    started = time.perf_counter()
+    truths = [
+        exact_search(v.tolist(), model=model, filters=no_filter, limit=TOP_K)
+        for v in recall_vectors
+    ]
+    exact_ms = (time.perf_counter() - started) * 1000 / len(recall_vectors)
+    print(f"  exact search (sequential scan): {exact_ms:.0f} ms a query")
+    default_ef = ef_search_for(TOP_K)
+    ef_values = sorted(set(EF_VALUES) | {settings.KIOKU_SEARCH_EF_SEARCH})
+    recall_by_ef: dict[int, tuple[float, list[float]]] = {}
+    for ef in ef_values:
+        with ef_search(ef):
+            for v in warm:
+                timed_vector_search(v.tolist(), model=model, filters=no_filter)
+            recalls, samples = [], []
+            for v, truth in zip(recall_vectors, truths, strict=True):
+                got, elapsed = timed_vector_search(v.tolist(), model=model, filters=no_filter)
+                recalls.append(recall_at(got, truth))
+                samples.append(elapsed)
+            effective = ef_search_for(TOP_K)
+            kind = plan_kind(
+                capture_plan(
+                    lambda: timed_vector_search(warm[0].tolist(), model=model, filters=no_filter),
+                    needle="WITH nearest",
+                )
+            )
+        recall_by_ef[ef] = (float(np.mean(recalls)), samples)
+        mark = "  ← setting" if ef == settings.KIOKU_SEARCH_EF_SEARCH else ""
+        print(
+            f"  ef_search {effective:4d}: recall@10 {np.mean(recalls):.3f} (min {min(recalls):.1f})  "
+            f"{fmt_pct(samples)}  [{kind}]{mark}"
+        )
+    # Hybrid asks the vector leg for max(4 × top_k, 40) candidates, so ef_search is 80.
+    hybrid_limit = max(TOP_K * 4, 40)
+    samples = [
+        timed_vector_search(v.tolist(), model=model, filters=no_filter, limit=hybrid_limit)[1]
+        for v in recall_vectors
+    ]
+    kind = plan_kind(
+        capture_plan(
+            lambda: timed_vector_search(
+                warm[0].tolist(), model=model, filters=no_filter, limit=hybrid_limit
+            ),
+            needle="WITH nearest",
+        )
+    )
+    results["hybrid_leg"] = samples
+    print(
+        f"  hybrid's vector leg (limit {hybrid_limit}, ef_search {ef_search_for(hybrid_limit)}): "
+        f"{fmt_pct(samples)}  [{kind}]"
+    )
+    results["recall"] = recall_by_ef
+    if not args.no_explain:
+        explain(
+            "the vector query (unfiltered)",
+            lambda: timed_vector_search(recall_vectors[0].tolist(), model=model, filters=no_filter),
+            needle="WITH nearest",
+        )
+
+    # 2. Filtered vector search: full top_k share, recall, latency at the default ef_search.
+    print(
+        f"\n2. Filtered vector search, {args.filter_queries} queries per filter (half from clusters "
+        f"the filtered rows live in, half from any cluster), ef_search {default_ef}"
+    )
+    source_brand = np.array(plan.source_brands)[plan.chunk_source]
+    source_type = np.array(plan.source_types)[plan.chunk_source]
+    filter_cases = [
+        ({"metadata": {"brand": brand}}, source_brand == brand) for brand in data.FILTER_BRANDS
+    ] + [({"source_type": "case"}, source_type == "case")]
+    filtered = []
+    for raw_filter, mask in filter_cases:
+        parsed = parse_filters(raw_filter)
+        rows = np.flatnonzero(mask)
+        half = args.filter_queries // 2
+        in_topic = plan.chunk_cluster[rng.choice(rows, half)]
+        any_cluster = plan.chunk_cluster[rng.integers(0, plan.n, args.filter_queries - half)]
+        vectors = data.points(plan, np.concatenate([in_topic, any_cluster]), rng)
+        for v in vectors[:5]:
+            timed_vector_search(v.tolist(), model=model, filters=parsed)
+        full, recalls, samples = [], [], []
+        for v in vectors:
+            truth = exact_search(v.tolist(), model=model, filters=parsed, limit=TOP_K)
+            got, elapsed = timed_vector_search(v.tolist(), model=model, filters=parsed)
+            full.append(len(got) == TOP_K)
+            recalls.append(recall_at(got, truth))
+            samples.append(elapsed)
+        label = json.dumps(raw_filter, ensure_ascii=False)
+        share = len(rows) / plan.n
+        entry = {
+            "label": label,
+            "share": share,
+            "full": float(np.mean(full)),
+            "recall": float(np.mean(recalls)),
+            "recall_in": float(np.mean(recalls[:half])),
+            "recall_any": float(np.mean(recalls[half:])),
+            "samples": samples,
+        }
+        filtered.append(entry)
+        print(
+            f"  {label:32s} {share:5.1%} of rows: full top_k {entry['full']:6.1%}  "
+            f"recall@10 {entry['recall']:.3f} (in-topic {entry['recall_in']:.3f}, "
+            f"any cluster {entry['recall_any']:.3f})  {fmt_pct(samples)}"
+        )
+    results["filtered"] = filtered
+    if not args.no_explain:
+        parsed = parse_filters({"metadata": {"brand": "Akane"}})
+        explain(
+            "the vector query with the 1 % brand filter",
+            lambda: timed_vector_search(recall_vectors[0].tolist(), model=model, filters=parsed),
+            needle="WITH nearest",
+        )
+
+    # 3. Service latency: search() end to end.
+    print(f"\n3. Service search(), {args.queries} text queries per mode (offline provider {model})")
+    queries = data.text_queries(args.queries + 20)
+    warmup, queries = queries[:20], queries[20:]
+    service = {}
+    for mode in ("vector", "keyword", "hybrid"):
+        samples, counts = service_latency(queries, mode, warmup=warmup)
+        service[mode] = samples
+        short = sum(1 for c in counts if c < TOP_K)
+        print(f"  {mode:8s} {fmt_pct(samples)}  ({short} of {len(counts)} returned < {TOP_K} hits)")
+    cluster_vectors = data.points(
+        plan, plan.chunk_cluster[rng.integers(0, plan.n, len(queries) + 20)], rng
+    )
+    stub = ClusterSpaceProvider(provider, cluster_vectors)
+    with mock.patch("knowledge.search.get_embedding_provider", return_value=stub):
+        samples, _ = service_latency(queries, "vector", warmup=warmup)
+    service["vector_cluster"] = samples
+    print(f"  vector, cluster-space query vectors (provider stub): {fmt_pct(samples)}")
+    results["service"] = service
+    if not args.no_explain:
+        sample_query = next(q for q in queries if q.startswith("how do I"))
+        explain(
+            f"the keyword query for {sample_query!r}",
+            lambda: search(sample_query, mode="keyword", top_k=TOP_K),
+            needle="ts_rank",
+        )
+        # Hits per keyword query: the keyword query ranks every chunk matching any term.
+        matched = []
+        with connection.cursor() as cursor:
+            for query in queries[:50]:
+                keyword = build_keyword_query(query)
+                if keyword is None:
+                    continue
+                cursor.execute(
+                    "SELECT count(*) FROM knowledge_knowledgechunk "
+                    "WHERE search_vector @@ to_tsquery('simple', %s)",
+                    [keyword.tsquery],
+                )
+                matched.append(cursor.fetchone()[0])
+        print(
+            f"  chunks matching the keyword tsquery (first 50 queries): median {int(np.median(matched)):,}, "
+            f"p95 {int(np.percentile(matched, 95)):,}, max {max(matched):,}"
+        )
+
+    # 4. HTTP API through gunicorn with a pooled connection.
+    api = {}
+    if not args.skip_api:
+        print(
+            f"\n4. HTTP API POST /api/v1/search, gunicorn 2×4 threads, KIOKU_DB_POOL=8, {args.queries} requests per mode"
+        )
+        api_key, raw_key = api_key_create(
+            name=f"bench-search-{os.getpid()}-{time.time_ns()}", scopes=["read"]
+        )
+        try:
+            with api_server() as (process, port):
+                client = ApiClient(port, raw_key)
+                try:
+                    wait_ready(process, client)
+                    for mode in ("vector", "keyword", "hybrid"):
+                        api[mode] = api_latency(client, queries, mode, warmup=warmup)
+                        print(f"  {mode:8s} {fmt_pct(api[mode])}")
+                finally:
+                    client.close()
+        finally:
+            ApiKey.objects.filter(pk=api_key.pk).delete()
+    results["api"] = api
+
+    summary(results, settings.KIOKU_SEARCH_EF_SEARCH, default_ef)
+
+
+def summary(results: dict, ef_setting: int, default_ef: int) -> None:
+    rows: list[tuple[str, str, str]] = []
+    recall, samples = results["recall"][ef_setting]
+    service = results["service"]
+    vector_p95 = max(pct(service["vector"])[1], pct(service["vector_cluster"])[1])
+    ok = vector_p95 <= 15 and recall >= 0.95
+    rows.append(
+        (
+            "vector p95 ≤ 15 ms (service) at recall@10 ≥ 0.95",
+            f"p95 {pct(service['vector_cluster'])[1]:.1f} ms (cluster-space) / "
+            f"{pct(service['vector'])[1]:.1f} ms (text); recall@10 {recall:.3f} at ef_search {default_ef}",
+            "PASS" if ok else "MISS",
+        )
+    )
+    meeting = [ef for ef, (r, _) in sorted(results["recall"].items()) if r >= 0.95]
+    if not ok and meeting:
+        ef = meeting[0]
+        rows.append(
+            (
+                "  (smallest ef_search with recall@10 ≥ 0.95)",
+                f"ef_search {ef}: recall@10 {results['recall'][ef][0]:.3f}, "
+                f"_vector_search p95 {pct(results['recall'][ef][1])[1]:.1f} ms",
+                "info",
+            )
+        )
+    filtered = results["filtered"]
+    full_min = min(entry["full"] for entry in filtered)
+    recall_min = min(entry["recall"] for entry in filtered)
+    per_filter = ", ".join(f"{e['share']:.0%}: {e['recall']:.2f}" for e in filtered)
+    rows.append(
+        (
+            "filtered: full top_k 100 %, recall@10 ≥ 0.90",
+            f"full top_k ≥ {full_min:.1%} in every filter; recall@10 ≥ {recall_min:.3f} "
+            f"(per filter: {per_filter})",
+            "PASS" if full_min >= 1.0 and recall_min >= 0.90 else "MISS",
+        )
+    )
+    hybrid_p95 = pct(service["hybrid"])[1]
+    text_vector_p95 = pct(service["vector"])[1]
+    ratio = hybrid_p95 / text_vector_p95
+    rows.append(
+        (
+            "hybrid p95 ≤ 1.5 × vector p95 (service)",
+            f"hybrid {hybrid_p95:.1f} ms / vector {text_vector_p95:.1f} ms = {ratio:.2f}×",
+            "PASS" if ratio <= 1.5 else "MISS",
+        )
+    )
+    if results["api"]:
+        worst = max(results["api"], key=lambda mode: pct(results["api"][mode])[1])
+        worst_p95 = pct(results["api"][worst])[1]
+        rows.append(
+            (
+                "API p95 ≤ 50 ms (pooled connection)",
+                ", ".join(f"{mode} {pct(s)[1]:.1f} ms" for mode, s in results["api"].items()),
+                "PASS" if worst_p95 <= 50 else "MISS",
+            )
+        )
+    else:
+        rows.append(("API p95 ≤ 50 ms (pooled connection)", "not run (--skip-api)", "—"))
+    print("\nSummary")
+    width = max(len(r[0]) for r in rows)
+    for target, figure, verdict in rows:
+        print(f"  {verdict:4s}  {target:{width}s}  {figure}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
