@@ -178,7 +178,7 @@ def embedding_process_batch(
         # bursts followed by long waits).
         limits = replace(
             limits,
-            max_request_tokens=min(limits.max_request_tokens, settings.KIOKU_EMBEDDING_TPM // 10),
+            max_request_tokens=min(limits.max_request_tokens, settings.KIOKU_EMBEDDING_TPM // 20),
         )
     batches = plan_batches([counter.count(text) for text in texts], limits=limits)
     vectors: dict[int, list[float]] = {}
