@@ -166,7 +166,9 @@ KIOKU_EMBEDDING_CONCURRENCY = envint("KIOKU_EMBEDDING_CONCURRENCY", 2, minimum=1
 KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS = envint("KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS", 900, minimum=1)
 # Search: metadata keys that may be filtered on (allow-list), HNSW candidate list, RRF k,
 # the score bonus of pinned chunks.
-KIOKU_SEARCH_METADATA_FILTERS = envlist("KIOKU_SEARCH_METADATA_FILTERS", "brand,models,language,tags")
+KIOKU_SEARCH_METADATA_FILTERS = envlist(
+    "KIOKU_SEARCH_METADATA_FILTERS", "brand,models,language,tags"
+)
 KIOKU_SEARCH_EF_SEARCH = envint("KIOKU_SEARCH_EF_SEARCH", 40, minimum=1)
 KIOKU_SEARCH_RRF_K = envint("KIOKU_SEARCH_RRF_K", 60, minimum=1)
 KIOKU_SEARCH_PIN_BOOST = 0.01
