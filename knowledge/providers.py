@@ -758,7 +758,8 @@ class RequestPacer:
                     self.events.append(event)
                     return event
                 wait = self._wait_needed(now, tokens)
-            self.sleep(max(wait, 0.01))
+            # Re-check often: other threads settle or release capacity meanwhile.
+            self.sleep(min(max(wait, 0.01), 0.25))
 
     def _span(self) -> float:
         # The server's window starts when it receives a request, a little after we send it:
