@@ -186,7 +186,9 @@ def test_keyword_column_follows_edits():
 
 
 def test_words_inside_angle_brackets_are_indexed():
-    chunk = source_ingest_text(text="Press <reset> for 10 s. <script>alert(1)</script>", title="x").source.chunks.get()
+    chunk = source_ingest_text(
+        text="Press <reset> for 10 s. <script>alert(1)</script>", title="x"
+    ).source.chunks.get()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT search_vector @@ to_tsquery('simple', 'reset & alert') FROM knowledge_knowledgechunk WHERE id = %s",
