@@ -1,7 +1,8 @@
 """One error shape for the whole API: HTTP status + {"code", "message", "details"}.
 
-Apps raise `ApiError` subclasses (or domain errors mapped to them in `api.py`); the handlers in
-`config/api.py` turn every failure — ours, ninja's, Django's — into this shape.
+Each app's domain errors (IngestError, CurationError, WebFetchError, SearchError) subclass
+`ApiError`, so services raise them, pages and commands show them, and the API handler in
+`config/api.py` answers with this shape without a try/except per endpoint.
 """
 
 from typing import Any

@@ -12,7 +12,7 @@ from core.errors import ApiError, ErrorCode
 from knowledge import queries
 from knowledge.embedding import dead_letters_retry
 from knowledge.index import index_clear, index_rebuild
-from knowledge.ingestion import IngestError, IngestResult, source_ingest_file, source_ingest_text
+from knowledge.ingestion import IngestResult, source_ingest_file, source_ingest_text
 from knowledge.models import (
     DeadLetterChunk,
     KnowledgeChunk,
@@ -31,10 +31,10 @@ from knowledge.schemas import (
     SourceTextIn,
     SourceWebIn,
 )
-from knowledge.search import SearchError, search
+from knowledge.search import search
 from knowledge.search_schemas import SearchIn, SearchOut
-from knowledge.services import UNSET, CurationError, chunk_update, source_delete, source_update
-from knowledge.web import WebFetchError, web_source_fetch
+from knowledge.services import UNSET, chunk_update, source_delete, source_update
+from knowledge.web import web_source_fetch
 
 router = Router(tags=["sources"])
 
@@ -72,10 +72,6 @@ def _ingest_response(result: IngestResult):
     return Status(201 if result.outcome == "created" else 200, body)
 
 
-def _domain_error(exc: IngestError | CurationError) -> ApiError:
-    return ApiError(exc.code, exc.message)
-
-
 def _page(queryset, limit: int, offset: int) -> dict:
     return {
         "count": queryset.count(),
@@ -95,17 +91,14 @@ def source_create_from_text(request: HttpRequest, payload: SourceTextIn):
     size = len(payload.text.encode("utf-8", errors="replace"))
     if size > _upload_limit():
         raise _too_large(size)
-    try:
-        result = source_ingest_text(
-            text=payload.text,
-            text_format=payload.format,
-            source_type=payload.source_type,
-            title=payload.title,
-            uri=payload.uri,
-            metadata=payload.metadata,
-        )
-    except IngestError as exc:
-        raise _domain_error(exc) from None
+    result = source_ingest_text(
+        text=payload.text,
+        text_format=payload.format,
+        source_type=payload.source_type,
+        title=payload.title,
+        uri=payload.uri,
+        metadata=payload.metadata,
+    )
     return _ingest_response(result)
 
 
@@ -131,18 +124,15 @@ def source_create_from_file(
         parsed_metadata = None
     if not isinstance(parsed_metadata, dict):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "metadata must be a JSON object.", status=422)
-    try:
-        result = source_ingest_file(
-            data=file.read(),
-            filename=file.name,
-            content_type=file.content_type,
-            source_type=source_type,
-            title=title or None,
-            uri=uri,
-            metadata=parsed_metadata,
-        )
-    except IngestError as exc:
-        raise _domain_error(exc) from None
+    result = source_ingest_file(
+        data=file.read(),
+        filename=file.name,
+        content_type=file.content_type,
+        source_type=source_type,
+        title=title or None,
+        uri=uri,
+        metadata=parsed_metadata,
+    )
     return _ingest_response(result)
 
 
@@ -158,20 +148,13 @@ def source_create_from_url(request: HttpRequest, payload: SourceWebIn):
         if payload.fetch_interval_minutes
         else None
     )
-    try:
-        result = web_source_fetch(
-            url=payload.url,
-            source_type=payload.source_type,
-            title=payload.title or None,
-            metadata=payload.metadata,
-            fetch_interval=interval,
-        )
-    except WebFetchError as exc:
-        raise ApiError(
-            exc.code, exc.message, status=422 if exc.code == "WEB_INVALID_URL" else 502
-        ) from None
-    except IngestError as exc:
-        raise _domain_error(exc) from None
+    result = web_source_fetch(
+        url=payload.url,
+        source_type=payload.source_type,
+        title=payload.title or None,
+        metadata=payload.metadata,
+        fetch_interval=interval,
+    )
     return _ingest_response(result)
 
 
@@ -206,18 +189,15 @@ def source_patch(request: HttpRequest, source_id: int, payload: SourcePatchIn):
     if "fetch_interval_minutes" in payload.model_fields_set:
         minutes = payload.fetch_interval_minutes
         interval = timedelta(minutes=minutes) if minutes else None
-    try:
-        source_update(
-            source=source,
-            title=payload.title,
-            source_type=payload.source_type,
-            metadata=payload.metadata,
-            replace_metadata=payload.replace_metadata,
-            enabled=payload.enabled,
-            fetch_interval=interval,
-        )
-    except CurationError as exc:
-        raise _domain_error(exc) from None
+    source_update(
+        source=source,
+        title=payload.title,
+        source_type=payload.source_type,
+        metadata=payload.metadata,
+        replace_metadata=payload.replace_metadata,
+        enabled=payload.enabled,
+        fetch_interval=interval,
+    )
     return queries.sources_with_counts().get(pk=source.pk)
 
 
@@ -261,16 +241,13 @@ def chunk_patch(request: HttpRequest, chunk_id: int, payload: ChunkPatchIn):
         valid_until = None
     elif payload.valid_until is not None:
         valid_until = payload.valid_until
-    try:
-        return chunk_update(
-            chunk=chunk,
-            content=payload.content,
-            enabled=payload.enabled,
-            pinned=payload.pinned,
-            valid_until=valid_until,
-        )
-    except CurationError as exc:
-        raise _domain_error(exc) from None
+    return chunk_update(
+        chunk=chunk,
+        content=payload.content,
+        enabled=payload.enabled,
+        pinned=payload.pinned,
+        valid_until=valid_until,
+    )
 
 
 # --- The vector index ---------------------------------------------------------------------------
@@ -440,13 +417,10 @@ def knowledge_search(request: HttpRequest, payload: SearchIn):
     """Vector, keyword or hybrid (default) search. Errors: SEARCH_EMPTY_QUERY,
     VECTOR_INDEX_INVALID_TOP_K, SEARCH_INVALID_FILTER, SEARCH_INVALID_MODE, VECTOR_INDEX_EMPTY,
     VECTOR_INDEX_NOT_AVAILABLE, VECTOR_INDEX_EMBEDDING_GENERATION_FAILED."""
-    try:
-        return search(
-            payload.query,
-            mode=payload.mode,
-            top_k=payload.top_k,
-            filters=payload.filters,
-            min_similarity=payload.min_similarity,
-        )
-    except SearchError as exc:
-        raise ApiError(exc.code, exc.message, status=exc.status, details=exc.details) from None
+    return search(
+        payload.query,
+        mode=payload.mode,
+        top_k=payload.top_k,
+        filters=payload.filters,
+        min_similarity=payload.min_similarity,
+    )

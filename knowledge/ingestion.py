@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from core.errors import ApiError
 from knowledge.bulk import ChunkRow, chunks_copy
 from knowledge.chunking import chunk_sections, config_for_source_type
 from knowledge.documents import ExtractedDocument
@@ -33,13 +34,8 @@ logger = logging.getLogger(__name__)
 Outcome = Literal["created", "updated", "unchanged", "failed"]
 
 
-class IngestError(ValueError):
+class IngestError(ApiError):
     """Input the caller must fix (unknown source type, empty title…)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.dateparse import parse_date, parse_datetime
 
+from core.errors import ApiError
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceType
 from knowledge.parsers import normalize_text
 from knowledge.providers import ProviderError, get_embedding_provider
@@ -39,13 +40,8 @@ STOPWORDS = frozenset(
 )
 
 
-class SearchError(Exception):
-    def __init__(self, code: str, message: str, *, status: int = 400, details: dict | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.details = details or {}
+class SearchError(ApiError):
+    """A search the caller must change (empty query, bad filter…) or that cannot run now."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from core.errors import ApiError
 from knowledge.enqueue import embedding_enqueue
 from knowledge.ingestion import content_hash
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceType
@@ -15,11 +16,8 @@ from knowledge.tokens import get_token_counter
 UNSET = object()
 
 
-class CurationError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class CurationError(ApiError):
+    """A curation request the caller must fix (empty chunk text, self-supersession…)."""
 
 
 def sources_set_enabled(*, sources: QuerySet[KnowledgeSource], enabled: bool) -> int:

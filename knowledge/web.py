@@ -13,6 +13,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from core.errors import ApiError
 from knowledge.ingestion import IngestResult, source_ingest_file
 from knowledge.models import KnowledgeSource, SourceStatus, SourceType
 from knowledge.services import source_update
@@ -21,11 +22,10 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "Kioku/0.1 (+knowledge-base fetcher)"
 
 
-class WebFetchError(Exception):
+class WebFetchError(ApiError):
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        # A bad URL is the caller's to fix; anything else went wrong at the remote site.
+        super().__init__(code, message, status=422 if code == "WEB_INVALID_URL" else 502)
 
 
 def validate_url(url: str) -> str:
