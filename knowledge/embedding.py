@@ -36,6 +36,7 @@ from knowledge.models import (
     EmbeddingPipelineState,
     EmbeddingStatus,
     KnowledgeChunk,
+    embedding_requeue_fields,
 )
 from knowledge.providers import (
     EmbeddingProvider,
@@ -441,11 +442,7 @@ def embedding_queue_other_models(*, model: type[EmbeddableModel] = KnowledgeChun
         embedding_model=current
     )
     embedding_enqueue()
-    return rows.update(
-        embedding_status=EmbeddingStatus.PENDING,
-        embedding_attempts=0,
-        embedding_next_attempt_at=timezone.now(),
-    )
+    return rows.update(**embedding_requeue_fields())
 
 
 def dead_letters_retry(
@@ -456,9 +453,4 @@ def dead_letters_retry(
     if ids is not None:
         rows = rows.filter(pk__in=ids)
     embedding_enqueue()
-    return rows.update(
-        embedding_status=EmbeddingStatus.PENDING,
-        embedding_attempts=0,
-        embedding_next_attempt_at=timezone.now(),
-        embedding_claimed_until=None,
-    )
+    return rows.update(**embedding_requeue_fields())

@@ -20,6 +20,7 @@ from knowledge.models import (
     KnowledgeChunk,
     KnowledgeSource,
     SourceStatus,
+    embedding_requeue_fields,
 )
 from knowledge.queries import current_embedding_model
 from knowledge.services import chunks_mark_for_embedding
@@ -104,10 +105,7 @@ def index_clear() -> int:
         embedding_model="",
         embedding_text_hash="",
         embedded_at=None,
-        embedding_status=EmbeddingStatus.PENDING,
-        embedding_attempts=0,
-        embedding_next_attempt_at=now,
-        embedding_claimed_until=None,
+        **embedding_requeue_fields(),
         updated_at=now,
     )
     KnowledgeSource.objects.filter(

@@ -30,6 +30,19 @@ class EmbeddingStatus(models.TextChoices):
     DEAD = "dead", "Dead letter"
 
 
+def embedding_requeue_fields() -> dict:
+    """Column values that put an embeddable row back in the queue with a fresh set of attempts
+    (any vector it has stays until replaced)."""
+    from django.utils import timezone
+
+    return {
+        "embedding_status": EmbeddingStatus.PENDING,
+        "embedding_attempts": 0,
+        "embedding_next_attempt_at": timezone.now(),
+        "embedding_claimed_until": None,
+    }
+
+
 class EmbeddableModel(models.Model):
     """The embedding bookkeeping every embeddable row shares (chunks now, problem cards later).
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from core.errors import ApiError
 from knowledge.enqueue import embedding_enqueue
 from knowledge.ingestion import content_hash
-from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceType
+from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, embedding_requeue_fields
 from knowledge.tokens import get_token_counter
 
 UNSET = object()
@@ -116,13 +116,7 @@ def chunks_mark_for_embedding(
     queryset = chunks if ids is None else KnowledgeChunk.objects.filter(pk__in=ids)
     _mark_sources_pending(queryset.values("source_id"))
     embedding_enqueue()
-    return queryset.update(
-        embedding_status=EmbeddingStatus.PENDING,
-        embedding_attempts=0,
-        embedding_next_attempt_at=timezone.now(),
-        embedding_claimed_until=None,
-        updated_at=timezone.now(),
-    )
+    return queryset.update(**embedding_requeue_fields(), updated_at=timezone.now())
 
 
 def _reset_embedding(chunk: KnowledgeChunk, *, drop_vector: bool) -> None:
@@ -131,10 +125,8 @@ def _reset_embedding(chunk: KnowledgeChunk, *, drop_vector: bool) -> None:
         chunk.embedding_model = ""
         chunk.embedding_text_hash = ""
         chunk.embedded_at = None
-    chunk.embedding_status = EmbeddingStatus.PENDING
-    chunk.embedding_attempts = 0
-    chunk.embedding_next_attempt_at = timezone.now()
-    chunk.embedding_claimed_until = None
+    for field, value in embedding_requeue_fields().items():
+        setattr(chunk, field, value)
 
 
 def _mark_sources_pending(source_ids) -> None:
