@@ -232,9 +232,9 @@ def exact_search(vector, *, model: str, filters, limit: int) -> list[tuple[int, 
     from django.conf import settings
     from django.db import connection, transaction
 
-    from knowledge.search import CHUNK, SOURCE, _where
+    from knowledge.search import CHUNK, SOURCE, _where, resolve_scope
 
-    clauses, params = _where(filters)
+    clauses, params = _where(resolve_scope(filters))
     clauses += ["c.embedding IS NOT NULL", "c.embedding_model = %s"]
     params.append(model)
     literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
@@ -327,10 +327,11 @@ def ef_search(value: int):
 def timed_vector_search(
     vector, *, model: str, filters, limit: int = TOP_K
 ) -> tuple[list[tuple[int, float]], float]:
-    from knowledge.search import _vector_search
+    from knowledge.search import _vector_search, resolve_scope
 
     started = time.perf_counter()
-    ranked = _vector_search(vector, model=model, limit=limit, filters=filters, min_similarity=None)
+    scope = resolve_scope(filters)
+    ranked = _vector_search(vector, model=model, limit=limit, scope=scope, min_similarity=None)
     elapsed = (time.perf_counter() - started) * 1000
     return [(hit.chunk_id, hit.score) for hit in ranked], elapsed
 

@@ -26,6 +26,16 @@ def _tasks_run_inline():
     Conf.SYNC = previous
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _side_query_connections_closed(django_db_setup, django_db_blocker):
+    """Hybrid search's side threads hold their own connections: close them before the test
+    database is dropped."""
+    yield
+    from knowledge import side_queries
+
+    side_queries.shutdown()
+
+
 @pytest.fixture(autouse=True)
 def _no_embedding_on_write(settings):
     # Tasks run inline in tests, so embedding on every commit would make ingestion tests depend

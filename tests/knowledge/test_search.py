@@ -1,12 +1,20 @@
 """The search service: modes, thresholds, filters, CJK, error codes, safety, index usage."""
 
+import threading
+
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from knowledge.embedding import embedding_run, pipeline_resume
 from knowledge.models import KnowledgeChunk, KnowledgeSource
-from knowledge.search import SearchError, highlight_snippet, parse_filters, search
+from knowledge.search import (
+    SearchError,
+    highlight_snippet,
+    parse_filters,
+    resolve_scope,
+    search,
+)
 from knowledge.services import chunk_update
 from tests.core.test_api import assert_error_shape
 from tests.knowledge.factories import make_source
@@ -157,6 +165,61 @@ def test_filters_narrow_every_mode(corpus, filters, expected):
         assert found <= expected, (mode, found)
         if mode != "keyword":
             assert found == expected, (mode, found)
+
+
+def test_filters_are_resolved_to_source_ids_first(corpus):
+    scope = resolve_scope(parse_filters({"metadata": {"brand": "Kagiya"}, "source_type": "faq"}))
+    assert scope.source_ids == (corpus["e21"].pk,)
+    assert resolve_scope(parse_filters({})).source_ids is None
+    nothing = resolve_scope(parse_filters({"metadata": {"brand": "Nobody"}}))
+    assert nothing.is_empty
+    for mode in ("vector", "keyword", "hybrid"):
+        assert (
+            search("battery E-21", mode=mode, filters={"metadata": {"brand": "Nobody"}}).hits == []
+        )
+
+
+def _index_setting(statements) -> str:
+    return next(params[1] for sql, params in statements if "set_config('enable_indexscan'" in sql)
+
+
+def test_a_small_filtered_set_is_searched_exactly_a_large_one_through_hnsw(corpus, settings):
+    filters = {"metadata": {"brand": "Kagiya"}}
+    statements = _captured_sql(lambda: search("battery", mode="vector", filters=filters))
+    assert _index_setting(statements) == "off"  # exact: every filtered row's distance
+    exact = search("battery", mode="vector", filters=filters)
+
+    settings.KIOKU_SEARCH_EXACT_MAX_ROWS = 0
+    statements = _captured_sql(lambda: search("battery", mode="vector", filters=filters))
+    assert _index_setting(statements) == "on"
+    through_index = search("battery", mode="vector", filters=filters)
+    assert [h.chunk_id for h in through_index.hits] == [h.chunk_id for h in exact.hits]
+
+    unfiltered = _captured_sql(lambda: search("battery", mode="vector"))
+    assert _index_setting(unfiltered) == "on"
+
+
+def test_keyword_ranks_chunks_holding_every_term_above_those_holding_some(settings):
+    settings.OPENAI_API_KEY = ""
+    # "strike" alone appears many times in one chunk (a high ts_rank); the chunk holding both
+    # words must still come first.
+    make_source(text="strike strike strike strike strike plate? no, strike.", title="Some")
+    make_source(text="Adjust the strike and the latch.", title="Strike only")
+    make_source(text="The bolt rubs the strike plate.", title="Every")
+    result = search("strike bolt", mode="keyword", top_k=3)
+    assert titles(result)[0] == "Every"
+    assert set(titles(result)) == {"Every", "Strike only", "Some"}
+
+
+def test_keyword_ranks_a_bounded_candidate_set(settings):
+    settings.OPENAI_API_KEY = ""
+    settings.KIOKU_SEARCH_KEYWORD_CANDIDATES = 10
+    for n in range(30):
+        make_source(text=f"Gasket note {n}: check the gasket.", title=f"Gasket {n}")
+    statements = _captured_sql(lambda: search("gasket", mode="keyword", top_k=5))
+    sql, params = next((s, p) for s, p in statements if "ts_rank" in s)
+    assert 10 in params and "LIMIT" in sql
+    assert len(search("gasket", mode="keyword", top_k=5).hits) == 5
 
 
 def test_source_id_and_date_filters(corpus):
@@ -372,3 +435,35 @@ def test_search_command_prints_results(corpus, capsys):
     call_command("search", "E-21", "--mode", "keyword", "--top-k", "2")
     out = capsys.readouterr().out
     assert "Troubleshooting" in out and "keyword #1" in out
+
+
+def test_hybrid_runs_the_keyword_query_on_a_second_connection(corpus, settings):
+    threads = []
+
+    def record(execute, sql, params, many, context):
+        threads.append(("ts_rank" in sql, threading.current_thread().name))
+        return execute(sql, params, many, context)
+
+    side = search("E-21 strike plate", mode="hybrid", top_k=4)
+    with connection.execute_wrapper(record):  # only wraps this thread's connection
+        search("E-21 strike plate", mode="hybrid", top_k=4)
+    assert threads and not any(is_keyword for is_keyword, _ in threads)
+
+    settings.KIOKU_SEARCH_SIDE_WORKERS = 0
+    inline = search("E-21 strike plate", mode="hybrid", top_k=4)
+    assert [(h.chunk_id, h.score) for h in inline.hits] == [
+        (h.chunk_id, h.score) for h in side.hits
+    ]
+    with connection.execute_wrapper(record):
+        search("E-21 strike plate", mode="hybrid", top_k=4)
+    assert any(is_keyword for is_keyword, _ in threads)
+
+
+def test_inside_a_transaction_hybrid_sees_uncommitted_rows(settings):
+    settings.OPENAI_API_KEY = ""
+    with transaction.atomic():
+        make_source(text="The gearbox squeals when cold.", title="Uncommitted")
+        embedding_run()
+        hits = search("gearbox squeals", mode="hybrid").hits
+        assert [h.source_title for h in hits] == ["Uncommitted"]
+        assert hits[0].keyword_rank == 1  # the keyword query ran on this connection

@@ -1,0 +1,74 @@
+"""Run a read query on a second database connection while the calling thread runs another.
+
+Hybrid search sends its keyword query here so that it runs while the calling thread embeds the
+question and runs the vector query. Each worker thread has its own Django connection, handled
+as a request would be: `close_old_connections()` before and after each query, so a pooled
+connection (KIOKU_DB_POOL) goes back to the pool and a persistent one honours CONN_MAX_AGE.
+
+Not used inside a transaction (the second connection would not see the caller's uncommitted
+rows) or when KIOKU_SEARCH_SIDE_WORKERS is 0.
+"""
+
+import atexit
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, connections
+
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def available() -> bool:
+    return settings.KIOKU_SEARCH_SIDE_WORKERS > 0 and not connection.in_atomic_block
+
+
+def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.KIOKU_SEARCH_SIDE_WORKERS, thread_name_prefix="kioku-side"
+            )
+    return _executor.submit(_run, fn, args, kwargs)
+
+
+def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    close_old_connections()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
+def shutdown() -> None:
+    """Close the workers' connections and stop them (tests call it before the test database is
+    dropped; at interpreter exit it runs by itself)."""
+    global _executor
+    with _lock:
+        executor, _executor = _executor, None
+    if executor is None:
+        return
+    # Every worker closes its own connection: the barrier makes each take one task.
+    workers = executor._max_workers
+    barrier = threading.Barrier(workers)
+
+    def close_own() -> None:
+        try:
+            barrier.wait(timeout=5)
+        except threading.BrokenBarrierError:
+            pass
+        connections.close_all()
+
+    try:
+        for _ in range(workers):
+            executor.submit(close_own)
+    except RuntimeError:
+        pass  # interpreter exit: the workers are already stopped, their sockets close with them
+    executor.shutdown(wait=True)
+
+
+atexit.register(shutdown)
