@@ -37,7 +37,7 @@ from django.urls import reverse
 from core.errors import ApiError
 from knowledge.chat import ChatError, ChatUsage, get_chat_provider
 from knowledge.models import Answer, AnswerFeedback, AnswerMode, AnswerOutcome, AnswerSource
-from knowledge.search import CJK_RUN, SearchError, SearchHit, SearchResult, search
+from knowledge.search import CJK_RUN, SearchError, SearchHit, SearchResult, parse_filters, search
 
 MAX_TOP_K = 20
 EXTRACTIVE_PASSAGES = 3
@@ -425,10 +425,18 @@ def _store_failure(ask: _Ask, code: str, message: str) -> Answer:
     return _store(ask, "", AnswerOutcome.FAILED, cited=[], error_code=code, error_message=message)
 
 
-def _start(question, top_k, filters, channel, user, api_key) -> _Ask:
+def ask_validate(*, question, top_k: int | None, filters: dict | None) -> tuple[str, int]:
+    """Check a question before anything runs (the streaming API answers a bad request with a
+    plain error instead of an event stream). Returns the question and top_k to use."""
     if top_k is None:
         top_k = settings.KIOKU_ASK_TOP_K
     question, top_k = _validate(question, top_k)
+    parse_filters(filters)
+    return question, top_k
+
+
+def _start(question, top_k, filters, channel, user, api_key) -> _Ask:
+    question, top_k = ask_validate(question=question, top_k=top_k, filters=filters)
     return _Ask(
         question=question,
         language=detect_language(question),
@@ -474,12 +482,6 @@ def answer_ask_stream(
         yield from _events(ask, streaming=True)
     except ApiError as exc:
         yield AskEvent("error", {"code": exc.code, "message": exc.message, "details": exc.details})
-
-
-def sse_encode(event: AskEvent) -> bytes:
-    """One server-sent event."""
-    payload = json.dumps(event.data, ensure_ascii=False, default=str)
-    return f"event: {event.kind}\ndata: {payload}\n\n".encode()
 
 
 # --- Feedback -----------------------------------------------------------------------------------
