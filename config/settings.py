@@ -3,7 +3,7 @@ the README has the table."""
 
 from pathlib import Path
 
-from config.env import database_from_url, envbool, envint, envlist, envstr
+from config.env import database_from_url, envbool, envfloat, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -179,6 +179,21 @@ KIOKU_SEARCH_RRF_K = envint("KIOKU_SEARCH_RRF_K", 60, minimum=1)
 KIOKU_SEARCH_PIN_BOOST = 0.01
 KIOKU_SEARCH_MAX_QUERY_CHARS = envint("KIOKU_SEARCH_MAX_QUERY_CHARS", 2000, minimum=10)
 # Per source type chunk sizes, e.g. {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
+# Answers (knowledge/answering.py). A retrieved passage counts as relevant when its vector
+# similarity reaches the threshold of the embedding provider in use (the local offline vectors
+# score lower than OpenAI's), or when it shares the question's words: a keyword match with
+# ts_rank ≥ KIOKU_ASK_MIN_KEYWORD_SCORE, or for CJK questions at least half of the question's
+# content bigrams. No relevant passage → the "no relevant documents" answer, no model call.
+KIOKU_ASK_TOP_K = envint("KIOKU_ASK_TOP_K", 5, minimum=1)
+KIOKU_ASK_MIN_SIMILARITY = envfloat("KIOKU_ASK_MIN_SIMILARITY", 0.35, minimum=-1, maximum=1)
+KIOKU_ASK_MIN_SIMILARITY_OFFLINE = envfloat(
+    "KIOKU_ASK_MIN_SIMILARITY_OFFLINE", 0.5, minimum=-1, maximum=1
+)
+KIOKU_ASK_MIN_KEYWORD_SCORE = envfloat("KIOKU_ASK_MIN_KEYWORD_SCORE", 0.05, minimum=0)
+KIOKU_CHAT_TIMEOUT_SECONDS = envint("KIOKU_CHAT_TIMEOUT_SECONDS", 60, minimum=1)
+KIOKU_CHAT_MAX_ATTEMPTS = envint("KIOKU_CHAT_MAX_ATTEMPTS", 3, minimum=1)
+KIOKU_CHAT_MAX_TOKENS = envint("KIOKU_CHAT_MAX_TOKENS", 800, minimum=16)
+
 KIOKU_CHUNKING: dict = {}
 # Chunk count past which the index dashboard and /api/v1/index/status warn: time to check search
 # latency and plan partitioning (the platform decision set the alert at 500,000 rows).

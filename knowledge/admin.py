@@ -1,10 +1,20 @@
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html
 
+from knowledge.answering import answer_feedback
 from knowledge.embedding import dead_letters_retry
 from knowledge.ingestion import source_rechunk
-from knowledge.models import DeadLetterChunk, EmbeddingStatus, KnowledgeChunk, KnowledgeSource
+from knowledge.models import (
+    Answer,
+    AnswerSource,
+    DeadLetterChunk,
+    EmbeddingStatus,
+    KnowledgeChunk,
+    KnowledgeSource,
+)
 from knowledge.services import (
     CurationError,
     chunk_update,
@@ -230,3 +240,94 @@ class DeadLetterChunkAdmin(admin.ModelAdmin):
     def retry(self, request, queryset):
         count = dead_letters_retry(ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Queued {count} dead letter(s) for embedding.")
+
+
+# --- Answers ------------------------------------------------------------------------------------
+
+
+class AnswerSourceInline(admin.TabularInline):
+    model = AnswerSource
+    extra = 0
+    can_delete = False
+    fields = [
+        "rank",
+        "cited",
+        "chunk_link",
+        "source_title",
+        "score",
+        "vector_score",
+        "keyword_score",
+        "passage",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="chunk")
+    def chunk_link(self, source: AnswerSource) -> str:
+        if source.chunk_id is None:
+            return "(deleted)"
+        url = reverse("admin:knowledge_knowledgechunk_change", args=[source.chunk_id])
+        return format_html('<a href="{}">#{}</a>', url, source.chunk_id)
+
+    @admin.display(description="passage")
+    def passage(self, source: AnswerSource) -> str:
+        return " ".join(source.quoted_text.split())[:300]
+
+
+@admin.register(Answer)
+class AnswerAdmin(admin.ModelAdmin):
+    """The answer log. Not-helpful answers are the curation queue (filter on feedback); their
+    retrieved chunks are one click away in the inline."""
+
+    list_display = [
+        "id",
+        "question_preview",
+        "outcome",
+        "mode",
+        "feedback",
+        "latency_ms",
+        "channel",
+        "created_at",
+    ]
+    list_filter = ["feedback", "outcome", "mode", "channel", "language"]
+    search_fields = ["question", "answer", "feedback_comment"]
+    date_hierarchy = "created_at"
+    inlines = [AnswerSourceInline]
+    actions = ["mark_helpful", "mark_not_helpful"]
+    readonly_fields = [
+        f.name for f in Answer._meta.fields if f.name not in ("feedback", "feedback_comment")
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="question")
+    def question_preview(self, answer: Answer) -> str:
+        return answer.question[:80]
+
+    def save_model(self, request, obj: Answer, form, change) -> None:
+        if "feedback" in form.changed_data or "feedback_comment" in form.changed_data:
+            if obj.feedback:
+                answer_feedback(
+                    answer=obj,
+                    is_helpful=obj.feedback == "helpful",
+                    comment=obj.feedback_comment,
+                    by=request.user.get_username(),
+                )
+                return
+        super().save_model(request, obj, form, change)
+
+    def _feedback(self, request, queryset, *, is_helpful: bool) -> None:
+        for answer in queryset:
+            answer_feedback(answer=answer, is_helpful=is_helpful, by=request.user.get_username())
+        self.message_user(request, f"{queryset.count()} answer(s) updated.", messages.SUCCESS)
+
+    @admin.action(description="Mark as helpful (leave the curation queue)")
+    def mark_helpful(self, request, queryset) -> None:
+        self._feedback(request, queryset, is_helpful=True)
+
+    @admin.action(description="Mark as not helpful (curation queue)")
+    def mark_not_helpful(self, request, queryset) -> None:
+        self._feedback(request, queryset, is_helpful=False)

@@ -10,10 +10,17 @@ from ninja.files import UploadedFile
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
 from knowledge import queries
+from knowledge.answering import (
+    answer_ask,
+    answer_ask_stream,
+    answer_feedback,
+    ask_validate,
+)
 from knowledge.embedding import dead_letters_retry
 from knowledge.index import index_clear, index_rebuild
 from knowledge.ingestion import IngestResult, source_ingest_file, source_ingest_text
 from knowledge.models import (
+    Answer,
     DeadLetterChunk,
     KnowledgeChunk,
     KnowledgeSource,
@@ -21,9 +28,12 @@ from knowledge.models import (
     SourceType,
 )
 from knowledge.schemas import (
+    AnswerOut,
+    AskIn,
     ChunkOut,
     ChunkPage,
     ChunkPatchIn,
+    FeedbackIn,
     IngestOut,
     SourceOut,
     SourcePage,
@@ -34,6 +44,7 @@ from knowledge.schemas import (
 from knowledge.search import search
 from knowledge.search_schemas import SearchIn, SearchOut
 from knowledge.services import UNSET, chunk_update, source_delete, source_update
+from knowledge.sse import event_stream_response
 from knowledge.web import web_source_fetch
 
 router = Router(tags=["sources"])
@@ -424,3 +435,73 @@ def knowledge_search(request: HttpRequest, payload: SearchIn):
         filters=payload.filters,
         min_similarity=payload.min_similarity,
     )
+
+
+@router.post("/ask", response=AnswerOut, auth=read_auth, tags=["answers"], summary="Ask a question")
+def ask(request: HttpRequest, payload: AskIn):
+    """The answer with numbered citations [n] to the passages it used. Without an index: the
+    "index not built" answer; nothing relevant: the "no relevant documents" answer (no model
+    call). Offline (no OpenAI key): an extractive answer, `mode: offline`."""
+    answer = answer_ask(
+        question=payload.question,
+        top_k=payload.top_k,
+        filters=payload.filters,
+        channel="api",
+        api_key=request.auth,
+    )
+    return queries.answer_detail(answer.pk)
+
+
+@router.post(
+    "/ask/stream",
+    auth=read_auth,
+    tags=["answers"],
+    summary="Ask a question, streamed as server-sent events",
+    response={200: None},
+    openapi_extra={"responses": {200: {"content": {"text/event-stream": {}}}}},
+)
+def ask_stream(request: HttpRequest, payload: AskIn):
+    """`text/event-stream` events: `sources` ({sources: [{number, chunk_id, chunk_url,
+    source_id, source_title, …}], mode, language}), `delta` ({text}) as the answer is written,
+    then `done` ({answer_id, answer, outcome, cited}) or `error` ({code, message}). A request
+    that is invalid before anything runs gets the usual JSON error instead."""
+    ask_validate(question=payload.question, top_k=payload.top_k, filters=payload.filters)
+    events = answer_ask_stream(
+        question=payload.question,
+        top_k=payload.top_k,
+        filters=payload.filters,
+        channel="api",
+        api_key=request.auth,
+    )
+    return event_stream_response(events)
+
+
+@router.get(
+    "/answers/{answer_id}",
+    response=AnswerOut,
+    auth=read_auth,
+    tags=["answers"],
+    summary="One stored answer",
+)
+def answer_get(request: HttpRequest, answer_id: int):
+    return get_object_or_404(queries.answers_with_sources(), pk=answer_id)
+
+
+@router.post(
+    "/answers/{answer_id}/feedback",
+    response=AnswerOut,
+    auth=read_auth,
+    tags=["answers"],
+    summary="Helpful or not (+ comment)",
+)
+def answer_feedback_create(request: HttpRequest, answer_id: int, payload: FeedbackIn):
+    """Not helpful puts the answer in the curation queue. Read keys may give feedback: the
+    clients that ask (bots, widgets) are the ones that hear whether an answer helped."""
+    answer = get_object_or_404(Answer, pk=answer_id)
+    answer_feedback(
+        answer=answer,
+        is_helpful=payload.helpful,
+        comment=payload.comment,
+        by=f"api:{request.auth.name}",
+    )
+    return queries.answer_detail(answer.pk)

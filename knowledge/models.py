@@ -278,3 +278,127 @@ class DeadLetterChunk(KnowledgeChunk):
         proxy = True
         verbose_name = "dead letter (embedding)"
         verbose_name_plural = "dead letters (embedding)"
+
+
+# --- Answers ------------------------------------------------------------------------------------
+
+
+class AnswerOutcome(models.TextChoices):
+    ANSWERED = "answered", "Answered"
+    NO_RELEVANT = "no_relevant", "No relevant documents"
+    INDEX_NOT_BUILT = "index_not_built", "Index not built"
+    FAILED = "failed", "Failed"
+
+
+class AnswerMode(models.TextChoices):
+    ONLINE = "online", "Online (language model)"
+    OFFLINE = "offline", "Offline (extractive)"
+
+
+class AnswerFeedback(models.TextChoices):
+    NONE = "", "No feedback"
+    HELPFUL = "helpful", "Helpful"
+    NOT_HELPFUL = "not_helpful", "Not helpful"
+
+
+class AnswerQuerySet(models.QuerySet):
+    def needs_curation(self) -> "AnswerQuerySet":
+        """The curation queue: answers someone marked as not helpful."""
+        return self.filter(feedback=AnswerFeedback.NOT_HELPFUL)
+
+    def content_gaps(self) -> "AnswerQuerySet":
+        """Questions the knowledge base had nothing relevant for."""
+        return self.filter(outcome=AnswerOutcome.NO_RELEVANT)
+
+
+class Answer(models.Model):
+    """One question asked (page, API or CLI) and what came back, kept for curation."""
+
+    question = models.TextField()
+    # Lower-cased, punctuation and extra spaces removed: groups the content-gap list.
+    question_normalized = models.TextField(db_index=True)
+    language = models.CharField(max_length=8)
+    answer = models.TextField(blank=True)
+    outcome = models.CharField(max_length=16, choices=AnswerOutcome.choices)
+    mode = models.CharField(max_length=8, choices=AnswerMode.choices)
+    model = models.CharField(max_length=100, blank=True)
+    top_k = models.PositiveSmallIntegerField()
+    filters = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    channel = models.CharField(max_length=8, help_text="web, api or cli")
+    asked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="answers_asked",
+    )
+    api_key = models.ForeignKey(
+        "core.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="answers"
+    )
+    feedback = models.CharField(
+        max_length=12, choices=AnswerFeedback.choices, default=AnswerFeedback.NONE, blank=True
+    )
+    feedback_comment = models.TextField(blank=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
+    feedback_by = models.CharField(
+        max_length=150, blank=True, help_text="User name or API key name."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AnswerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(question=""), name="answer_question_not_empty"),
+        ]
+        indexes = [
+            # Used by the curation queue.
+            models.Index(
+                fields=["-created_at"],
+                name="answer_not_helpful_idx",
+                condition=Q(feedback="not_helpful"),
+            ),
+            models.Index(fields=["outcome", "-created_at"], name="answer_outcome_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.question[:60]}"
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.prompt_tokens is None and self.completion_tokens is None:
+            return None
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+
+class AnswerSource(models.Model):
+    """A passage retrieved for an answer: number [rank] in the prompt, `cited` when the answer
+    refers to it. Title and text are copied so the record survives edits to the chunk."""
+
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="sources")
+    chunk = models.ForeignKey(
+        KnowledgeChunk, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source_id = models.PositiveBigIntegerField()
+    source_title = models.CharField(max_length=500)
+    quoted_text = models.TextField()
+    score = models.FloatField()
+    vector_score = models.FloatField(null=True, blank=True)
+    keyword_score = models.FloatField(null=True, blank=True)
+    rank = models.PositiveSmallIntegerField()
+    cited = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["answer_id", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["answer", "rank"], name="answer_source_unique_rank"),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.rank}] {self.source_title}"

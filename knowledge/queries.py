@@ -9,6 +9,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from knowledge.models import (
+    Answer,
     EmbeddingPipelineState,
     EmbeddingStatus,
     KnowledgeChunk,
@@ -175,3 +176,31 @@ def index_sizes() -> dict[str, dict]:
         )
         rows = cursor.fetchall()
     return {name: {"bytes": size, "pretty": pretty or "missing"} for name, size, pretty in rows}
+
+
+# --- Answers --------------------------------------------------------------------------------------
+
+
+def answers_with_sources() -> QuerySet[Answer]:
+    return Answer.objects.select_related("asked_by", "api_key").prefetch_related("sources")
+
+
+def answer_detail(answer_id: int) -> Answer:
+    return answers_with_sources().get(pk=answer_id)
+
+
+def answers_needing_curation() -> QuerySet[Answer]:
+    """The curation queue: not-helpful answers, newest feedback first, with retrieved chunks."""
+    return answers_with_sources().needs_curation().order_by("-feedback_at", "-id")
+
+
+def content_gaps(limit: int = 200) -> list[dict]:
+    """Questions that got the "no relevant documents" answer, grouped by normalised question
+    (case, punctuation and spacing ignored), most asked first: what the knowledge base lacks."""
+    rows = (
+        Answer.objects.content_gaps()
+        .values("question_normalized")
+        .annotate(times=Count("id"), last_asked=Max("created_at"), question=Max("question"))
+        .order_by("-times", "-last_asked")[:limit]
+    )
+    return list(rows)

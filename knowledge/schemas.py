@@ -115,3 +115,68 @@ class SourcePage(Page):
 
 class ChunkPage(Page):
     items: list[ChunkOut]
+
+
+# --- Answers ------------------------------------------------------------------------------------
+
+
+class AskIn(Schema):
+    question: str = Field(description="The question, in Japanese, Chinese or English.")
+    top_k: int | None = Field(None, description="Passages to retrieve, 1–20 (KIOKU_ASK_TOP_K).")
+    filters: dict = Field(
+        default_factory=dict, description="The search filters (see POST /search)."
+    )
+
+
+class AnswerSourceOut(Schema):
+    number: int = Field(description="The [n] used in the answer text.")
+    chunk_id: int | None
+    source_id: int
+    source_title: str
+    quoted_text: str
+    score: float
+    vector_score: float | None
+    keyword_score: float | None
+    cited: bool
+
+    @staticmethod
+    def resolve_number(obj) -> int:
+        return obj.rank
+
+
+class AnswerOut(Schema):
+    id: int
+    question: str
+    answer: str
+    outcome: str = Field(description="answered, no_relevant, index_not_built or failed")
+    mode: str = Field(description="online (language model) or offline (extractive)")
+    offline: bool
+    model: str
+    language: str
+    top_k: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: int
+    error_code: str
+    feedback: str = Field(description="'', helpful or not_helpful")
+    feedback_comment: str
+    created_at: datetime
+    citations: list[AnswerSourceOut] = Field(description="The sources the answer cites.")
+    sources: list[AnswerSourceOut] = Field(description="Every passage retrieved, in rank order.")
+
+    @staticmethod
+    def resolve_offline(obj) -> bool:
+        return obj.mode == "offline"
+
+    @staticmethod
+    def resolve_citations(obj) -> list:
+        return [source for source in obj.sources.all() if source.cited]
+
+    @staticmethod
+    def resolve_sources(obj) -> list:
+        return list(obj.sources.all())
+
+
+class FeedbackIn(Schema):
+    helpful: bool
+    comment: str = Field("", max_length=2000)

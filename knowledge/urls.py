@@ -16,4 +16,10 @@ urlpatterns = [
     path("index/rebuild/", views.index_rebuild, name="index-rebuild"),
     path("index/clear/", views.index_clear, name="index-clear"),
     path("search/", views.search_page, name="search"),
+    path("ask/", views.ask_page, name="ask"),
+    path("ask/stream/", views.ask_stream, name="ask-stream"),
+    path("answers/<int:answer_id>/", views.answer_detail, name="answer-detail"),
+    path("answers/<int:answer_id>/feedback/", views.answer_feedback_view, name="answer-feedback"),
+    path("answers/feedback-queue/", views.answer_queue, name="answer-queue"),
+    path("answers/gaps/", views.content_gaps, name="content-gaps"),
 ]

@@ -86,3 +86,29 @@ def test_editing_a_chunk_in_admin_queues_reembedding(admin_client):
     chunk.refresh_from_db()
     assert chunk.content == "Rewritten by a curator."
     assert chunk.embedding is None and chunk.embedding_status == "pending"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_answer_admin_filters_not_helpful_and_shows_the_retrieved_chunks(admin_client, settings):
+    from knowledge.answering import answer_ask, answer_feedback
+    from knowledge.embedding import embedding_run, pipeline_resume
+
+    settings.OPENAI_API_KEY = ""
+    pipeline_resume()
+    make_source(uri="kb://a")
+    embedding_run()
+    bad = answer_ask(question="How do I replace the batteries?")
+    good = answer_ask(question="What does E-21 mean?")
+    answer_feedback(answer=bad, is_helpful=False, by="root")
+    html = admin_client.get("/admin/knowledge/answer/?feedback__exact=not_helpful").content.decode()
+    assert "How do I replace the batteries?" in html and "What does E-21 mean?" not in html
+    detail = admin_client.get(f"/admin/knowledge/answer/{bad.pk}/change/").content.decode()
+    chunk_id = bad.sources.get(rank=1).chunk_id
+    assert f"/admin/knowledge/knowledgechunk/{chunk_id}/change/" in detail
+    admin_client.post(
+        "/admin/knowledge/answer/",
+        {"action": "mark_not_helpful", "_selected_action": [str(good.pk)]},
+        follow=True,
+    )
+    good.refresh_from_db()
+    assert good.feedback == "not_helpful" and good.feedback_by == "root"
