@@ -199,6 +199,33 @@ KIOKU_CHUNKING: dict = {}
 # latency and plan partitioning (the platform decision set the alert at 500,000 rows).
 KIOKU_INDEX_ROW_ALERT = envint("KIOKU_INDEX_ROW_ALERT", 500_000, minimum=1)
 
+# --- Sessions (short-term memory) ------------------------------------------------------------
+# Messages returned to a bot with every append (its recent context), and the most one append
+# request may carry (more is refused with SESSION_TOO_MANY_MESSAGES).
+KIOKU_SESSION_CONTEXT_MESSAGES = envint("KIOKU_SESSION_CONTEXT_MESSAGES", 20, minimum=0)
+KIOKU_SESSION_MAX_APPEND = envint("KIOKU_SESSION_MAX_APPEND", 500, minimum=1)
+KIOKU_SESSION_MAX_MESSAGE_CHARS = envint("KIOKU_SESSION_MAX_MESSAGE_CHARS", 32_000, minimum=100)
+# Archiver: sessions idle this long become knowledge; fewer user messages than the minimum (or
+# only bot messages) are skipped with a reason; the last K messages stay as live context.
+KIOKU_SESSION_IDLE_MINUTES = envint("KIOKU_SESSION_IDLE_MINUTES", 30, minimum=1)
+KIOKU_SESSION_MIN_USER_MESSAGES = envint("KIOKU_SESSION_MIN_USER_MESSAGES", 2, minimum=1)
+KIOKU_SESSION_KEEP_MESSAGES = envint("KIOKU_SESSION_KEEP_MESSAGES", 10, minimum=0)
+# Sliding window: a chunk holds messages up to this many tokens, and starts with the last
+# OVERLAP messages of the previous chunk (のりしろ).
+KIOKU_SESSION_WINDOW_TOKENS = envint("KIOKU_SESSION_WINDOW_TOKENS", 600, minimum=50)
+KIOKU_SESSION_OVERLAP_MESSAGES = envint("KIOKU_SESSION_OVERLAP_MESSAGES", 2, minimum=0)
+KIOKU_SESSION_ARCHIVE_BATCH = envint("KIOKU_SESSION_ARCHIVE_BATCH", 200, minimum=1)
+# Extra personal-data patterns masked in archived chunks (regular expressions separated by
+# newlines), on top of e-mail addresses and phone numbers.
+KIOKU_SESSION_PII_PATTERNS = [
+    line.strip() for line in envstr("KIOKU_SESSION_PII_PATTERNS").splitlines() if line.strip()
+]
+# An archive whose chunks all match existing session chunks at least this closely (pg_trgm
+# similarity) is linked to that knowledge instead of stored again.
+KIOKU_SESSION_DUPLICATE_SIMILARITY = (
+    envint("KIOKU_SESSION_DUPLICATE_SIMILARITY_PERCENT", 90, minimum=1) / 100
+)
+
 # --- Background work (django-q2, ORM broker) ------------------------------------------------
 # `sync` is read by django-q2 at import time; tests set KIOKU_Q_SYNC=1 (or django_q.conf.Conf.SYNC).
 Q_CLUSTER = {

@@ -12,5 +12,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("knowledge/", include("knowledge.urls")),
+    path("sessions/", include("sessions_app.urls")),
     path("", include("core.urls")),
 ]

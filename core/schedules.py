@@ -18,6 +18,9 @@ SCHEDULES = [
     ScheduleSpec(
         "knowledge: re-fetch due web sources", "knowledge.tasks.web_sources_refresh_task", 15
     ),
+    ScheduleSpec(
+        "sessions: archive idle sessions", "sessions_app.tasks.sessions_archive_idle_task", 5
+    ),
 ]
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from core.errors import ApiError
 from knowledge.bulk import ChunkRow, chunks_copy
 from knowledge.chunking import chunk_sections, config_for_source_type
-from knowledge.documents import ExtractedDocument
+from knowledge.documents import ChunkDraft, ExtractedDocument
 from knowledge.enqueue import embedding_enqueue
 from knowledge.models import (
     EmbeddingStatus,
@@ -123,6 +123,32 @@ def source_ingest_document(
     )
 
 
+def source_ingest_chunks(
+    *,
+    drafts: list[ChunkDraft],
+    raw_hash: str,
+    byte_size: int,
+    source_type: str,
+    title: str,
+    uri: str,
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Ingest chunks the caller already cut (archived chat sessions: one chunk per window of
+    messages, the location naming the messages). Same rules as the other entry points: the uri
+    identifies the source, an unchanged raw_hash writes nothing, embeddings are reused by hash."""
+    return _ingest(
+        raw_hash=raw_hash,
+        byte_size=byte_size,
+        parse=lambda: ExtractedDocument(sections=[], format="text", title=title),
+        source_type=source_type,
+        title=title,
+        fallback_title=None,
+        uri=uri,
+        metadata=metadata,
+        drafts=drafts,
+    )
+
+
 def source_rechunk(*, source: KnowledgeSource) -> IngestResult:
     """Chunk a source's current text again (e.g. after the chunking settings changed), keeping
     the embeddings of chunks whose text did not change."""
@@ -143,6 +169,7 @@ def _ingest(
     fallback_title: str | None,
     uri: str,
     metadata: dict | None,
+    drafts: list[ChunkDraft] | None = None,
 ) -> IngestResult:
     if source_type not in SourceType.values:
         raise IngestError(
@@ -187,7 +214,9 @@ def _ingest(
                 byte_size=byte_size,
                 fetched_at=timezone.now(),
             )
-            return _replace_chunks(source, document, outcome="created", bump_version=False)
+            return _replace_chunks(
+                source, document, outcome="created", bump_version=False, drafts=drafts
+            )
         source = KnowledgeSource.objects.select_for_update().get(pk=existing.pk)
         source.source_type = source_type
         source.title = resolved_title
@@ -195,19 +224,28 @@ def _ingest(
         source.content_hash = raw_hash
         source.byte_size = byte_size
         source.fetched_at = timezone.now()
-        return _replace_chunks(source, document, outcome="updated", bump_version=True)
+        return _replace_chunks(
+            source, document, outcome="updated", bump_version=True, drafts=drafts
+        )
 
 
 def _replace_chunks(
-    source: KnowledgeSource, document: ExtractedDocument, *, outcome: Outcome, bump_version: bool
+    source: KnowledgeSource,
+    document: ExtractedDocument,
+    *,
+    outcome: Outcome,
+    bump_version: bool,
+    drafts: list[ChunkDraft] | None = None,
 ) -> IngestResult:
-    """Swap the source's chunks for freshly chunked ones. Runs inside the caller's transaction,
-    with the source row locked, so readers see either the old or the new chunks."""
-    drafts = chunk_sections(
-        document.sections,
-        config=config_for_source_type(source.source_type),
-        counter=get_token_counter(),
-    )
+    """Swap the source's chunks for freshly chunked ones (or the caller's ready `drafts`). Runs
+    inside the caller's transaction, with the source row locked, so readers see either the old
+    or the new chunks."""
+    if drafts is None:
+        drafts = chunk_sections(
+            document.sections,
+            config=config_for_source_type(source.source_type),
+            counter=get_token_counter(),
+        )
     reusable = {
         row["content_hash"]: row
         for row in source.chunks.filter(embedding_status=EmbeddingStatus.DONE)

@@ -1,0 +1,258 @@
+"""Sessions benchmark: messages appended per second through the HTTP API.
+
+    uv run python bench/sessions.py [--single 4000] [--batched 20000] [--batch 20] [--clients 8]
+
+A real gunicorn (2 workers × 4 threads, `KIOKU_DB_POOL=8`) on 127.0.0.1 and a free port, against
+the separate database `kioku_bench_sessions`; stopped at the end. Several client threads, each
+with its own keep-alive connection and its own sessions (a bot serving several channels), POST
+`/api/v1/sessions/{key}/messages`:
+
+1. single appends: one message per request (every message with an external_id, as a bot sends);
+2. batched appends: `--batch` messages per request;
+3. a retry pass: the same single messages again, all answered as duplicates (nothing stored).
+
+Each run prints messages/s (wall clock over all clients) and request latency p50/p95. The target
+is ≥ 500 appended messages/s. The client threads run on the same 2 cores as the server, so the
+figures are a lower bound; the load average is printed because the machine is shared.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _setup import ROOT, django_setup  # noqa: E402
+
+DATABASE = "kioku_bench_sessions"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Client:
+    """One keep-alive connection; reconnects if the server closed it."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self.conn: http.client.HTTPConnection | None = None
+
+    def post(self, path: str, payload: dict) -> tuple[int, dict]:
+        body = json.dumps(payload).encode()
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.conn.request("POST", path, body=body, headers=self.headers)
+                response = self.conn.getresponse()
+                return response.status, json.loads(response.read() or b"{}")
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+@contextmanager
+def api_server():
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "KIOKU_DB_POOL": "8",
+        "KIOKU_DB_NAME": DATABASE,
+        "OPENAI_API_KEY": "",
+        "DEBUG": "0",
+    }
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+        "--keep-alive", "30", "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        yield process, port
+    finally:
+        # The server runs in its own process group: stop exactly that group.
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+
+
+def wait_ready(process, port: int, key: str, timeout: float = 90.0) -> None:
+    client = Client(port, key)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {process.returncode}")
+        try:
+            status, body = client.post(
+                "/api/v1/sessions/bench:warmup/messages", {"messages": [{"content": "hi"}]}
+            )
+        except OSError:
+            client.conn = None
+            time.sleep(0.25)
+            continue
+        if status not in (200, 201):
+            raise RuntimeError(f"API answered {status}: {body}")
+        client.close()
+        return
+    raise RuntimeError(f"the API did not answer within {timeout:.0f} s")
+
+
+def run(
+    port: int,
+    key: str,
+    *,
+    run_id: str,
+    messages: int,
+    batch: int,
+    clients: int,
+    sessions_per_client: int = 4,
+) -> dict:
+    """Each client sends messages/clients messages in requests of `batch`, round-robin over its
+    own sessions. Returns messages/s, stored and duplicate counts and latency percentiles."""
+    per_client = messages // clients
+    latencies: list[float] = []
+    stored = [0] * clients
+    duplicates = [0] * clients
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        client = Client(port, key)
+        mine: list[float] = []
+        sent = 0
+        request = 0
+        while sent < per_client:
+            size = min(batch, per_client - sent)
+            session = f"bench:{run_id}:c{index}:s{request % sessions_per_client}"
+            payload = {
+                "messages": [
+                    {
+                        "content": f"Message {sent + n} from client {index}: the KG-200 shows E-21.",
+                        "author": f"user-{index}",
+                        "external_id": f"{index}-{sent + n}",
+                    }
+                    for n in range(size)
+                ],
+                "context": 10,
+            }
+            started = time.perf_counter()
+            status, body = client.post(f"/api/v1/sessions/{session}/messages", payload)
+            mine.append((time.perf_counter() - started) * 1000)
+            if status not in (200, 201):
+                with lock:
+                    errors.append(f"{status}: {body}")
+                break
+            stored[index] += body["accepted"]
+            duplicates[index] += len(body["duplicate_external_ids"])
+            sent += size
+            request += 1
+        client.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed requests, first: {errors[0]}")
+    total = per_client * clients
+    return {
+        "messages": total,
+        "stored": sum(stored),
+        "duplicates": sum(duplicates),
+        "seconds": elapsed,
+        "messages_per_s": total / elapsed,
+        "requests": len(latencies),
+        "p50": pct(latencies, 0.50),
+        "p95": pct(latencies, 0.95),
+    }
+
+
+def show(label: str, result: dict) -> None:
+    print(
+        f"{label:<34} {result['messages']:>6} msgs in {result['requests']:>5} requests, "
+        f"{result['seconds']:6.1f} s → {result['messages_per_s']:7.0f} msgs/s; "
+        f"stored {result['stored']}, duplicates {result['duplicates']}; "
+        f"request p50 {result['p50']:.1f} ms, p95 {result['p95']:.1f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--single", type=int, default=4000, help="messages sent one per request")
+    parser.add_argument("--batched", type=int, default=20000, help="messages sent in batches")
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+
+    django_setup(DATABASE)
+    from core.services import api_key_create
+
+    _, key = api_key_create(name=f"bench-sessions-{uuid.uuid4().hex[:8]}", scopes=["write"])
+    run_id = uuid.uuid4().hex[:6]
+    print(f"load average before: {os.getloadavg()[0]:.2f} (2-core machine, shared)")
+    with api_server() as (process, port):
+        wait_ready(process, port, key)
+        # Warm every worker thread's connection and code paths.
+        run(port, key, run_id=f"{run_id}w", messages=400, batch=1, clients=args.clients)
+        single = run(port, key, run_id=run_id, messages=args.single, batch=1, clients=args.clients)
+        show(f"1. single appends, {args.clients} clients", single)
+        retry = run(port, key, run_id=run_id, messages=args.single, batch=1, clients=args.clients)
+        show("2. same messages again (retries)", retry)
+        batched = run(
+            port,
+            key,
+            run_id=f"{run_id}b",
+            messages=args.batched,
+            batch=args.batch,
+            clients=max(1, args.clients // 2),
+        )
+        show(f"3. batches of {args.batch}, {max(1, args.clients // 2)} clients", batched)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    target = 500
+    verdict = (
+        "meets" if min(single["messages_per_s"], batched["messages_per_s"]) >= target else "misses"
+    )
+    print(f"Target ≥ {target} appended msgs/s: single {single['messages_per_s']:.0f}, "
+          f"batched {batched['messages_per_s']:.0f} → {verdict} it.")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

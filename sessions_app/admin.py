@@ -1,0 +1,105 @@
+from django.contrib import admin, messages
+from django.db.models import Count
+
+from core.errors import ApiError
+from sessions_app.archiver import session_archive
+from sessions_app.models import ChatSession, Message
+from sessions_app.services import session_delete
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    fields = ["id", "created_at", "role", "author", "is_bot", "content", "external_id"]
+    readonly_fields = fields
+    ordering = ["id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ChatSession)
+class ChatSessionAdmin(admin.ModelAdmin):
+    list_display = [
+        "key",
+        "platform",
+        "channel",
+        "status",
+        "skip_reason",
+        "message_count",
+        "last_active_at",
+        "archived_at",
+        "source",
+    ]
+    list_filter = ["status", "platform", "skip_reason"]
+    search_fields = ["key", "title", "channel", "thread"]
+    readonly_fields = [
+        "version",
+        "last_active_at",
+        "created_at",
+        "archived_through_id",
+        "archived_at",
+        "archived_message_count",
+        "archive_attempts",
+        "skip_reason",
+        "archive_note",
+        "source",
+        "duplicate_of",
+        "status",
+    ]
+    inlines = [MessageInline]
+    actions = ["archive_now", "delete_with_knowledge"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_messages=Count("messages"))
+            .select_related("source")
+        )
+
+    def get_actions(self, request):
+        # Django's bulk delete would leave the archived knowledge behind.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting goes through the action, which removes the knowledge too.
+        return False
+
+    @admin.display(description="Messages", ordering="n_messages")
+    def message_count(self, session: ChatSession) -> int:
+        return session.n_messages
+
+    @admin.action(description="Archive now into knowledge")
+    def archive_now(self, request, queryset):
+        done: dict[str, int] = {}
+        for session in queryset:
+            try:
+                outcome = session_archive(session_id=session.pk).outcome
+            except ApiError as exc:
+                self.message_user(request, f"{session.key}: {exc.message}", messages.WARNING)
+                continue
+            done[outcome] = done.get(outcome, 0) + 1
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(done.items()))
+        self.message_user(request, f"Archive: {summary or 'nothing done'}.", messages.SUCCESS)
+
+    @admin.action(
+        description="Delete sessions with their messages and archived knowledge",
+        permissions=["change"],
+    )
+    def delete_with_knowledge(self, request, queryset):
+        sessions = messages_deleted = sources = 0
+        for session in queryset:
+            counts = session_delete(session=session)
+            sessions += 1
+            messages_deleted += counts["messages"]
+            sources += counts["sources"]
+        self.message_user(
+            request,
+            f"Deleted {sessions} session(s), {messages_deleted} message(s) and "
+            f"{sources} knowledge source(s).",
+            messages.SUCCESS,
+        )

@@ -1,0 +1,102 @@
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from core.auth import admin_auth, read_auth, write_auth
+from sessions_app import queries
+from sessions_app.archiver import session_archive
+from sessions_app.models import SessionStatus
+from sessions_app.schemas import (
+    AppendIn,
+    AppendOut,
+    ArchiveOut,
+    DeleteOut,
+    SessionDetailOut,
+    SessionPage,
+)
+from sessions_app.services import MessageIn, session_append, session_delete, session_key_validate
+
+router = Router(tags=["sessions"])
+
+
+@router.post(
+    "/sessions/{key}/messages",
+    response={200: AppendOut, 201: AppendOut},
+    auth=write_auth,
+    summary="Append messages (creates the session on first use); returns the recent context",
+)
+def message_append(request: HttpRequest, key: str, payload: AppendIn):
+    result = session_append(
+        key=key,
+        messages=[MessageIn(**item.model_dump()) for item in payload.messages],
+        platform=payload.platform,
+        channel=payload.channel,
+        thread=payload.thread,
+        title=payload.title,
+        context_size=payload.context,
+    )
+    return Status(201 if result.created else 200, result)
+
+
+@router.get("/sessions", response=SessionPage, auth=read_auth, summary="List sessions")
+def session_list(
+    request: HttpRequest,
+    status: SessionStatus | None = None,
+    platform: str | None = Query(None, max_length=50),
+    channel: str | None = Query(None, max_length=200),
+    q: str | None = Query(None, max_length=200),
+    limit: int = Query(50, ge=1, le=200),
+    offset: int = Query(0, ge=0),
+):
+    sessions = queries.session_list(status=status, platform=platform, channel=channel, query=q)
+    return {
+        "count": sessions.count(),
+        "limit": limit,
+        "offset": offset,
+        "items": list(sessions[offset : offset + limit]),
+    }
+
+
+@router.get(
+    "/sessions/{key}",
+    response=SessionDetailOut,
+    auth=read_auth,
+    summary="Get a session with its messages (paginated, oldest first)",
+)
+def session_get(
+    request: HttpRequest,
+    key: str,
+    limit: int = Query(100, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+):
+    session = queries.session_by_key(session_key_validate(key))
+    messages = queries.session_messages(session)
+    session.messages_page = {
+        "count": session.message_count,
+        "limit": limit,
+        "offset": offset,
+        "items": list(messages[offset : offset + limit]),
+    }
+    return session
+
+
+@router.post(
+    "/sessions/{key}/archive",
+    response=ArchiveOut,
+    auth=write_auth,
+    summary="Archive the session into knowledge now (idle or not)",
+)
+def session_archive_now(request: HttpRequest, key: str):
+    session = queries.session_by_key(session_key_validate(key))
+    return session_archive(session_id=session.pk)
+
+
+@router.delete(
+    "/sessions/{key}",
+    response=DeleteOut,
+    auth=admin_auth,
+    summary="Delete a session, its messages and its archived knowledge (personal data)",
+)
+def session_remove(request: HttpRequest, key: str):
+    session = queries.session_by_key(session_key_validate(key))
+    counts = session_delete(session=session)
+    return {"deleted_messages": counts["messages"], "deleted_sources": counts["sources"]}
