@@ -198,6 +198,9 @@ KIOKU_CHUNKING: dict = {}
 # Chunk count past which the index dashboard and /api/v1/index/status warn: time to check search
 # latency and plan partitioning (the platform decision set the alert at 500,000 rows).
 KIOKU_INDEX_ROW_ALERT = envint("KIOKU_INDEX_ROW_ALERT", 500_000, minimum=1)
+# Seconds an authenticated API key is trusted without reading it again (per process); a key
+# revoked or deleted elsewhere stops working within this time. 0 reads it on every request.
+KIOKU_API_KEY_CACHE_SECONDS = envint("KIOKU_API_KEY_CACHE_SECONDS", 10, minimum=0)
 
 # --- Sessions (short-term memory) ------------------------------------------------------------
 # Messages returned to a bot with every append (its recent context), and the most one append

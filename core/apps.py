@@ -6,4 +6,15 @@ class CoreConfig(AppConfig):
     verbose_name = "Kioku core (API keys, health, pages)"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
         from core import checks  # noqa: F401  (registers the pgvector check)
+        from core.models import ApiKey
+        from core.services import api_key_cache_clear
+
+        # Keys changed or deleted in this process (admin, API) stop being trusted at once.
+        def forget_keys(**_) -> None:
+            api_key_cache_clear()
+
+        post_save.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_saved")
+        post_delete.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_deleted")

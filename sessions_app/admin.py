@@ -1,9 +1,9 @@
 from django.contrib import admin, messages
-from django.db.models import Count
 
 from core.errors import ApiError
 from sessions_app.archiver import session_archive
 from sessions_app.models import ChatSession, Message
+from sessions_app.queries import message_count_annotation
 from sessions_app.services import session_delete
 
 
@@ -55,7 +55,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(n_messages=Count("messages"))
+            .annotate(n_messages=message_count_annotation())
             .select_related("source")
         )
 

@@ -1,9 +1,23 @@
 """Reads shared by the API, the pages and the admin."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from sessions_app.models import ChatSession, Message
 from sessions_app.services import SessionError
+
+
+def message_count_annotation():
+    """Messages of each session, counted only for the rows fetched (a correlated subquery on the
+    (session, id) index) rather than grouping every message of every session."""
+    counts = (
+        Message.objects.filter(session=OuterRef("pk"))
+        .order_by()
+        .values("session")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
 
 
 def session_list(
@@ -13,7 +27,7 @@ def session_list(
     channel: str | None = None,
     query: str | None = None,
 ) -> QuerySet[ChatSession]:
-    sessions = ChatSession.objects.annotate(message_count=Count("messages")).order_by(
+    sessions = ChatSession.objects.annotate(message_count=message_count_annotation()).order_by(
         "-last_active_at", "-id"
     )
     if status:
@@ -31,7 +45,7 @@ def session_list(
 
 def session_by_key(key: str) -> ChatSession:
     session = (
-        ChatSession.objects.annotate(message_count=Count("messages"))
+        ChatSession.objects.annotate(message_count=message_count_annotation())
         .select_related("source", "duplicate_of")
         .filter(key=key)
         .first()

@@ -54,6 +54,30 @@ def test_revoked_key_is_401(client, make_api_key):
     assert_error_shape(response, 401, "AUTH_INVALID_KEY")
 
 
+def test_a_used_key_revoked_in_this_process_stops_at_once(client, make_api_key):
+    from core.models import ApiKey
+    from core.services import api_key_revoke
+
+    raw = make_api_key("read", name="cached-then-revoked")
+    headers = {"Authorization": f"Bearer {raw}"}
+    assert client.get("/api/v1/whoami", headers=headers).status_code == 200  # now cached
+    api_key_revoke(api_key=ApiKey.objects.get(name="cached-then-revoked"))
+    assert_error_shape(client.get("/api/v1/whoami", headers=headers), 401, "AUTH_INVALID_KEY")
+
+
+def test_a_key_deleted_elsewhere_stops_once_the_cache_expires(client, make_api_key, settings):
+    from core.models import ApiKey
+
+    raw = make_api_key("read", name="deleted-elsewhere")
+    headers = {"Authorization": f"Bearer {raw}"}
+    assert client.get("/api/v1/whoami", headers=headers).status_code == 200
+    # Another process deletes it: a raw DELETE sends no signal to this process.
+    ApiKey.objects.filter(name="deleted-elsewhere")._raw_delete(ApiKey.objects.db)
+    assert client.get("/api/v1/whoami", headers=headers).status_code == 200  # trusted for a while
+    settings.KIOKU_API_KEY_CACHE_SECONDS = 0
+    assert_error_shape(client.get("/api/v1/whoami", headers=headers), 401, "AUTH_INVALID_KEY")
+
+
 def test_wrong_method_is_405_in_the_error_shape(api):
     assert_error_shape(api.post("/api/v1/whoami", json={}), 405, "METHOD_NOT_ALLOWED")
 
