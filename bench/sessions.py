@@ -8,6 +8,8 @@ with its own keep-alive connection and its own sessions (a bot serving several c
 `/api/v1/sessions/{key}/messages`:
 
 1. single appends: one message per request (every message with an external_id, as a bot sends);
+1b. single appends again with wrk (a C load generator, if installed), so that the client takes
+   little of the two cores; the stored messages are counted in the database afterwards;
 2. batched appends: `--batch` messages per request;
 3. a retry pass: the same single messages again, all answered as duplicates (nothing stored).
 
@@ -20,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,6 +208,47 @@ def run(
     }
 
 
+def run_wrk(port: int, key: str, *, run_id: str, seconds: int, connections: int) -> dict | None:
+    """Single appends driven by wrk (a C load generator: the client takes little of the two
+    cores the server runs on). None when wrk is not installed (`apt-get install wrk`)."""
+    if shutil.which("wrk") is None:
+        return None
+    from django.db import connection
+
+    command = [
+        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+        "-s", str(Path(__file__).with_name("sessions_append.lua")),
+        f"http://127.0.0.1:{port}", "--", run_id,
+    ]  # fmt: skip
+    started = time.perf_counter()
+    out = subprocess.run(
+        command, env={**os.environ, "KIOKU_BENCH_KEY": key}, capture_output=True, text=True
+    ).stdout
+    elapsed = time.perf_counter() - started
+    line = next(x for x in out.splitlines() if x.startswith("WRK "))
+    figures = dict(item.split("=") for item in line.split()[1:])
+    requests = int(figures["requests"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM sessions_app_message m JOIN sessions_app_chatsession s "
+            "ON s.id = m.session_id WHERE s.key LIKE %s",
+            [f"bench:{run_id}:%"],
+        )
+        stored = cursor.fetchone()[0]
+    failed = int(figures["non2xx"]) + int(figures["errors"])
+    return {
+        "messages": requests,
+        "stored": stored,
+        "duplicates": 0,
+        "failed": failed,
+        "seconds": elapsed,
+        "messages_per_s": requests / elapsed,
+        "requests": requests,
+        "p50": float(figures["p50"]),
+        "p95": float(figures["p95"]),
+    }
+
+
 def show(label: str, result: dict) -> None:
     print(
         f"{label:<34} {result['messages']:>6} msgs in {result['requests']:>5} requests, "
@@ -220,6 +264,7 @@ def main() -> None:
     parser.add_argument("--batched", type=int, default=20000, help="messages sent in batches")
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--wrk-seconds", type=int, default=15)
     args = parser.parse_args()
 
     django_setup(DATABASE)
@@ -234,6 +279,15 @@ def main() -> None:
         run(port, key, run_id=f"{run_id}w", messages=400, batch=1, clients=args.clients)
         single = run(port, key, run_id=run_id, messages=args.single, batch=1, clients=args.clients)
         show(f"1. single appends, {args.clients} clients", single)
+        by_wrk = run_wrk(port, key, run_id=f"{run_id}k", seconds=args.wrk_seconds, connections=8)
+        if by_wrk is None:
+            print("1b. (wrk not installed: apt-get install wrk for a C client)")
+        else:
+            show("1b. single appends, wrk, 8 conns", by_wrk)
+            # Requests still in flight when wrk stops are stored but not counted by wrk.
+            in_flight = by_wrk["stored"] - by_wrk["requests"]
+            if by_wrk["failed"] or not 0 <= in_flight <= 8:
+                raise RuntimeError(f"wrk run lost or failed requests: {by_wrk}")
         retry = run(port, key, run_id=run_id, messages=args.single, batch=1, clients=args.clients)
         show("2. same messages again (retries)", retry)
         batched = run(
@@ -247,11 +301,10 @@ def main() -> None:
         show(f"3. batches of {args.batch}, {max(1, args.clients // 2)} clients", batched)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     target = 500
-    verdict = (
-        "meets" if min(single["messages_per_s"], batched["messages_per_s"]) >= target else "misses"
-    )
-    print(f"Target ≥ {target} appended msgs/s: single {single['messages_per_s']:.0f}, "
-          f"batched {batched['messages_per_s']:.0f} → {verdict} it.")  # fmt: skip
+    best_single = max(single["messages_per_s"], (by_wrk or single)["messages_per_s"])
+    print(f"Target ≥ {target} appended msgs/s: batched {batched['messages_per_s']:.0f} "
+          f"({'meets' if batched['messages_per_s'] >= target else 'misses'}), one message per "
+          f"request {best_single:.0f} ({'meets' if best_single >= target else 'misses'}).")  # fmt: skip
 
 
 if __name__ == "__main__":
