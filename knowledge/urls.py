@@ -15,5 +15,6 @@ urlpatterns = [
     path("index/", views.index_status, name="index-status"),
     path("index/rebuild/", views.index_rebuild, name="index-rebuild"),
     path("index/clear/", views.index_clear, name="index-clear"),
+    path("index/switch/", views.index_switch, name="index-switch"),
     path("search/", views.search_page, name="search"),
 ]

@@ -21,6 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from knowledge import index as vector_index
 from knowledge import queries
+from knowledge.embedding_space import embedding_switch_start
 from knowledge.forms import (
     ChunkFlagsForm,
     ChunkForm,
@@ -324,6 +325,12 @@ def index_clear(request: HttpRequest) -> HttpResponse:
             " the chunks are queued for embedding again."
         ),
     )
+
+
+@require_POST
+@staff_required
+def index_switch(request: HttpRequest) -> HttpResponse:
+    return _index_action_response(request, message=embedding_switch_start().message)
 
 
 # --- Search -----------------------------------------------------------------------------------
