@@ -180,7 +180,6 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_late(setting
     assert set(KnowledgeChunk.objects.values_list("embedding_attempts", flat=True)) == {2}
     # …and if the "dead" worker wakes up and writes back, its lease no longer matches.
     from knowledge.embedding import _write_back
-
     from knowledge.embedding_space import space_state
 
     vectors = {
