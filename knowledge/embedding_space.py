@@ -162,6 +162,36 @@ def space_record() -> SpaceState:
     return state
 
 
+def space_reset_for_import(*, model: str, dimensions: int) -> VectorSpace:
+    """Before a bulk import of vectors into an empty index (benchmarks, restores): make
+    (model, dimensions) the active space in slot 1, with its index. Refused while any row holds a
+    vector: switching what existing vectors mean is what a model switch is for."""
+    if any(
+        model_class.objects.filter(
+            Q(embedding__isnull=False) | Q(embedding_alt__isnull=False)
+        ).exists()
+        for model_class in embeddable_models()
+    ):
+        raise ValueError("The index holds vectors: use a model switch (manage.py reembed).")
+    EmbeddingSpaceState.objects.update_or_create(
+        pk=1,
+        defaults={
+            "active_slot": 1,
+            "active_model": model,
+            "active_dimensions": dimensions,
+            "target_model": "",
+            "target_dimensions": None,
+            "switch_started_at": None,
+            "switch_queued_at": None,
+            "retired_model": "",
+            "retired_dimensions": None,
+        },
+    )
+    state = space_state()
+    vector_indexes_sync(state)
+    return state.active
+
+
 def embedding_provider_for(space: VectorSpace) -> EmbeddingProvider:
     return get_embedding_provider(model=space.model, dimensions=space.dimensions)
 

@@ -113,7 +113,9 @@ def test_a_switch_to_another_model_and_size_never_loses_or_mixes_rows(
     assert vector_hits() == (MODEL_B, all_ids())
     assert openai_stub.requests_for("/embeddings")[-1]["json"]["dimensions"] == 256
     assert not KnowledgeChunk.objects.filter(embedding__isnull=False).exists()
-    assert slot_models("embedding_model") == {""} and slot_models("embedding_alt_model") == {MODEL_B}
+    assert slot_models("embedding_model") == {""} and slot_models("embedding_alt_model") == {
+        MODEL_B
+    }
     assert set(vector_indexes(KnowledgeChunk)) == {"chunk_embedding_alt_hnsw_256"}
     status = index_status()
     assert (status["model"], status["dimensions"], status["progress"]) == (MODEL_B, 256, 100.0)
