@@ -81,7 +81,7 @@ def index_status() -> dict:
     active, target = state.active, state.target
     current = _holds_vector(active)
     in_target = _holds_vector(target) if target else Q(pk__isnull=True)  # no row
-    has_vector = ~Q(embedding_model="") | ~Q(embedding_alt_model="")
+    has_vector = Q(embedding__isnull=False) | Q(embedding_alt__isnull=False)
     usable = Q(enabled=True, source__enabled=True, source__superseded_by__isnull=True)
     # Aliases must not shadow field names ("enabled"), or the filters would read the aggregate.
     counts = KnowledgeChunk.objects.aggregate(
