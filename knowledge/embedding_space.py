@@ -28,7 +28,7 @@ still the one being written.
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -396,6 +396,7 @@ def _cutover() -> SwitchReport | None:
     state = space_state()
     if state.target is None or state.switch_queued_at is None or _any_pending():
         return None
+    vector_indexes_sync(replace(state, retired=None))  # the new slot's index must exist
     with transaction.atomic():
         row = EmbeddingSpaceState.objects.select_for_update().filter(pk=1).first()
         state = _state_from_row(row)
@@ -438,7 +439,9 @@ def embedding_retired_clear(*, max_seconds: float | None = None) -> bool:
     state = space_state()
     if state.retired is None:
         return True
-    vector_indexes_sync(state)
+    # Only the active index stays: a new target may share the retired slot (a switch that
+    # changed course), and its index can only be built once the slot is empty.
+    vector_indexes_sync(replace(state, target=None))
     started = time.monotonic()
     retired = state.retired
     for model in embeddable_models():

@@ -281,3 +281,21 @@ def test_index_creation_uses_the_same_cast_as_the_query(library):
         (definition,) = cursor.fetchone()
     assert "(embedding)::halfvec(1536)" in definition and "halfvec_cosine_ops" in definition
     assert "m='16'" in definition and "ef_construction='64'" in definition
+
+
+def test_a_switch_that_changes_course_ends_in_the_last_configured_space(
+    library, openai_stub, settings
+):
+    configure_b(settings, openai_stub)
+    embedding_switch_start()
+    embedding_process_batch(limit=5, sleep=NO_SLEEP)
+    settings.OPENAI_API_KEY = ""
+    settings.KIOKU_EMBEDDING_DIMENSIONS = 64
+    report = embedding_switch_start()
+    assert (report.outcome, report.queued) == ("started", 12)
+    assert slot_models("embedding_alt_model") == {""}  # the 256-d vectors are gone
+    embedding_run()
+    state = space_state()
+    assert (state.active.model, state.active.dimensions, state.active.slot) == (MODEL_A, 64, 2)
+    assert vector_hits() == (MODEL_A, all_ids())
+    assert set(vector_indexes(KnowledgeChunk)) == {"chunk_embedding_alt_hnsw_64"}
