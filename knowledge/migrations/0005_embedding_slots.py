@@ -43,7 +43,7 @@ def drop_slot_indexes(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("knowledge", "0003_dead_letter_proxy"),
+        ("knowledge", "0004_answers"),
     ]
 
     operations = [
