@@ -8,6 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def django_setup(database: str = "kioku_bench") -> None:
+    """KIOKU_BENCH_DB overrides the database (e.g. a small smoke run beside a loaded one)."""
+    database = os.environ.get("KIOKU_BENCH_DB") or database
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if not os.environ.get("DATABASE_URL"):

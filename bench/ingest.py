@@ -71,8 +71,14 @@ def main() -> None:
         chunks_with_vectors_copy,
     )
     from knowledge.chunking import chunk_sections, config_for_source_type
+    from knowledge.embedding_space import (
+        space_reset_for_import,
+        space_state,
+        vector_index_sql,
+        vector_indexes_sync,
+    )
     from knowledge.ingestion import content_hash
-    from knowledge.models import KnowledgeSource
+    from knowledge.models import EmbeddingSpaceState, KnowledgeChunk, KnowledgeSource
     from knowledge.parsers import extract_text
     from knowledge.tokens import get_token_counter
 
@@ -195,19 +201,17 @@ def main() -> None:
     ]
     vectors = np.random.default_rng(7).standard_normal((n, dims), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    space = space_reset_for_import(model="bench", dimensions=dims)
+    hnsw = vector_index_sql(KnowledgeChunk, space)
     started = time.perf_counter()
     with chunk_indexes_deferred(["chunk_search_vector_gin"]):
         with connection.cursor() as cursor:
-            cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+            cursor.execute(f"DROP INDEX IF EXISTS {space.index_name(KnowledgeChunk)}")
         with transaction.atomic():
             chunks_with_vectors_copy(vector_rows, vectors, model="bench")
         copy_seconds = time.perf_counter() - started
     print(
         f"vectors by binary COPY ({dims}-d halfvec, indexes off): {n / copy_seconds:,.0f} rows/s ({n:,} in {copy_seconds:.2f} s)"
-    )
-    hnsw = (
-        "CREATE INDEX IF NOT EXISTS chunk_embedding_hnsw ON knowledge_knowledgechunk "
-        "USING hnsw (embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
     )
     with connection.cursor() as cursor:
         if args.hnsw:
@@ -221,7 +225,8 @@ def main() -> None:
         cursor.execute(
             "TRUNCATE knowledge_knowledgechunk, knowledge_knowledgesource RESTART IDENTITY CASCADE"
         )
-        cursor.execute(hnsw)
+    EmbeddingSpaceState.objects.all().delete()
+    vector_indexes_sync(space_state())
 
 
 if __name__ == "__main__":

@@ -69,7 +69,16 @@ from _setup import ROOT, django_setup  # noqa: E402
 
 TOP_K = 10
 EF_VALUES = (40, 80, 120, 200)
-INDEX_NAMES = ("chunk_embedding_hnsw", "chunk_search_vector_gin")
+GIN_INDEX = "chunk_search_vector_gin"
+
+
+def hnsw_index_name() -> str:
+    """The active embedding space's vector index (knowledge/embedding_space.py)."""
+    from knowledge.embedding_space import active_vector_index_names
+
+    return active_vector_index_names()[0]
+
+
 VECTOR_LITERAL = re.compile(r"\[[-0-9.e,]{40,}\]")
 
 
@@ -105,7 +114,13 @@ def data_is_loaded(n: int, model: str) -> bool:
 
     if not KnowledgeSource.objects.filter(uri=marker_uri(n)).exists():
         return False
-    if KnowledgeChunk.objects.filter(embedding_model=model).count() != n:
+    from knowledge.embedding_space import space_state
+
+    active = space_state().active
+    if (
+        active.model != model
+        or KnowledgeChunk.objects.filter(**{active.model_column: model}).count() != n
+    ):
         return False
     if KnowledgeChunk.objects.count() != n:
         return False
@@ -113,15 +128,16 @@ def data_is_loaded(n: int, model: str) -> bool:
         cursor.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename = 'knowledge_knowledgechunk' "
             "AND indexname = ANY(%s)",
-            [list(INDEX_NAMES)],
+            [[hnsw_index_name(), GIN_INDEX]],
         )
-        return cursor.fetchone()[0] == len(INDEX_NAMES)
+        return cursor.fetchone()[0] == 2
 
 
 def load(plan: "data.Plan", model: str) -> None:
     from django.db import connection, transaction
 
     from knowledge.bulk import ChunkRow, chunk_indexes_deferred, chunks_with_vectors_copy
+    from knowledge.embedding_space import space_reset_for_import, vector_index_sql
     from knowledge.ingestion import content_hash
     from knowledge.models import KnowledgeChunk, KnowledgeSource
 
@@ -138,17 +154,8 @@ def load(plan: "data.Plan", model: str) -> None:
         cursor.execute(
             "TRUNCATE knowledge_knowledgechunk, knowledge_knowledgesource RESTART IDENTITY CASCADE"
         )
-        cursor.execute(
-            "SELECT indexdef FROM pg_indexes WHERE tablename = 'knowledge_knowledgechunk' "
-            "AND indexname = 'chunk_embedding_hnsw'"
-        )
-        found = cursor.fetchone()
-    hnsw_sql = (
-        found[0]
-        if found
-        else "CREATE INDEX chunk_embedding_hnsw ON public.knowledge_knowledgechunk USING hnsw "
-        "(embedding halfvec_cosine_ops) WITH (m='16', ef_construction='64')"
-    )
+    space = space_reset_for_import(model=model, dimensions=vectors.shape[1])
+    hnsw_sql = vector_index_sql(KnowledgeChunk, space)
     sources = KnowledgeSource.objects.bulk_create(
         [
             KnowledgeSource(
@@ -189,9 +196,9 @@ def load(plan: "data.Plan", model: str) -> None:
 
     half = n // 2
     with connection.cursor() as cursor:
-        cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+        cursor.execute(f"DROP INDEX IF EXISTS {space.index_name(KnowledgeChunk)}")
     started = time.perf_counter()
-    with chunk_indexes_deferred(["chunk_search_vector_gin"]):
+    with chunk_indexes_deferred([GIN_INDEX]):
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(copy_part, [slice(0, half), slice(half, n)]))
         copy_seconds = time.perf_counter() - started
@@ -229,21 +236,23 @@ def load(plan: "data.Plan", model: str) -> None:
 
 def exact_search(vector, *, model: str, filters, limit: int) -> list[tuple[int, float]]:
     """The same candidate set as `_vector_search`, ranked exactly (no index scan)."""
-    from django.conf import settings
     from django.db import connection, transaction
 
+    from knowledge.embedding_space import space_state
     from knowledge.search import CHUNK, SOURCE, _where, resolve_scope
 
+    space = space_state().active
     clauses, params = _where(resolve_scope(filters))
-    clauses += ["c.embedding IS NOT NULL", "c.embedding_model = %s"]
+    clauses += [f"c.{space.column} IS NOT NULL", f"c.{space.model_column} = %s"]
     params.append(model)
     literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
-    dims = settings.KIOKU_EMBEDDING_DIMENSIONS
+    dims = space.dimensions
+    vector_sql = space.cast("c")
     sql = f"""
-        SELECT c.id, 1 - (c.embedding <=> %s::halfvec({dims})) AS similarity
+        SELECT c.id, 1 - ({vector_sql} <=> %s::halfvec({dims})) AS similarity
         FROM {CHUNK} c JOIN {SOURCE} s ON s.id = c.source_id
         WHERE {" AND ".join(clauses)}
-        ORDER BY c.embedding <=> %s::halfvec({dims}), c.id
+        ORDER BY {vector_sql} <=> %s::halfvec({dims}), c.id
         LIMIT %s
     """
     with transaction.atomic(), connection.cursor() as cursor:
@@ -327,11 +336,14 @@ def ef_search(value: int):
 def timed_vector_search(
     vector, *, model: str, filters, limit: int = TOP_K
 ) -> tuple[list[tuple[int, float]], float]:
+    from knowledge.embedding_space import space_state
     from knowledge.search import _vector_search, resolve_scope
 
     started = time.perf_counter()
+    space = space_state().active
+    assert space.model == model
     scope = resolve_scope(filters)
-    ranked = _vector_search(vector, model=model, limit=limit, scope=scope, min_similarity=None)
+    ranked = _vector_search(vector, space=space, limit=limit, scope=scope, min_similarity=None)
     elapsed = (time.perf_counter() - started) * 1000
     return [(hit.chunk_id, hit.score) for hit in ranked], elapsed
 
@@ -365,7 +377,7 @@ def capture_plan(run, *, needle: str) -> list[str]:
 
 def plan_kind(plan: list[str]) -> str:
     text = "\n".join(plan)
-    if "Index Scan using chunk_embedding_hnsw" in text:
+    if f"Index Scan using {hnsw_index_name()}" in text:
         kind = "HNSW index scan"
     elif "Seq Scan on knowledge_knowledgechunk" in text:
         kind = "sequential scan + sort (exact)"
@@ -571,9 +583,10 @@ def main() -> None:
         cursor.execute(
             "SELECT pg_size_pretty(pg_relation_size('knowledge_knowledgechunk')), "
             "pg_size_pretty(pg_total_relation_size('knowledge_knowledgechunk')), "
-            "pg_size_pretty(pg_relation_size('chunk_embedding_hnsw')), "
+            "pg_size_pretty(pg_relation_size(%s::regclass)), "
             "pg_size_pretty(pg_relation_size('chunk_search_vector_gin')), "
-            "current_setting('shared_buffers')"
+            "current_setting('shared_buffers')",
+            [hnsw_index_name()],
         )
         heap, total, hnsw, gin, shared_buffers = cursor.fetchone()
     print(
@@ -757,7 +770,7 @@ def main() -> None:
         plan, plan.chunk_cluster[rng.integers(0, plan.n, len(queries) + 20)], rng
     )
     stub = ClusterSpaceProvider(provider, cluster_vectors)
-    with mock.patch("knowledge.search.get_embedding_provider", return_value=stub):
+    with mock.patch("knowledge.search.embedding_provider_for", return_value=stub):
         samples, _ = service_latency(queries, "vector", warmup=warmup)
     service["vector_cluster"] = samples
     print(f"  vector, cluster-space query vectors (provider stub): {fmt_pct(samples)}")

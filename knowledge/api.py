@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from knowledge.answering import (
     ask_validate,
 )
 from knowledge.embedding import dead_letters_retry
+from knowledge.embedding_space import embedding_switch_start
 from knowledge.index import index_clear, index_rebuild
 from knowledge.ingestion import IngestResult, source_ingest_file, source_ingest_text
 from knowledge.models import (
@@ -298,6 +300,36 @@ class IndexSizesOut(Schema):
     gin_index: IndexSizeOut
 
 
+class IndexSpaceOut(Schema):
+    model: str
+    dimensions: int
+
+
+class IndexActiveSpaceOut(IndexSpaceOut):
+    slot: int = Field(description="Vector slot search reads (1: `embedding`, 2: `embedding_alt`).")
+    index: str = Field(description="Its HNSW index.")
+
+
+class IndexSwitchProgressOut(IndexSpaceOut):
+    started_at: datetime | None
+    queued: bool = Field(description="Every row lacking a new vector has been queued.")
+    embedded: int = Field(description="Usable chunks with a vector of the new model.")
+    total: int
+    progress: float
+
+
+class IndexSpacesOut(Schema):
+    active: IndexActiveSpaceOut = Field(description="What search reads and embeds queries with.")
+    configured: IndexSpaceOut = Field(description="What the settings ask for.")
+    switch: IndexSwitchProgressOut | None = Field(description="A model switch in progress.")
+    switch_needed: bool = Field(
+        description="The settings ask for another model or size: start a switch "
+        "(POST /index/switch or `manage.py reembed`); until then search keeps the active one."
+    )
+    switched_at: datetime | None
+    retiring: str | None = Field(description="Old vectors still being cleared after a switch.")
+
+
 class IndexStatusOut(Schema):
     sources: IndexSourceCountsOut
     chunks: IndexChunkCountsOut
@@ -305,9 +337,10 @@ class IndexStatusOut(Schema):
     embedded_other_model: int = Field(description="Chunks embedded by another model: owed again.")
     pending: int
     dead_letters: int
-    model: str
+    model: str = Field(description="Model of the vectors search reads (the active space).")
     dimensions: int
     offline: bool
+    space: IndexSpacesOut
     last_updated: datetime | None = Field(description="Latest fetch of any source.")
     available: bool = Field(description="At least one chunk is embedded with the current model.")
     throughput_last_hour: IndexThroughputOut
@@ -326,6 +359,14 @@ class IndexBuildOut(Schema):
 
 class IndexClearOut(Schema):
     cleared: int
+
+
+class IndexSwitchOut(Schema):
+    outcome: str = Field(description='"current", "started", "switching" or "completed".')
+    message: str
+    active: str
+    target: str | None
+    queued: int
 
 
 @router.get(
@@ -364,6 +405,19 @@ def index_rebuild_run(request: HttpRequest):
 )
 def index_clear_run(request: HttpRequest):
     return {"cleared": index_clear()}
+
+
+@router.post(
+    "/index/switch",
+    response=IndexSwitchOut,
+    auth=admin_auth,
+    tags=["index"],
+    summary="Re-embed everything with the configured model and size, then switch search to it",
+    description="Search keeps using the current vectors until every row has a new one. Safe to "
+    "call again: it reports progress.",
+)
+def index_switch_run(request: HttpRequest):
+    return asdict(embedding_switch_start())
 
 
 class DeadLetterOut(Schema):

@@ -10,6 +10,11 @@ from datetime import UTC, datetime
 from django.db import connection
 from django.utils import timezone
 
+from knowledge.embedding_space import (
+    active_vector_index_names,
+    space_record,
+    space_state_locked,
+)
 from knowledge.models import EmbeddingStatus, KnowledgeChunk
 
 CHUNK_TABLE = KnowledgeChunk._meta.db_table
@@ -26,6 +31,8 @@ COPY_COLUMNS = (
     "valid_until",
     "embedding",
     "embedding_model",
+    "embedding_alt",
+    "embedding_alt_model",
     "embedding_text_hash",
     "embedding_status",
     "embedding_attempts",
@@ -49,10 +56,39 @@ class ChunkRow:
     enabled: bool = True
     pinned: bool = False
     valid_until: datetime | None = None
-    # Text form of a halfvec ("[0.1,0.2,…]") kept from an earlier revision, with its model.
+    # Text form of halfvecs ("[0.1,0.2,…]") kept from an earlier revision, per vector slot, with
+    # their models (the caller keeps only vectors of the spaces the slots hold now).
     embedding: str | None = None
     embedding_model: str = ""
+    embedding_alt: str | None = None
+    embedding_alt_model: str = ""
     embedded_at: datetime | None = None
+    # Holds a vector of the space the pipeline fills, so nothing is owed.
+    is_embedded: bool = False
+
+
+class HalfvecBinary:
+    """Vectors in PostgreSQL's binary `halfvec` format (dimensions, unused, big-endian float16s),
+    all converted by numpy in one call: per-row Python adapters cost ~100 µs a row, this ~10 µs.
+    Used by every binary COPY of vectors (bulk import, the embedding write-back)."""
+
+    def __init__(self, vectors) -> None:
+        import numpy as np
+
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2:
+            raise ValueError(f"expected a list of vectors, got an array of shape {matrix.shape}")
+        self.dimensions = matrix.shape[1]
+        self._count = matrix.shape[0]
+        self._header = struct.pack(">hh", self.dimensions, 0)
+        self._halves = matrix.astype(">f2").tobytes()
+        self._stride = self.dimensions * 2
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> bytes:
+        return self._header + self._halves[index * self._stride : (index + 1) * self._stride]
 
 
 def chunks_copy(rows: Iterable[ChunkRow]) -> int:
@@ -62,7 +98,7 @@ def chunks_copy(rows: Iterable[ChunkRow]) -> int:
     sql = f"COPY {CHUNK_TABLE} ({', '.join(COPY_COLUMNS)}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
-            embedded = row.embedding is not None
+            embedded = row.is_embedded
             copy.write_row(
                 (
                     row.source_id,
@@ -75,7 +111,9 @@ def chunks_copy(rows: Iterable[ChunkRow]) -> int:
                     row.pinned,
                     row.valid_until,
                     row.embedding,
-                    row.embedding_model if embedded else "",
+                    row.embedding_model if row.embedding is not None else "",
+                    row.embedding_alt,
+                    row.embedding_alt_model if row.embedding_alt is not None else "",
                     row.content_hash if embedded else "",
                     EmbeddingStatus.DONE if embedded else EmbeddingStatus.PENDING,
                     0,
@@ -92,20 +130,28 @@ def chunks_copy(rows: Iterable[ChunkRow]) -> int:
 
 
 def chunks_with_vectors_copy(rows: Sequence[ChunkRow], vectors, *, model: str) -> int:
-    """Binary COPY of chunks that already carry vectors (imports, benchmarks).
+    """Binary COPY of chunks that already carry vectors of `model` (imports, benchmarks).
 
-    Rows are encoded here in PostgreSQL's binary COPY format, and all vectors are converted to
-    big-endian float16 by numpy in one call: going through per-row Python adapters costs ~100 µs
-    a row, this ~10 µs. Must run inside the caller's transaction."""
-    import numpy as np
-
-    matrix = np.asarray(vectors, dtype=np.float32)
-    if matrix.ndim != 2 or matrix.shape[0] != len(rows):
-        raise ValueError(f"expected {len(rows)} vectors, got an array of shape {matrix.shape}")
-    dims = matrix.shape[1]
-    halfvec_header = struct.pack(">hh", dims, 0)
-    halves = matrix.astype(">f2").tobytes()
-    stride = dims * 2
+    The vectors go to the slot of the space holding that model and size (the first import
+    records it as the active space); vectors of a space the index does not hold are refused.
+    Rows whose vectors fill the active space while a switch runs stay owed a target vector.
+    Must run inside the caller's transaction."""
+    encoded = HalfvecBinary(vectors)
+    if len(encoded) != len(rows):
+        raise ValueError(f"expected {len(rows)} vectors, got {len(encoded)}")
+    space_record()
+    state = space_state_locked()
+    space = next(
+        (s for s in (state.active, state.target) if s and s.holds(model, encoded.dimensions)),
+        None,
+    )
+    if space is None:
+        target = f", switching to {state.target}" if state.target else ""
+        raise ValueError(
+            f"The index holds {state.active}{target}: {model} vectors of {encoded.dimensions} "
+            "dimensions have no slot. Configure that model and run `manage.py reembed` first."
+        )
+    status = (EmbeddingStatus.DONE if space == state.writing else EmbeddingStatus.PENDING).value
     now = _pg_timestamp(timezone.now())
     model_bytes = model.encode()
     sql = f"COPY {CHUNK_TABLE} ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT BINARY)"
@@ -114,6 +160,12 @@ def chunks_with_vectors_copy(rows: Sequence[ChunkRow], vectors, *, model: str) -
         buffer = bytearray()
         for index, row in enumerate(rows):
             hash_bytes = row.content_hash.encode()
+            vector = encoded[index]
+            slots = (
+                (vector, model_bytes, None, b"")
+                if space.slot == 1
+                else (None, b"", vector, model_bytes)
+            )
             fields = (
                 struct.pack(">q", row.source_id),
                 struct.pack(">i", row.ordinal),
@@ -124,10 +176,9 @@ def chunks_with_vectors_copy(rows: Sequence[ChunkRow], vectors, *, model: str) -
                 b"\x01" if row.enabled else b"\x00",
                 b"\x01" if row.pinned else b"\x00",
                 None if row.valid_until is None else _pg_timestamp(row.valid_until),
-                halfvec_header + halves[index * stride : (index + 1) * stride],
-                model_bytes,
+                *slots,
                 hash_bytes,
-                EmbeddingStatus.DONE.value.encode(),
+                status.encode(),
                 b"\x00\x00",
                 now,
                 b"",
@@ -159,14 +210,17 @@ def _pg_timestamp(moment: datetime) -> bytes:
     return struct.pack(">q", micros)
 
 
-DEFERRABLE_INDEXES = ("chunk_search_vector_gin", "chunk_embedding_hnsw")
+KEYWORD_INDEX = "chunk_search_vector_gin"
 
 
 @contextmanager
-def chunk_indexes_deferred(names: Iterable[str] = DEFERRABLE_INDEXES):
-    """For very large imports: drop the keyword (GIN) and vector (HNSW) indexes, load, then
-    rebuild them in one pass, which is far cheaper than maintaining them row by row. Search is
-    slower while the indexes are missing, so use it for imports, not routine ingestion."""
+def chunk_indexes_deferred(names: Iterable[str] | None = None):
+    """For very large imports: drop the keyword (GIN) and the active vector (HNSW) indexes (or
+    `names`), load, then rebuild them in one pass, which is far cheaper than maintaining them row
+    by row. Search is slower while the indexes are missing, so use it for imports, not routine
+    ingestion."""
+    if names is None:
+        names = [KEYWORD_INDEX, *active_vector_index_names()]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname = ANY(%s)",

@@ -30,12 +30,21 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from knowledge.bulk import HalfvecBinary
+from knowledge.embedding_space import (
+    VectorSpace,
+    embedding_provider_for,
+    embedding_switch_finish,
+    space_record,
+    space_state_locked,
+)
 from knowledge.enqueue import embedding_enqueue
 from knowledge.models import (
     EmbeddableModel,
     EmbeddingPipelineState,
     EmbeddingStatus,
     KnowledgeChunk,
+    embeddable_models,
     embedding_requeue_fields,
 )
 from knowledge.providers import (
@@ -46,18 +55,12 @@ from knowledge.providers import (
     RetryLaterError,
     embed_with_retries,
     fit_input,
-    get_embedding_provider,
     plan_batches,
 )
 from knowledge.tokens import get_token_counter
 
 logger = logging.getLogger(__name__)
 ERROR_HISTORY = 20  # error entries kept per row
-
-
-def embeddable_models() -> list[type[EmbeddableModel]]:
-    """Every model whose rows the processor embeds (problem cards join when dispatch lands)."""
-    return [KnowledgeChunk]
 
 
 @dataclass(frozen=True)
@@ -155,13 +158,24 @@ def embedding_process_batch(
     limit: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchReport:
-    """Claim one batch, embed it and write the results back. Safe to run concurrently."""
+    """Claim one batch, embed it and write the results back. Safe to run concurrently.
+
+    Vectors go to the space being filled: the target of a model switch, else the active one
+    (knowledge/embedding_space.py); the configured model only becomes that space through a switch.
+    """
     report = BatchReport()
     state = EmbeddingPipelineState.load()
     if state.is_paused():
         report.paused = state.paused_reason
         return report
-    provider = provider or get_embedding_provider()
+    space = space_record().writing
+    if provider is None:
+        try:
+            provider = embedding_provider_for(space)
+        except ProviderConfigError as exc:
+            pipeline_pause(reason="blocked: provider configuration", error=exc.message)
+            report.paused = "blocked: provider configuration"
+            return report
     rows, lease = embedding_claim(
         model=model,
         limit=limit or settings.KIOKU_EMBEDDING_CLAIM_ROWS,
@@ -218,9 +232,10 @@ def embedding_process_batch(
         for offset, message in outcome.errors.items():
             errors[batch[offset]] = message
 
-    written = _write_back(model, rows, lease, vectors, provider.model)
+    written, moved = _write_back(model, rows, lease, vectors, space)
     report.embedded = written
-    report.stale = len(vectors) - written
+    report.stale = len(vectors) - written - moved
+    report.rescheduled += moved
     failed, dead = _record_failures(model, rows, lease, errors)
     report.failed, report.dead = failed, dead
     model.embedding_batch_done([row.pk for row in rows])
@@ -232,34 +247,37 @@ def _write_back(
     rows: list[ClaimedRow],
     lease,
     vectors: dict[int, list[float]],
-    model_name: str,
-) -> int:
-    """Tx2: store vectors where hash and lease still match; release the stale rows."""
+    space: VectorSpace,
+) -> tuple[int, int]:
+    """Tx2: store vectors where hash and lease still match; release the stale rows. Returns
+    (written, released because the space being filled changed meanwhile)."""
     if not vectors:
-        return 0
-    import numpy as np
-
+        return 0, 0
     table = _table(model)
     hash_field = model.EMBEDDING_HASH_FIELD
     indices = sorted(vectors)
-    matrix = np.asarray([vectors[i] for i in indices], dtype=np.float32)
     with transaction.atomic(), connection.cursor() as cursor:
+        if space_state_locked().writing != space:
+            # A switch started, completed or was cancelled while we embedded: these vectors
+            # belong to no slot now. Give the rows back without burning the attempt.
+            _release(model, rows, lease, keep=(), delay=0)
+            return 0, len(indices)
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS kioku_embedding_results "
             "(id bigint, text_hash varchar(64), embedding halfvec) ON COMMIT DELETE ROWS"
         )
-        _copy_results(cursor, [rows[i] for i in indices], matrix)
+        _copy_results(cursor, [rows[i] for i in indices], [vectors[i] for i in indices])
         cursor.execute(
             f"""
-            UPDATE {table} AS row SET embedding = result.embedding,
-                embedding_model = %s, embedding_text_hash = result.text_hash,
+            UPDATE {table} AS row SET {space.column} = result.embedding,
+                {space.model_column} = %s, embedding_text_hash = result.text_hash,
                 embedding_status = %s, embedded_at = now(), embedding_claimed_until = NULL,
                 embedding_last_error = ''
             FROM kioku_embedding_results AS result
             WHERE row.id = result.id AND row.{hash_field} = result.text_hash
               AND row.embedding_claimed_until = %s
             """,
-            [model_name, EmbeddingStatus.DONE, lease],
+            [space.model, EmbeddingStatus.DONE, lease],
         )
         written = cursor.rowcount
         if written < len(indices):
@@ -275,18 +293,15 @@ def _write_back(
                 """,
                 [lease],
             )
-    return written
+    return written, 0
 
 
-def _copy_results(cursor, rows: list[ClaimedRow], matrix) -> None:
-    dims = matrix.shape[1]
-    header = struct.pack(">hh", dims, 0)
-    halves = matrix.astype(">f2").tobytes()
-    stride = dims * 2
+def _copy_results(cursor, rows: list[ClaimedRow], vectors: list[list[float]]) -> None:
+    encoded = HalfvecBinary(vectors)
     buffer = bytearray(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
     for index, row in enumerate(rows):
         hash_bytes = row.text_hash.encode()
-        vector = header + halves[index * stride : (index + 1) * stride]
+        vector = encoded[index]
         buffer += struct.pack(">hiq", 3, 8, row.pk)
         buffer += struct.pack(">i", len(hash_bytes)) + hash_bytes
         buffer += struct.pack(">i", len(vector)) + vector
@@ -421,6 +436,13 @@ def embedding_run(
         thread.start()
     for thread in threads:
         thread.join()
+    if not report.totals.paused:
+        # Nothing left to claim (or time is up): complete a model switch whose rows are all
+        # embedded, and clear the slot a completed switch left behind.
+        remaining = (
+            None if max_seconds is None else max(1.0, max_seconds - (time.monotonic() - started))
+        )
+        embedding_switch_finish(max_seconds=remaining)
     report.seconds = time.monotonic() - started
     return report
 
@@ -432,17 +454,6 @@ def _process_all_models() -> BatchReport:
         if total.paused:
             break
     return total
-
-
-def embedding_queue_other_models(*, model: type[EmbeddableModel] = KnowledgeChunk) -> int:
-    """After KIOKU_EMBEDDING_MODEL changes: queue rows embedded by another model. Their old
-    vectors stay in place until replaced; search only ever uses the current model's vectors."""
-    current = get_embedding_provider().model
-    rows = model.objects.filter(embedding_status=EmbeddingStatus.DONE).exclude(
-        embedding_model=current
-    )
-    embedding_enqueue()
-    return rows.update(**embedding_requeue_fields())
 
 
 def dead_letters_retry(

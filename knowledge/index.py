@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from knowledge.embedding_space import space_state
 from knowledge.enqueue import embedding_enqueue
 from knowledge.ingestion import source_rechunk
 from knowledge.models import (
@@ -22,7 +23,6 @@ from knowledge.models import (
     SourceStatus,
     embedding_requeue_fields,
 )
-from knowledge.queries import current_embedding_model
 from knowledge.services import chunks_mark_for_embedding
 
 # Chunk fields a curator sets; re-chunking recreates the rows, so rebuild carries them over.
@@ -39,8 +39,8 @@ class IndexBuildResult:
 
 
 def index_rebuild() -> IndexBuildResult:
-    """Re-chunk every enabled, non-failed source and queue each chunk that lacks a vector from the
-    current model.
+    """Re-chunk every enabled, non-failed source and queue each chunk that lacks a vector of the
+    space being filled (the active one, or the target of a model switch).
 
     Chunks whose text did not change keep their vectors (and their enabled/pinned/valid-until
     flags), so only new text and vectors of an older model cost provider calls. Each source is
@@ -48,7 +48,7 @@ def index_rebuild() -> IndexBuildResult:
     be run again.
     """
     started = time.monotonic()
-    model = current_embedding_model()
+    space = space_state().writing
     source_ids = list(
         KnowledgeSource.objects.enabled()
         .exclude(status=SourceStatus.FAILED)
@@ -72,7 +72,7 @@ def index_rebuild() -> IndexBuildResult:
                 source.chunks.filter(content_hash=flags.pop("content_hash")).update(**flags)
             queued += chunks_mark_for_embedding(
                 chunks=source.chunks.exclude(
-                    embedding_status=EmbeddingStatus.DONE, embedding_model=model
+                    embedding_status=EmbeddingStatus.DONE, **{space.model_column: space.model}
                 )
             )
         documents += 1
@@ -92,17 +92,22 @@ def index_rebuild() -> IndexBuildResult:
 
 @transaction.atomic
 def index_clear() -> int:
-    """Empty the vector index: every chunk loses its vector and is owed one again (the embedding
-    processor re-embeds it with the current model). The text, the chunks and the curators' flags
-    stay; this does not empty the knowledge base. Returns how many chunks were cleared."""
+    """Empty the vector index: every chunk loses its vectors (in both slots) and is owed one again
+    (the embedding processor re-embeds it for the space being filled; a model switch in progress
+    goes on). The text, the chunks and the curators' flags stay; this does not empty the
+    knowledge base. Returns how many chunks were cleared."""
     now = timezone.now()
     cleared = KnowledgeChunk.objects.filter(
         Q(embedding__isnull=False)
         | ~Q(embedding_model="")
+        | Q(embedding_alt__isnull=False)
+        | ~Q(embedding_alt_model="")
         | ~Q(embedding_status=EmbeddingStatus.PENDING)
     ).update(
         embedding=None,
         embedding_model="",
+        embedding_alt=None,
+        embedding_alt_model="",
         embedding_text_hash="",
         embedded_at=None,
         **embedding_requeue_fields(),

@@ -18,6 +18,7 @@ from core.errors import ApiError
 from knowledge.bulk import ChunkRow, chunks_copy
 from knowledge.chunking import chunk_sections, config_for_source_type
 from knowledge.documents import ChunkDraft, ExtractedDocument
+from knowledge.embedding_space import space_state_locked
 from knowledge.enqueue import embedding_enqueue
 from knowledge.models import (
     EmbeddingStatus,
@@ -246,19 +247,33 @@ def _replace_chunks(
             config=config_for_source_type(source.source_type),
             counter=get_token_counter(),
         )
-    reusable = {
-        row["content_hash"]: row
-        for row in source.chunks.filter(embedding_status=EmbeddingStatus.DONE)
-        .annotate(embedding_text=RawSQL("embedding::text", []))
-        .values("content_hash", "embedding_text", "embedding_model", "embedded_at")
+    # Vectors are reused per slot, only those of the space the slot holds now; the share lock
+    # keeps a model-switch cutover from slipping between this read and the commit.
+    state = space_state_locked()
+    spaces = [space for space in (state.active, state.target) if space is not None]
+    reusable: dict[int, dict[str, str]] = {
+        space.slot: dict(
+            source.chunks.filter(**{space.model_column: space.model})
+            .exclude(**{f"{space.column}__isnull": True})
+            .annotate(vector_text=RawSQL(f"{space.column}::text", []))
+            .values_list("content_hash", "vector_text")
+        )
+        for space in spaces
     }
+    embedded_at = dict(
+        source.chunks.filter(embedding_status=EmbeddingStatus.DONE).values_list(
+            "content_hash", "embedded_at"
+        )
+    )
     source.chunks.all().delete()
     rows = []
     kept = 0
     for ordinal, draft in enumerate(drafts):
         digest = content_hash(draft.content)
-        previous = reusable.get(digest)
-        kept += previous is not None
+        vectors = {space.slot: reusable[space.slot].get(digest) for space in spaces}
+        models = {space.slot: space.model for space in spaces if vectors[space.slot]}
+        is_embedded = vectors.get(state.writing.slot) is not None
+        kept += is_embedded
         rows.append(
             ChunkRow(
                 source_id=source.pk,
@@ -267,9 +282,12 @@ def _replace_chunks(
                 content_hash=digest,
                 token_count=draft.token_count,
                 location=draft.location,
-                embedding=previous["embedding_text"] if previous else None,
-                embedding_model=previous["embedding_model"] if previous else "",
-                embedded_at=previous["embedded_at"] if previous else None,
+                embedding=vectors.get(1),
+                embedding_model=models.get(1, ""),
+                embedding_alt=vectors.get(2),
+                embedding_alt_model=models.get(2, ""),
+                embedded_at=embedded_at.get(digest) if is_embedded else None,
+                is_embedded=is_embedded,
             )
         )
     chunks_copy(rows)

@@ -4,7 +4,7 @@ from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import F, Func, Q
 from django.db.models.functions import Now
-from pgvector.django import HalfVectorField, HnswIndex
+from pgvector.django import HalfVectorField
 
 
 class SourceType(models.TextChoices):
@@ -43,6 +43,11 @@ def embedding_requeue_fields() -> dict:
     }
 
 
+# The two vector slots of every embeddable row: (vector column, model column). Search reads the
+# active slot; a model switch fills the other one, then flips (knowledge/embedding_space.py).
+EMBEDDING_SLOTS = {1: ("embedding", "embedding_model"), 2: ("embedding_alt", "embedding_alt_model")}
+
+
 class EmbeddableModel(models.Model):
     """The embedding bookkeeping every embeddable row shares (chunks now, problem cards later).
 
@@ -50,12 +55,18 @@ class EmbeddableModel(models.Model):
     owed, `embedding_claimed_until` is the lease of the worker holding the row, `embedding_attempts`
     is committed before the provider is called, and `embedding_text_hash` is the hash of the text
     the stored vector was computed from.
+
+    Vectors live in two slots (EMBEDDING_SLOTS) without a fixed size: each slot holds the vectors
+    of one embedding space (model + dimensions) and has an HNSW index on a cast to that size,
+    managed by knowledge/embedding_space.py. Any vector in either slot was computed from the
+    row's current text (edits clear both); the bookkeeping columns describe the slot the pipeline
+    is filling (the target of a model switch, else the active slot).
     """
 
-    embedding = HalfVectorField(
-        dimensions=settings.KIOKU_EMBEDDING_DIMENSIONS, null=True, blank=True
-    )
+    embedding = HalfVectorField(null=True, blank=True)
     embedding_model = models.CharField(max_length=100, blank=True)
+    embedding_alt = HalfVectorField(null=True, blank=True)
+    embedding_alt_model = models.CharField(max_length=100, blank=True)
     embedding_text_hash = models.CharField(max_length=64, blank=True)
     embedding_status = models.CharField(
         max_length=10, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING
@@ -70,6 +81,8 @@ class EmbeddableModel(models.Model):
     # Which columns hold the text to embed and its hash (the processor compares the hash).
     EMBEDDING_TEXT_FIELD = "content"
     EMBEDDING_HASH_FIELD = "content_hash"
+    # Prefix of the vector index names: <prefix>_<slot column>_hnsw_<dimensions>.
+    EMBEDDING_INDEX_PREFIX = ""
 
     class Meta:
         abstract = True
@@ -178,6 +191,8 @@ class KnowledgeChunk(EmbeddableModel):
 
     objects = KnowledgeChunkQuerySet.as_manager()
 
+    EMBEDDING_INDEX_PREFIX = "chunk"
+
     class Meta:
         ordering = ["source_id", "ordinal"]
         constraints = [
@@ -187,14 +202,9 @@ class KnowledgeChunk(EmbeddableModel):
                 condition=Q(token_count__gte=1), name="chunk_token_count_positive"
             ),
         ]
+        # The HNSW indexes on the vector slots are expression indexes per embedding space, made
+        # by migration 0005 and knowledge/embedding_space.py, not declared here.
         indexes = [
-            HnswIndex(
-                name="chunk_embedding_hnsw",
-                fields=["embedding"],
-                m=16,
-                ef_construction=64,
-                opclasses=["halfvec_cosine_ops"],
-            ),
             GinIndex(fields=["search_vector"], name="chunk_search_vector_gin"),
             # Makes "next chunks to embed" cheap for the embedding processor.
             models.Index(
@@ -262,6 +272,47 @@ class EmbeddingPipelineState(models.Model):
         from django.utils import timezone
 
         return self.paused_until is not None and self.paused_until > timezone.now()
+
+
+class EmbeddingSpaceState(models.Model):
+    """One row: which embedding space search reads (the *active* slot, model and dimensions) and,
+    while a model switch runs, the space being filled in the other slot (the *target*). After a
+    cutover the old slot is *retired*: its index is dropped and its vectors cleared in batches.
+
+    No row yet means nothing was embedded: the configured model becomes the active space at the
+    first write."""
+
+    active_slot = models.PositiveSmallIntegerField(default=1)
+    active_model = models.CharField(max_length=100)
+    active_dimensions = models.PositiveIntegerField()
+    target_model = models.CharField(max_length=100, blank=True)
+    target_dimensions = models.PositiveIntegerField(null=True, blank=True)
+    switch_started_at = models.DateTimeField(null=True, blank=True)
+    switched_at = models.DateTimeField(null=True, blank=True)
+    # Set once every row lacking a target vector has been queued: only then may the switch
+    # complete when nothing is pending.
+    switch_queued_at = models.DateTimeField(null=True, blank=True)
+    retired_model = models.CharField(max_length=100, blank=True)
+    retired_dimensions = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "embedding space"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="embedding_space_single_row"),
+            models.CheckConstraint(condition=Q(active_slot__in=[1, 2]), name="active_slot_1_or_2"),
+        ]
+
+    def __str__(self) -> str:
+        text = f"{self.active_model} ({self.active_dimensions})"
+        if self.target_model:
+            text += f" → {self.target_model} ({self.target_dimensions})"
+        return text
+
+
+def embeddable_models() -> list[type[EmbeddableModel]]:
+    """Every model whose rows the processor embeds (problem cards join when dispatch lands)."""
+    return [KnowledgeChunk]
 
 
 class DeadLetterChunkManager(models.Manager):

@@ -596,14 +596,26 @@ _providers: dict[tuple, EmbeddingProvider] = {}
 _providers_lock = threading.Lock()
 
 
-def get_embedding_provider() -> EmbeddingProvider:
+def get_embedding_provider(
+    *, model: str | None = None, dimensions: int | None = None
+) -> EmbeddingProvider:
     """OpenAI (or the server at `OPENAI_BASE_URL`) when `OPENAI_API_KEY` is set, else the local
-    provider. Settings are read on every call; providers (and their HTTP connection pools) are
-    cached per configuration."""
+    provider: the configured model. With `model`/`dimensions`, the provider of that embedding
+    space (search embeds queries with the space the index holds, which may differ from the
+    settings until a switch completes); the local model needs no key, any other does.
+    Settings are read on every call; providers (and their HTTP connection pools) are cached per
+    configuration."""
     api_key = settings.OPENAI_API_KEY
-    dimensions = settings.KIOKU_EMBEDDING_DIMENSIONS
-    if not api_key:
+    dimensions = dimensions or settings.KIOKU_EMBEDDING_DIMENSIONS
+    if model is None:
+        model = settings.KIOKU_EMBEDDING_MODEL if api_key else LocalHashingEmbeddingProvider.model
+    if model == LocalHashingEmbeddingProvider.model:
         key: tuple = ("local", dimensions)
+    elif not api_key:
+        raise ProviderConfigError(
+            f"The vector index holds {model} vectors, which needs OPENAI_API_KEY: set it, or "
+            "switch the index to the configured model (manage.py reembed)."
+        )
     else:
         limits = EmbeddingLimits(
             max_inputs=settings.KIOKU_EMBEDDING_MAX_INPUTS,
@@ -614,7 +626,7 @@ def get_embedding_provider() -> EmbeddingProvider:
             "openai",
             api_key,
             settings.OPENAI_BASE_URL or None,
-            settings.KIOKU_EMBEDDING_MODEL,
+            model,
             dimensions,
             float(settings.KIOKU_EMBEDDING_TIMEOUT_SECONDS),
             limits,

@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
+from knowledge.embedding_space import SpaceState, VectorSpace, configured_space, space_state
 from knowledge.models import (
     Answer,
     EmbeddingPipelineState,
@@ -16,6 +17,7 @@ from knowledge.models import (
     KnowledgeSource,
     SourceStatus,
 )
+from knowledge.providers import LocalHashingEmbeddingProvider
 
 
 def sources_with_counts() -> QuerySet[KnowledgeSource]:
@@ -50,40 +52,37 @@ def source_chunks(*, source_id: int) -> QuerySet[KnowledgeChunk]:
 
 # --- The vector index ---------------------------------------------------------------------------
 
-# The local, deterministic provider's model name: what runs without OPENAI_API_KEY.
-OFFLINE_EMBEDDING_MODEL = "local-hash-v1"
 
-# Relations whose on-disk size the index status reports (index names from KnowledgeChunk.Meta).
-INDEX_RELATIONS = {
-    "table": KnowledgeChunk._meta.db_table,
-    "hnsw_index": "chunk_embedding_hnsw",
-    "gin_index": "chunk_search_vector_gin",
-}
+def index_relations() -> dict[str, str]:
+    """Relations whose on-disk size the index status reports: the vector index is the active
+    space's (knowledge/embedding_space.py)."""
+    return {
+        "table": KnowledgeChunk._meta.db_table,
+        "hnsw_index": space_state().active.index_name(KnowledgeChunk),
+        "gin_index": "chunk_search_vector_gin",
+    }
 
 
 def current_embedding_model() -> str:
-    """The model new vectors are made with. Vectors from any other model cannot be compared with
-    a query embedded now, so they count as owed, not as indexed."""
-    try:
-        from knowledge.providers import get_embedding_provider
-    except ImportError:
-        # The embedding processor is not installed: name the model it would use.
-        return (
-            settings.KIOKU_EMBEDDING_MODEL if settings.OPENAI_API_KEY else OFFLINE_EMBEDDING_MODEL
-        )
-    return get_embedding_provider().model
+    """The model of the vectors search reads (the active embedding space). Vectors from any
+    other model cannot be compared with a query embedded by it, so they count as owed, not as
+    indexed."""
+    return space_state().active.model
 
 
 def index_status() -> dict:
     """How far the vector index is built, what is owed, and what it costs on disk.
 
     `chunks.enabled` counts the chunks search can use (enabled, of an enabled, current source);
-    `progress` is the share of those embedded with the current model. Counting takes one pass
-    over the chunk table and one over the sources.
+    `progress` is the share of those with a vector of the active embedding space (the one search
+    reads); `space.switch` says how far a model switch has filled its target. Counting takes one
+    pass over the chunk table and one over the sources.
     """
-    model = current_embedding_model()
-    done = Q(embedding_status=EmbeddingStatus.DONE)
-    current = done & Q(embedding_model=model)
+    state = space_state()
+    active, target = state.active, state.target
+    current = _holds_vector(active)
+    in_target = _holds_vector(target) if target else Q(pk__isnull=True)  # no row
+    has_vector = Q(embedding__isnull=False) | Q(embedding_alt__isnull=False)
     usable = Q(enabled=True, source__enabled=True, source__superseded_by__isnull=True)
     # Aliases must not shadow field names ("enabled"), or the filters would read the aggregate.
     counts = KnowledgeChunk.objects.aggregate(
@@ -91,7 +90,8 @@ def index_status() -> dict:
         n_usable=Count("pk", filter=usable),
         n_embedded=Count("pk", filter=current),
         n_usable_embedded=Count("pk", filter=current & usable),
-        n_other_model=Count("pk", filter=done & ~Q(embedding_model=model)),
+        n_other_model=Count("pk", filter=has_vector & ~current & ~in_target),
+        n_usable_target=Count("pk", filter=in_target & usable),
         n_pending=Count("pk", filter=Q(embedding_status=EmbeddingStatus.PENDING)),
         n_dead=Count("pk", filter=Q(embedding_status=EmbeddingStatus.DEAD)),
         n_last_hour=Count("pk", filter=Q(embedded_at__gte=timezone.now() - timedelta(hours=1))),
@@ -135,9 +135,10 @@ def index_status() -> dict:
         "embedded_other_model": counts["n_other_model"],
         "pending": counts["n_pending"],
         "dead_letters": counts["n_dead"],
-        "model": model,
-        "dimensions": settings.KIOKU_EMBEDDING_DIMENSIONS,
-        "offline": not settings.OPENAI_API_KEY,
+        "model": active.model,
+        "dimensions": active.dimensions,
+        "offline": active.model == LocalHashingEmbeddingProvider.model,
+        "space": _space_status(state, enabled=enabled, target_embedded=counts["n_usable_target"]),
         "last_updated": last_updated,
         "available": counts["n_embedded"] > 0,
         "throughput_last_hour": {
@@ -157,6 +158,40 @@ def index_status() -> dict:
     }
 
 
+def _holds_vector(space: VectorSpace) -> Q:
+    return Q(**{f"{space.column}__isnull": False, space.model_column: space.model})
+
+
+def _space_status(state: SpaceState, *, enabled: int, target_embedded: int) -> dict:
+    """The active space, a switch in progress, and whether the settings ask for another one."""
+    model, dimensions = configured_space()
+    switch = None
+    if state.target:
+        switch = {
+            "model": state.target.model,
+            "dimensions": state.target.dimensions,
+            "started_at": state.switch_started_at,
+            "queued": state.switch_queued_at is not None,
+            "embedded": target_embedded,
+            "total": enabled,
+            "progress": math.floor(1000 * target_embedded / enabled) / 10 if enabled else 0.0,
+        }
+    heading_to = state.target or state.active
+    return {
+        "active": {
+            "model": state.active.model,
+            "dimensions": state.active.dimensions,
+            "slot": state.active.slot,
+            "index": state.active.index_name(KnowledgeChunk),
+        },
+        "configured": {"model": model, "dimensions": dimensions},
+        "switch": switch,
+        "switch_needed": not heading_to.holds(model, dimensions),
+        "switched_at": state.switched_at,
+        "retiring": str(state.retired) if state.retired else None,
+    }
+
+
 def _pipeline_state(pipeline: EmbeddingPipelineState) -> str:
     return f"blocked: {pipeline.paused_reason}" if pipeline.paused_reason else "paused"
 
@@ -164,9 +199,10 @@ def _pipeline_state(pipeline: EmbeddingPipelineState) -> str:
 def index_sizes() -> dict[str, dict]:
     """On-disk size of the chunk table (with its indexes and TOAST) and of each search index.
     An index dropped for a bulk import (`chunk_indexes_deferred`) reports `bytes: None`."""
-    names = list(INDEX_RELATIONS)
+    relations = index_relations()
+    names = list(relations)
     values_sql = ", ".join(["(%s, %s)"] * len(names))
-    params = [part for name in names for part in (name, INDEX_RELATIONS[name])]
+    params = [part for name in names for part in (name, relations[name])]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT name, pg_total_relation_size(to_regclass(relation)),"

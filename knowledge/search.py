@@ -1,8 +1,9 @@
 """The one search service used by the API, the pages, the CLI and answers.
 
 Modes:
-- **vector**: cosine similarity (1 − cosine distance) on the HNSW index, only rows embedded by
-  the current model; `hnsw.ef_search` is set per query from top_k and pgvector 0.8's iterative
+- **vector**: cosine similarity (1 − cosine distance) on the HNSW index of the active embedding
+  space (knowledge/embedding_space.py): the query is embedded by that space's model, and only
+  its slot and model are read, so rows of another model never mix in, also during a switch; `hnsw.ef_search` is set per query from top_k and pgvector 0.8's iterative
   index scan keeps filtered queries returning top_k rows.
 - **keyword**: PostgreSQL full-text search on the chunk's tsvector (words through the `simple`
   parser, CJK as character bigrams rechecked against the text, identifiers such as `E-21` as
@@ -26,9 +27,10 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from core.errors import ApiError
 from knowledge import side_queries
-from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceType
+from knowledge.embedding_space import VectorSpace, embedding_provider_for, space_state
+from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType
 from knowledge.parsers import normalize_text
-from knowledge.providers import ProviderError, get_embedding_provider
+from knowledge.providers import LocalHashingEmbeddingProvider, ProviderError
 
 MODES = ("vector", "keyword", "hybrid")
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff66-\uff9f"
@@ -291,7 +293,7 @@ class _Ranked:
 def _vector_search(
     vector: list[float],
     *,
-    model: str,
+    space: VectorSpace,
     limit: int,
     scope: SearchScope,
     min_similarity: float | None,
@@ -308,10 +310,10 @@ def _vector_search(
     if scope.is_empty:
         return []
     clauses, params = _where(scope)
-    clauses += ["c.embedding IS NOT NULL", "c.embedding_model = %s"]
-    params.append(model)
+    clauses += [f"c.{space.column} IS NOT NULL", f"c.{space.model_column} = %s"]
+    params.append(space.model)
     literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
-    dims = settings.KIOKU_EMBEDDING_DIMENSIONS
+    dims = space.dimensions
     threshold = ""
     outer_params: list = []
     if min_similarity is not None:
@@ -321,10 +323,10 @@ def _vector_search(
         scope, settings.KIOKU_SEARCH_EXACT_MAX_ROWS
     )
     # ORDER BY the output column: the 16 KB vector literal is sent and parsed once, and the
-    # planner still matches the HNSW operator.
+    # planner still matches the HNSW operator. The slot is cast exactly as its index is defined.
     sql = f"""
         WITH nearest AS MATERIALIZED (
-            SELECT {SELECT_COLUMNS}, c.embedding <=> %s::halfvec({dims}) AS distance
+            SELECT {SELECT_COLUMNS}, {space.cast("c")} <=> %s::halfvec({dims}) AS distance
             FROM {CHUNK} c JOIN {SOURCE} s ON s.id = c.source_id
             WHERE {" AND ".join(clauses)}
             ORDER BY distance
@@ -567,17 +569,23 @@ def search(
     if min_similarity is not None and not (-1.0 <= min_similarity <= 1.0):
         raise SearchError("SEARCH_INVALID_THRESHOLD", "min_similarity must be between -1 and 1.")
     parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
-    provider = get_embedding_provider()
+    # Queries are embedded in the space the index holds, not necessarily the configured one: a
+    # model switch fills another slot and search moves over only once it is complete.
+    space = space_state().active
+    try:
+        provider = embedding_provider_for(space)
+    except ProviderError as exc:  # e.g. the index holds OpenAI vectors, but no key is set now
+        provider, provider_error = None, exc
     result = SearchResult(
         query=query,
         mode=mode,
         top_k=top_k,
         hits=[],
-        model=provider.model,
-        offline=provider.is_offline,
+        model=space.model,
+        offline=space.model == LocalHashingEmbeddingProvider.model,
         took_ms=0.0,
     )
-    _check_index(mode, provider.model, result)
+    _check_index(mode, space, result)
 
     keyword = build_keyword_query(query)
     scope = resolve_scope(parsed)
@@ -591,6 +599,8 @@ def search(
     keyword_hits: list[_Ranked] = []
     if mode in ("vector", "hybrid") and not result.degraded:
         try:
+            if provider is None:
+                raise provider_error
             vector = provider.embed([normalize_text(query)])[0]
         except ProviderError as exc:
             if mode == "vector":
@@ -606,7 +616,7 @@ def search(
         else:
             vector_hits = _vector_search(
                 vector,
-                model=provider.model,
+                space=space,
                 limit=candidates,
                 scope=scope,
                 min_similarity=min_similarity,
@@ -622,20 +632,20 @@ def search(
     return result
 
 
-def _check_index(mode: str, model: str, result: SearchResult) -> None:
+def _check_index(mode: str, space: VectorSpace, result: SearchResult) -> None:
     """An empty index is an answer of its own, not an empty list that looks like 'no match'."""
+    model = space.model
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT EXISTS (SELECT 1 FROM {CHUNK}), "
-            f"EXISTS (SELECT 1 FROM {CHUNK} WHERE embedding_status = %s AND embedding_model = %s)",
-            [EmbeddingStatus.DONE, model],
+            f"EXISTS (SELECT 1 FROM {CHUNK} WHERE {space.model_column} = %s)",
+            [model],
         )
         has_chunks, has_vectors = cursor.fetchone()
         pending = 0
         if has_chunks and not has_vectors and mode != "keyword":
             cursor.execute(
-                f"SELECT count(*) FROM {CHUNK} WHERE embedding_status = %s",
-                [EmbeddingStatus.PENDING],
+                f"SELECT count(*) FROM {CHUNK} WHERE embedding_status = 'pending'",
             )
             pending = cursor.fetchone()[0]
     if not has_chunks:

@@ -121,8 +121,11 @@ def chunks_mark_for_embedding(
 
 def _reset_embedding(chunk: KnowledgeChunk, *, drop_vector: bool) -> None:
     if drop_vector:
+        # Both slots: a vector of the old text is wrong in every embedding space.
         chunk.embedding = None
         chunk.embedding_model = ""
+        chunk.embedding_alt = None
+        chunk.embedding_alt_model = ""
         chunk.embedding_text_hash = ""
         chunk.embedded_at = None
     for field, value in embedding_requeue_fields().items():

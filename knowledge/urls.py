@@ -15,6 +15,7 @@ urlpatterns = [
     path("index/", views.index_status, name="index-status"),
     path("index/rebuild/", views.index_rebuild, name="index-rebuild"),
     path("index/clear/", views.index_clear, name="index-clear"),
+    path("index/switch/", views.index_switch, name="index-switch"),
     path("search/", views.search_page, name="search"),
     path("ask/", views.ask_page, name="ask"),
     path("ask/stream/", views.ask_stream, name="ask-stream"),

@@ -27,6 +27,7 @@ from core.errors import ApiError
 from knowledge import index as vector_index
 from knowledge import queries
 from knowledge.answering import answer_ask, answer_ask_stream, answer_feedback
+from knowledge.embedding_space import embedding_switch_start
 from knowledge.forms import (
     ChunkFlagsForm,
     ChunkForm,
@@ -331,6 +332,12 @@ def index_clear(request: HttpRequest) -> HttpResponse:
             " the chunks are queued for embedding again."
         ),
     )
+
+
+@require_POST
+@staff_required
+def index_switch(request: HttpRequest) -> HttpResponse:
+    return _index_action_response(request, message=embedding_switch_start().message)
 
 
 # --- Search -----------------------------------------------------------------------------------

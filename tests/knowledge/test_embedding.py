@@ -12,7 +12,6 @@ from knowledge.embedding import (
     dead_letters_retry,
     embedding_claim,
     embedding_process_batch,
-    embedding_queue_other_models,
     embedding_run,
     pipeline_resume,
 )
@@ -181,12 +180,14 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_late(setting
     assert set(KnowledgeChunk.objects.values_list("embedding_attempts", flat=True)) == {2}
     # …and if the "dead" worker wakes up and writes back, its lease no longer matches.
     from knowledge.embedding import _write_back
+    from knowledge.embedding_space import space_state
 
     vectors = {
         i: [1.0] + [0.0] * (settings.KIOKU_EMBEDDING_DIMENSIONS - 1) for i in range(len(rows))
     }
-    assert _write_back(KnowledgeChunk, rows, dead_lease, vectors, "zombie-model") == 0
-    assert not KnowledgeChunk.objects.filter(embedding_model="zombie-model").exists()
+    before = set(KnowledgeChunk.objects.values_list("id", "embedded_at"))
+    assert _write_back(KnowledgeChunk, rows, dead_lease, vectors, space_state().writing) == (0, 0)
+    assert set(KnowledgeChunk.objects.values_list("id", "embedded_at")) == before
 
 
 def test_two_workers_claim_disjoint_rows():
@@ -256,19 +257,6 @@ def test_a_long_retry_after_reschedules_the_rows(openai_stub, settings):
     for chunk in KnowledgeChunk.objects.all():
         assert chunk.embedding_attempts == 0
         assert chunk.embedding_next_attempt_at > timezone.now() + timedelta(seconds=100)
-
-
-def test_changing_model_queues_rows_of_the_old_model_and_keeps_their_vectors(settings):
-    settings.OPENAI_API_KEY = ""
-    make_chunks(3)
-    embedding_run()
-    KnowledgeChunk.objects.update(embedding_model="old-model")
-    assert embedding_queue_other_models() == 3
-    assert KnowledgeChunk.objects.filter(embedding__isnull=False).count() == 3
-    embedding_run()
-    assert set(KnowledgeChunk.objects.values_list("embedding_model", flat=True)) == {
-        "local-hash-v1"
-    }
 
 
 def test_ingestion_enqueues_an_embedding_run_through_django_q(settings):

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def offline(settings):
+def offline(settings, vector_indexes_restored):
     settings.OPENAI_API_KEY = ""
     pipeline_resume()
 
@@ -41,9 +41,16 @@ def test_retry_dead_letters_command(capsys):
     }
 
 
-def test_reembed_queues_rows_of_another_model(capsys):
+def test_reembed_switches_to_the_configured_size_and_reports(settings, capsys):
     make_source()
     call_command("embed_pending")
-    KnowledgeChunk.objects.update(embedding_model="text-embedding-ada-002")
     call_command("reembed")
-    assert "Queued 3 chunk(s)" in capsys.readouterr().out
+    assert "already uses local-hash-v1 (1536 dimensions)" in capsys.readouterr().out
+    settings.KIOKU_EMBEDDING_DIMENSIONS = 64
+    call_command("reembed")
+    out = capsys.readouterr().out
+    assert "Switch started: local-hash-v1 (1536 dimensions) → local-hash-v1 (64" in out
+    assert "Queued 3 row(s)" in out
+    call_command("embed_pending")
+    call_command("reembed")
+    assert "already uses local-hash-v1 (64 dimensions)" in capsys.readouterr().out

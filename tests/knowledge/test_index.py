@@ -1,6 +1,5 @@
 """The vector index services (knowledge/index.py) and the status read (queries.index_status)."""
 
-import sys
 from datetime import timedelta
 
 import pytest
@@ -106,8 +105,7 @@ def test_status_names_the_offline_model_without_an_api_key(settings):
     assert status["dimensions"] == settings.KIOKU_EMBEDDING_DIMENSIONS
 
 
-def test_current_model_falls_back_to_settings_without_the_provider_module(monkeypatch, settings):
-    monkeypatch.setitem(sys.modules, "knowledge.providers", None)  # makes the import fail
+def test_current_model_is_the_configured_one_until_a_vector_is_written(settings):
     settings.OPENAI_API_KEY = ""
     assert current_embedding_model() == "local-hash-v1"
     settings.OPENAI_API_KEY = "sk-test"
@@ -198,7 +196,7 @@ def test_rebuild_keeps_the_vectors_of_unchanged_chunks(library):
     result = index_rebuild()
     assert vectors_by_hash(manual) == before
     assert set(manual.chunks.values_list("embedding_status", flat=True)) == {"done"}
-    assert result.embeddings_kept == len(before) + library["faq"].chunks.count()
+    assert result.embeddings_kept == len(before)
 
 
 def test_rebuild_queues_chunks_without_a_current_vector(library):
@@ -207,8 +205,8 @@ def test_rebuild_queues_chunks_without_a_current_vector(library):
     owed = faq.chunks.count() + pump.chunks.count()
     assert result.queued == owed
     assert KnowledgeChunk.objects.filter(embedding_status="pending").count() == owed
-    # Vectors of the older model stay searchable until they are replaced.
-    assert faq.chunks.filter(embedding__isnull=False).count() == faq.chunks.count()
+    # Vectors of a model the index does not hold are dropped: search never reads them.
+    assert not faq.chunks.filter(embedding__isnull=False).exists()
     assert index_status()["dead_letters"] == 0
 
 

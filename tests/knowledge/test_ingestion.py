@@ -1,4 +1,5 @@
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from knowledge.ingestion import (
@@ -9,19 +10,20 @@ from knowledge.ingestion import (
     source_rechunk,
 )
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceStatus
+from knowledge.queries import current_embedding_model
 from tests.knowledge.factories import MANUAL_MD
 
 pytestmark = pytest.mark.django_db
 
 
-def fake_embed(source: KnowledgeSource) -> None:
-    """Give every chunk a vector, as the embedding pipeline would."""
+def fake_embed(source: KnowledgeSource, *, model: str = "test-model") -> None:
+    """Give every chunk a vector in slot 1, as the embedding pipeline would."""
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE knowledge_knowledgechunk SET embedding = array_fill(0.5::real, ARRAY[%s])::halfvec,"
-            " embedding_model = 'test-model', embedding_status = 'done', embedding_text_hash = content_hash,"
+            " embedding_model = %s, embedding_status = 'done', embedding_text_hash = content_hash,"
             " embedded_at = now() WHERE source_id = %s",
-            [KnowledgeChunk._meta.get_field("embedding").dimensions, source.pk],
+            [settings.KIOKU_EMBEDDING_DIMENSIONS, model, source.pk],
         )
 
 
@@ -53,7 +55,7 @@ def test_reingesting_an_unchanged_document_creates_nothing():
 
 def test_a_changed_document_replaces_chunks_and_keeps_unchanged_embeddings():
     first = source_ingest_text(text=MANUAL_MD, text_format="markdown", title="KG", uri="kb://kg")
-    fake_embed(first.source)
+    fake_embed(first.source, model=current_embedding_model())
     changed = MANUAL_MD.replace("Adjust the strike plate and test again.", "Call the office.")
     second = source_ingest_text(text=changed, text_format="markdown", title="KG", uri="kb://kg")
     assert second.outcome == "updated"
@@ -63,9 +65,21 @@ def test_a_changed_document_replaces_chunks_and_keeps_unchanged_embeddings():
     fresh = [c for c in chunks if c.embedding_status == EmbeddingStatus.PENDING]
     assert second.embeddings_kept == len(kept) >= 1
     assert len(fresh) == 1 and "Call the office." in fresh[0].content
-    assert all(c.embedding is not None and c.embedding_model == "test-model" for c in kept)
+    assert all(
+        c.embedding is not None and c.embedding_model == current_embedding_model() for c in kept
+    )
     assert all(c.embedding is None for c in fresh)
     assert second.source.status == SourceStatus.PENDING
+
+
+def test_vectors_of_a_model_the_index_does_not_hold_are_not_reused():
+    first = source_ingest_text(text=MANUAL_MD, text_format="markdown", title="KG", uri="kb://old")
+    fake_embed(first.source, model="retired-model")
+    changed = MANUAL_MD.replace("Adjust the strike plate and test again.", "Call the office.")
+    second = source_ingest_text(text=changed, text_format="markdown", title="KG", uri="kb://old")
+    assert second.embeddings_kept == 0
+    assert not second.source.chunks.filter(embedding__isnull=False).exists()
+    assert set(second.source.chunks.values_list("embedding_status", flat=True)) == {"pending"}
 
 
 def test_the_replacement_is_atomic(monkeypatch):
@@ -132,7 +146,7 @@ def test_unknown_source_type_is_refused():
 
 def test_rechunk_rebuilds_chunks_and_keeps_embeddings():
     source = source_ingest_text(text=MANUAL_MD, text_format="markdown", title="KG").source
-    fake_embed(source)
+    fake_embed(source, model=current_embedding_model())
     before = list(source.chunks.order_by("ordinal").values_list("content", flat=True))
     result = source_rechunk(source=source)
     after = list(source.chunks.order_by("ordinal").values_list("content", flat=True))

@@ -7,7 +7,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from knowledge.embedding import embedding_run, pipeline_resume
-from knowledge.models import KnowledgeChunk, KnowledgeSource
+from knowledge.embedding_space import space_state
+from knowledge.models import EmbeddingSpaceState, KnowledgeChunk, KnowledgeSource
 from knowledge.search import (
     SearchError,
     highlight_snippet,
@@ -316,8 +317,14 @@ def test_chunks_without_embeddings_degrade_hybrid_and_refuse_vector(settings):
     assert excinfo.value.code == "VECTOR_INDEX_NOT_AVAILABLE"
 
 
+def index_holds(model: str) -> None:
+    """Pretend the corpus was embedded by `model` (the vectors and the recorded space)."""
+    KnowledgeChunk.objects.update(embedding_model=model)
+    EmbeddingSpaceState.objects.filter(pk=1).update(active_model=model)
+
+
 def test_a_failing_provider_degrades_hybrid_to_keyword(corpus, openai_stub):
-    KnowledgeChunk.objects.update(embedding_model=openai_stub_model())
+    index_holds(openai_stub_model())
     openai_stub.fail_next(500, count=5)
     result = search("E-21", mode="hybrid")
     assert result.degraded and "embedding provider failed" in result.degraded_reason
@@ -326,6 +333,18 @@ def test_a_failing_provider_degrades_hybrid_to_keyword(corpus, openai_stub):
     with pytest.raises(SearchError) as excinfo:
         search("E-21", mode="vector")
     assert excinfo.value.code == "VECTOR_INDEX_EMBEDDING_GENERATION_FAILED"
+
+
+def test_without_the_key_the_index_model_needs_search_falls_back_to_keyword(corpus, settings):
+    index_holds("text-embedding-3-small")
+    settings.OPENAI_API_KEY = ""
+    result = search("E-21", mode="hybrid")
+    assert result.degraded and "OPENAI_API_KEY" in result.degraded_reason
+    assert result.model == "text-embedding-3-small" and titles(result) == ["Troubleshooting"]
+    with pytest.raises(SearchError) as excinfo:
+        search("E-21", mode="vector")
+    assert excinfo.value.code == "VECTOR_INDEX_EMBEDDING_GENERATION_FAILED"
+    assert excinfo.value.status == 503
 
 
 def openai_stub_model() -> str:
@@ -394,9 +413,9 @@ def _explain(sql: str, params, *, disable: tuple[str, ...]) -> str:
 def test_the_vector_query_uses_the_hnsw_index(corpus):
     statements = _captured_sql(lambda: search("battery", mode="vector"))
     sql, params = next((s, p) for s, p in statements if "<=>" in s)
-    assert "Index Scan using chunk_embedding_hnsw" in _explain(
-        sql, params, disable=("enable_sort",)
-    )
+    index = space_state().active.index_name(KnowledgeChunk)
+    assert index == "chunk_embedding_hnsw_1536"  # the expression index of migration 0005
+    assert f"Index Scan using {index} " in _explain(sql, params, disable=("enable_sort",))
 
 
 def test_the_keyword_query_uses_the_gin_index(corpus):
