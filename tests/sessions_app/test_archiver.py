@@ -3,6 +3,7 @@ import threading
 import pytest
 from django.db import connection
 
+from knowledge.embedding_space import space_state
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
 from knowledge.search import search
 from sessions_app.archiver import message_windows, session_archive, sessions_archive_idle
@@ -153,8 +154,11 @@ def test_rerunning_the_archiver_never_duplicates_the_source():
 def test_new_messages_are_appended_to_the_same_source_keeping_earlier_embeddings():
     session = make_session()
     session_archive(session_id=session.pk)
+    active = space_state().active  # only vectors of the space search reads are reused
     KnowledgeChunk.objects.update(
-        embedding=[0.1] * 1536, embedding_status=EmbeddingStatus.DONE, embedding_model="m"
+        embedding=[0.1] * active.dimensions,
+        embedding_status=EmbeddingStatus.DONE,
+        embedding_model=active.model,
     )
     before = list(KnowledgeChunk.objects.order_by("ordinal").values_list("content", flat=True))
     session_append(
