@@ -350,7 +350,7 @@ def timed_vector_search(
 
 def capture_plan(run, *, needle: str) -> list[str]:
     """EXPLAIN ANALYZE of the statement `run()` sends that contains `needle`, under the same
-    SET LOCALs the service sent before it."""
+    per-query settings (SET LOCAL / set_config) the service sent before it."""
     from django.db import connection, transaction
 
     captured: list[tuple[str, list]] = []
@@ -359,7 +359,7 @@ def capture_plan(run, *, needle: str) -> list[str]:
     def wrapper(execute, sql, params, many, context):
         if needle in sql:
             captured.append((sql, list(params or [])))
-        elif sql.startswith("SET LOCAL") and not captured:
+        elif sql.startswith(("SET LOCAL", "SELECT set_config(")) and not captured:
             settings_seen.append((sql, list(params or [])))
         return execute(sql, params, many, context)
 

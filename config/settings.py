@@ -171,7 +171,7 @@ KIOKU_SEARCH_METADATA_FILTERS = envlist(
 )
 KIOKU_SEARCH_EF_SEARCH = envint("KIOKU_SEARCH_EF_SEARCH", 40, minimum=1)
 KIOKU_SEARCH_EXACT_MAX_ROWS = envint("KIOKU_SEARCH_EXACT_MAX_ROWS", 10_000, minimum=0)
-KIOKU_SEARCH_KEYWORD_CANDIDATES = envint("KIOKU_SEARCH_KEYWORD_CANDIDATES", 300, minimum=10)
+KIOKU_SEARCH_KEYWORD_CANDIDATES = envint("KIOKU_SEARCH_KEYWORD_CANDIDATES", 100, minimum=10)
 # Threads (each with its own connection) that run hybrid search's keyword query beside the vector
 # query; 0 runs both in turn.
 KIOKU_SEARCH_SIDE_WORKERS = envint("KIOKU_SEARCH_SIDE_WORKERS", 4, minimum=0)

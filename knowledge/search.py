@@ -212,7 +212,6 @@ SOURCE = KnowledgeSource._meta.db_table
 SELECT_COLUMNS = (
     "c.id, c.content, c.location, c.pinned, s.id AS source_id, s.title, s.source_type, s.uri"
 )
-CANDIDATE_COLUMNS = "id, content, location, pinned, source_id, title, source_type, uri"
 
 
 BASE_CLAUSES = (
@@ -467,24 +466,30 @@ def _keyword_tier(
     if exclude:
         clauses.append("NOT (c.id = ANY(%s))")
         params.append(exclude)
+    # Only ids and tsvectors are materialized and ranked; the shown columns are read for the
+    # `limit` best ones.
     sql = f"""
         WITH candidates AS MATERIALIZED (
-            SELECT {SELECT_COLUMNS}, c.search_vector AS search_vector
+            SELECT c.id, c.search_vector
             FROM {CHUNK} c JOIN {SOURCE} s ON s.id = c.source_id
             WHERE c.search_vector @@ to_tsquery('simple', %s)
               AND {" AND ".join([*checks, *clauses])}
             LIMIT %s
+        ), best AS (
+            SELECT id, ts_rank(search_vector, to_tsquery('simple', %s)) AS rank
+            FROM candidates
+            ORDER BY rank DESC, id
+            LIMIT %s
         )
-        SELECT {CANDIDATE_COLUMNS}, ts_rank(search_vector, to_tsquery('simple', %s)) AS rank
-        FROM candidates
-        ORDER BY rank DESC, 1
-        LIMIT %s
+        SELECT {SELECT_COLUMNS}, best.rank
+        FROM best JOIN {CHUNK} c ON c.id = best.id JOIN {SOURCE} s ON s.id = c.source_id
+        ORDER BY best.rank DESC, c.id
     """
     all_params = [
         index_query,
         *check_params,
         *params,
-        settings.KIOKU_SEARCH_KEYWORD_CANDIDATES,
+        max(settings.KIOKU_SEARCH_KEYWORD_CANDIDATES, limit),
         keyword.tsquery,
         limit,
     ]
