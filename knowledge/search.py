@@ -590,11 +590,9 @@ def search(
         offline=space.model == LocalHashingEmbeddingProvider.model,
         took_ms=0.0,
     )
-    _check_index(mode, space, result)
-
     keyword = build_keyword_query(query)
     scope = resolve_scope(parsed)
-    candidates = max(top_k * 4, 40) if mode == "hybrid" else top_k
+    candidates = max(top_k * 2, 20) if mode == "hybrid" else top_k
     keyword_leg = None
     if keyword is not None and mode == "hybrid" and side_queries.available():
         # The keyword query runs on a second connection while this thread embeds the query
@@ -631,6 +629,9 @@ def search(
     elif keyword is not None and mode != "vector":
         keyword_hits = _keyword_search(keyword, limit=candidates, scope=scope)
 
+    if (mode == "keyword" and not keyword_hits) or (mode != "keyword" and not vector_hits):
+        # Only an empty answer needs to know why (saves a round trip on every search that finds).
+        _check_index(mode, space, result)
     highlight = keyword.highlight if keyword else []
     result.hits = _combine(mode, vector_hits, keyword_hits, top_k, highlight, result.degraded)
     result.took_ms = (time.perf_counter() - started) * 1000
