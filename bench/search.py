@@ -563,7 +563,13 @@ def main() -> None:
     from core.models import ApiKey
     from core.services import api_key_create
     from knowledge.providers import get_embedding_provider
-    from knowledge.search import build_keyword_query, ef_search_for, parse_filters, search
+    from knowledge.search import (
+        build_keyword_query,
+        ef_search_for,
+        hybrid_candidates,
+        parse_filters,
+        search,
+    )
 
     provider = get_embedding_provider()
     model = provider.model
@@ -661,8 +667,8 @@ def main() -> None:
             f"  ef_search {effective:4d}: recall@10 {np.mean(recall_lists[ef]):.3f} "
             f"({below} queries < 0.5)  {fmt_pct(timings[ef])}  [{kind}]{mark}"
         )
-    # Hybrid asks the vector leg for max(4 × top_k, 40) candidates, so ef_search is 80.
-    hybrid_limit = max(TOP_K * 4, 40)
+    # Hybrid asks each leg for hybrid_candidates(top_k) rows.
+    hybrid_limit = hybrid_candidates(TOP_K)
     samples = [
         timed_vector_search(v.tolist(), model=model, filters=no_filter, limit=hybrid_limit)[1]
         for v in recall_vectors

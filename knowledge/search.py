@@ -357,6 +357,11 @@ def _rows_at_most(scope: SearchScope, ceiling: int) -> bool:
         return cursor.fetchone()[0] <= ceiling
 
 
+def hybrid_candidates(top_k: int) -> int:
+    """Rows each leg of a hybrid search contributes to the fusion."""
+    return max(top_k * 2, 20)
+
+
 def ef_search_for(limit: int) -> int:
     """HNSW candidate list size for a query wanting `limit` rows (≥ limit, ≥ the setting)."""
     return min(1000, max(settings.KIOKU_SEARCH_EF_SEARCH, limit * 2))
@@ -592,7 +597,7 @@ def search(
     )
     keyword = build_keyword_query(query)
     scope = resolve_scope(parsed)
-    candidates = max(top_k * 2, 20) if mode == "hybrid" else top_k
+    candidates = hybrid_candidates(top_k) if mode == "hybrid" else top_k
     keyword_leg = None
     if keyword is not None and mode == "hybrid" and side_queries.available():
         # The keyword query runs on a second connection while this thread embeds the query
