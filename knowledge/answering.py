@@ -212,11 +212,15 @@ def _terms(text: str) -> set[str]:
     return words | _cjk_content_bigrams(text)
 
 
+MARKDOWN_MARKS = re.compile(r"\*\*|__|`")
+
+
 def _best_sentences(question: str, content: str) -> str:
     wanted = _terms(question)
     sentences = []
     for line in SENTENCE_END.split(content):
-        line = line.strip().lstrip("#>*- ").strip()
+        # Quoted as plain text: Markdown emphasis and code marks would show as stray symbols.
+        line = MARKDOWN_MARKS.sub("", line).strip().lstrip("#>*- ").strip()
         if len(line) >= 2:
             sentences.append(line)
     if not sentences:

@@ -16,10 +16,12 @@ from knowledge.answering import (
     answer_ask_stream,
     answer_feedback,
     detect_language,
+    extractive_answer,
     parse_citations,
 )
 from knowledge.embedding import embedding_run, pipeline_resume
 from knowledge.models import Answer, AnswerFeedback, AnswerOutcome, KnowledgeChunk
+from knowledge.search import SearchHit
 from tests.knowledge.factories import make_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -169,6 +171,24 @@ def test_offline_the_answer_is_extractive_and_cites_the_best_passage(offline_lib
     assert first.cited and first.chunk == chunk_of(offline_library["battery"])
     assert "[1]" in answer.answer
     assert answer.channel == "cli" and answer.latency_ms >= 0
+
+
+def test_extractive_answers_quote_markdown_as_plain_text():
+    hit = SearchHit(
+        chunk_id=1,
+        content="**Brand/model:** Kagiya `KG-200`. The __bolt__ jams when the door sags.",
+        snippet="",
+        source_id=1,
+        source_title="Manual",
+        source_type="manual",
+        source_uri="kb://manual",
+        location={},
+        pinned=False,
+        score=1.0,
+    )
+    answer = extractive_answer("Why does the bolt jam?", [hit], language="en")
+    assert "Brand/model: Kagiya KG-200." in answer and "bolt jams" in answer
+    assert "**" not in answer and "`" not in answer and "__" not in answer
 
 
 @pytest.mark.parametrize(
