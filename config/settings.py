@@ -185,6 +185,10 @@ KIOKU_SEARCH_MAX_QUERY_CHARS = envint("KIOKU_SEARCH_MAX_QUERY_CHARS", 2000, mini
 # ts_rank ≥ KIOKU_ASK_MIN_KEYWORD_SCORE, or for CJK questions at least half of the question's
 # content bigrams. No relevant passage → the "no relevant documents" answer, no model call.
 KIOKU_ASK_TOP_K = envint("KIOKU_ASK_TOP_K", 5, minimum=1)
+# Content gaps: unanswered questions whose wording is this similar (pg_trgm) form one group; the
+# grouping looks at the most asked KIOKU_ASK_GAP_CANDIDATES distinct wordings.
+KIOKU_ASK_GAP_SIMILARITY = envfloat("KIOKU_ASK_GAP_SIMILARITY", 0.5, minimum=0, maximum=1)
+KIOKU_ASK_GAP_CANDIDATES = envint("KIOKU_ASK_GAP_CANDIDATES", 500, minimum=1)
 KIOKU_ASK_MIN_SIMILARITY = envfloat("KIOKU_ASK_MIN_SIMILARITY", 0.35, minimum=-1, maximum=1)
 KIOKU_ASK_MIN_SIMILARITY_OFFLINE = envfloat(
     "KIOKU_ASK_MIN_SIMILARITY_OFFLINE", 0.5, minimum=-1, maximum=1

@@ -231,12 +231,49 @@ def answers_needing_curation() -> QuerySet[Answer]:
 
 
 def content_gaps(limit: int = 200) -> list[dict]:
-    """Questions that got the "no relevant documents" answer, grouped by normalised question
-    (case, punctuation and spacing ignored), most asked first: what the knowledge base lacks."""
-    rows = (
+    """Questions that got the "no relevant documents" answer, most asked first: what the
+    knowledge base lacks. Questions are grouped when their normalised wording is the same (case,
+    punctuation, spacing) or similar (pg_trgm similarity ≥ KIOKU_ASK_GAP_SIMILARITY, e.g. "how do
+    I pair the lock with my phone" and "how to pair my phone with the lock"); each group shows
+    its most asked wording and its variants."""
+    rows = list(
         Answer.objects.content_gaps()
         .values("question_normalized")
         .annotate(times=Count("id"), last_asked=Max("created_at"), question=Max("question"))
-        .order_by("-times", "-last_asked")[:limit]
+        .order_by("-times", "-last_asked")[: settings.KIOKU_ASK_GAP_CANDIDATES]
     )
-    return list(rows)
+    wordings = [row["question_normalized"] for row in rows]
+    group_of = list(range(len(rows)))  # union-find over rows, the most asked one as root
+
+    def root(i: int) -> int:
+        while group_of[i] != i:
+            group_of[i] = group_of[group_of[i]]
+            i = group_of[i]
+        return i
+
+    if len(rows) > 1:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT a.n - 1, b.n - 1
+                FROM unnest(%s::text[]) WITH ORDINALITY AS a(q, n)
+                JOIN unnest(%s::text[]) WITH ORDINALITY AS b(q, n) ON a.n < b.n
+                WHERE similarity(a.q, b.q) >= %s
+                """,
+                [wordings, wordings, settings.KIOKU_ASK_GAP_SIMILARITY],
+            )
+            for first, second in cursor.fetchall():
+                # Rows come most asked first: the lower index stays the group's wording.
+                keep, merge = sorted((root(first), root(second)))
+                group_of[merge] = keep
+    groups: dict[int, dict] = {}
+    for i, row in enumerate(rows):
+        group = groups.setdefault(
+            root(i), {**row, "times": 0, "variants": [], "last_asked": row["last_asked"]}
+        )
+        group["times"] += row["times"]
+        group["last_asked"] = max(group["last_asked"], row["last_asked"])
+        if i != root(i):
+            group["variants"].append(row["question"])
+    ordered = sorted(groups.values(), key=lambda g: (-g["times"], -g["last_asked"].timestamp()))
+    return ordered[:limit]

@@ -385,6 +385,23 @@ def test_not_helpful_feedback_puts_the_answer_in_the_curation_queue(offline_libr
     assert not queries.answers_needing_curation().exists()
 
 
+def test_content_gaps_group_similar_wordings_under_the_most_asked(offline_library):
+    for question in [
+        "How do I pair the lock with my phone?",
+        "How do I pair the lock with my phone?",
+        "how do i pair my phone with the lock",
+        "Does the lock work with a garage door opener?",
+    ]:
+        answer_ask(question=question)
+    gaps = queries.content_gaps()
+    assert [(g["question"], g["times"]) for g in gaps] == [
+        ("How do I pair the lock with my phone?", 3),
+        ("Does the lock work with a garage door opener?", 1),
+    ]
+    assert gaps[0]["variants"] == ["how do i pair my phone with the lock"]
+    assert gaps[1]["variants"] == []
+
+
 def test_content_gaps_group_the_same_question(offline_library):
     answer_ask(question="What is the capital of France?")
     answer_ask(question="what is the capital of france")
