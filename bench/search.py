@@ -350,8 +350,10 @@ def timed_vector_search(
 
 def capture_plan(run, *, needle: str) -> list[str]:
     """EXPLAIN ANALYZE of the statement `run()` sends that contains `needle`, under the same
-    per-query settings (SET LOCAL / set_config) the service sent before it."""
+    per-query settings the service sent with it (set_config in the same string) or before it."""
     from django.db import connection, transaction
+
+    from knowledge.search import split_settings_statement
 
     captured: list[tuple[str, list]] = []
     settings_seen: list[tuple[str, list]] = []
@@ -359,7 +361,7 @@ def capture_plan(run, *, needle: str) -> list[str]:
     def wrapper(execute, sql, params, many, context):
         if needle in sql:
             captured.append((sql, list(params or [])))
-        elif sql.startswith(("SET LOCAL", "SELECT set_config(")) and not captured:
+        elif sql.startswith("SET LOCAL") and not captured:
             settings_seen.append((sql, list(params or [])))
         return execute(sql, params, many, context)
 
@@ -367,10 +369,12 @@ def capture_plan(run, *, needle: str) -> list[str]:
         run()
     if not captured:
         return []
-    sql, params = captured[0]
+    values, sql, params = split_settings_statement(*captured[0])
     with transaction.atomic(), connection.cursor() as cursor:
         for statement, statement_params in settings_seen:
             cursor.execute(statement, statement_params)
+        for name, value in values.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
         cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params)
         return [VECTOR_LITERAL.sub("[…]", row[0]) for row in cursor.fetchall()]
 

@@ -171,6 +171,11 @@ KIOKU_SEARCH_METADATA_FILTERS = envlist(
 )
 KIOKU_SEARCH_EF_SEARCH = envint("KIOKU_SEARCH_EF_SEARCH", 40, minimum=1)
 KIOKU_SEARCH_EXACT_MAX_ROWS = envint("KIOKU_SEARCH_EXACT_MAX_ROWS", 10_000, minimum=0)
+# Words in at least this share of the chunks (PostgreSQL's statistics) are left out of keyword
+# search's "some terms" tier when the query has rarer terms.
+KIOKU_SEARCH_COMMON_TERM_SHARE = envfloat(
+    "KIOKU_SEARCH_COMMON_TERM_SHARE", 0.1, minimum=0, maximum=1
+)
 KIOKU_SEARCH_KEYWORD_CANDIDATES = envint("KIOKU_SEARCH_KEYWORD_CANDIDATES", 100, minimum=10)
 # Threads (each with its own connection) that run hybrid search's keyword query beside the vector
 # query; 0 runs both in turn.

@@ -17,12 +17,13 @@ No user text reaches SQL except as bound parameters; filter keys come from an al
 import html
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils.dateparse import parse_date, parse_datetime
 
 from core.errors import ApiError
@@ -333,16 +334,15 @@ def _vector_search(
         )
         SELECT * FROM nearest {threshold} ORDER BY distance
     """
-    with transaction.atomic(), connection.cursor() as cursor:
-        # One round trip for the per-query settings (SET LOCAL would take one each).
-        cursor.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), "
-            "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-            "set_config('enable_indexscan', %s, true)",
-            [str(ef_search_for(limit)), "off" if exact else "on"],
+    settings_for_query = {
+        "hnsw.ef_search": str(ef_search_for(limit)),
+        "hnsw.iterative_scan": "relaxed_order",
+        "enable_indexscan": "off" if exact else "on",
+    }
+    with connection.cursor() as cursor:
+        rows = _fetch_after_settings(
+            cursor, settings_for_query, sql, [literal, *params, limit, *outer_params]
         )
-        cursor.execute(sql, [literal, *params, limit, *outer_params])
-        rows = cursor.fetchall()
     return [_Ranked(row[0], row[:-1], 1.0 - float(row[-1])) for row in rows]
 
 
@@ -362,6 +362,31 @@ def hybrid_candidates(top_k: int) -> int:
     return max(top_k * 2, 20)
 
 
+def _fetch_after_settings(cursor, values: dict[str, str], sql: str, params: list) -> list[tuple]:
+    """Run `sql` under transaction-local settings, in one round trip: the settings and the
+    query are sent as one multi-statement string (Django binds parameters client-side), which
+    PostgreSQL executes as one implicit transaction, so the settings end with the query. Three
+    round trips less than BEGIN, SET LOCAL, query, COMMIT."""
+    setting_sql = "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in values) + ";"
+    setting_params = [item for pair in values.items() for item in pair]
+    # Inside a caller's transaction the local settings would last until it ends: put them back.
+    reset_sql = "".join(f"; RESET {name}" for name in values)
+    cursor.execute(setting_sql + sql + reset_sql, [*setting_params, *params])
+    cursor.nextset()
+    return cursor.fetchall()
+
+
+def split_settings_statement(sql: str, params: list) -> tuple[dict[str, str], str, list]:
+    """The parts of a string sent by `_fetch_after_settings`: the settings, the query and its
+    parameters (for EXPLAIN in tests and benchmarks). Other statements come back unchanged."""
+    if not sql.startswith("SELECT set_config("):
+        return {}, sql, list(params)
+    head, _, rest = sql.partition(";")
+    count = head.count("set_config(")
+    values = dict(zip(params[0 : 2 * count : 2], params[1 : 2 * count : 2], strict=True))
+    return values, rest.split("; RESET ")[0], list(params)[2 * count :]
+
+
 def ef_search_for(limit: int) -> int:
     """HNSW candidate list size for a query wanting `limit` rows (≥ limit, ≥ the setting)."""
     return min(1000, max(settings.KIOKU_SEARCH_EF_SEARCH, limit * 2))
@@ -372,6 +397,16 @@ class KeywordQuery:
     tsquery: str  # for the GIN index: any term may match
     terms: list[tuple[str, str | None]]  # (tsquery of one term, CJK run to recheck or None)
     highlight: list[str]  # strings to mark in snippets
+    words: list[str | None] = field(default_factory=list)  # per term: its one lexeme, if plain
+
+    def rarer_terms(self, shares: dict[str, float], *, common: float) -> list[int]:
+        """Positions of the terms worth a disjunction: all but plain words found in at least
+        `common` of the chunks, unless every term is that common (`common` ≥ 1: all terms)."""
+        if common >= 1:
+            return list(range(len(self.terms)))
+        words = self.words or [None] * len(self.terms)
+        rare = [i for i, word in enumerate(words) if word is None or shares.get(word, 0) < common]
+        return rare or list(range(len(self.terms)))
 
 
 def _quote(lexeme: str) -> str:
@@ -382,6 +417,7 @@ def build_keyword_query(query: str) -> KeywordQuery | None:
     """Turn user text into tsquery text (later bound as a parameter, never spliced into SQL)."""
     text = normalize_text(query).lower()
     terms: list[tuple[str, str | None]] = []
+    plain_words: list[str | None] = []  # per term: its one lexeme, if a plain word
     highlight: list[str] = []
     for run in CJK_RUN.findall(text):
         if len(run) == 1:
@@ -389,6 +425,7 @@ def build_keyword_query(query: str) -> KeywordQuery | None:
         else:
             bigrams = sorted({run[i : i + 2] for i in range(len(run) - 1)})
             terms.append((" & ".join(_quote(b) for b in bigrams), run))
+        plain_words.append(None)
         highlight.append(run)
     latin = CJK_RUN.sub(" ", text)
     words = [w for w in WORD.findall(latin)]
@@ -399,14 +436,52 @@ def build_keyword_query(query: str) -> KeywordQuery | None:
             # An identifier: the parser splits "e-21" into 'e' and '-21'; match them as a phrase.
             lexemes = _parser_lexemes(word)
             terms.append((" <-> ".join(_quote(x) for x in lexemes), None))
+            plain_words.append(None)
         else:
             terms.append((_quote(word), None))
+            plain_words.append(word)
         highlight.append(word)
     if not terms:
         return None
     return KeywordQuery(
-        tsquery=" | ".join(f"({t})" for t, _ in terms), terms=terms, highlight=highlight
+        tsquery=" | ".join(f"({t})" for t, _ in terms),
+        terms=terms,
+        highlight=highlight,
+        words=plain_words,
     )
+
+
+_shares_lock = threading.Lock()
+_shares: tuple[float, dict[str, float]] = (float("-inf"), {})
+
+
+def lexeme_shares() -> dict[str, float]:
+    """Share of chunks holding each of the commonest lexemes, from PostgreSQL's statistics on
+    the tsvector column (kept by ANALYZE, which autovacuum and the maintenance schedule run);
+    read at most once a minute per process."""
+    global _shares
+    read_at, shares = _shares
+    if time.monotonic() - read_at < 60:
+        return shares
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT u.lexeme, u.share FROM pg_stats s, "
+            "unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS u(lexeme, share) "
+            "WHERE s.schemaname = current_schema() AND s.tablename = %s "
+            "AND s.attname = 'search_vector' AND u.lexeme IS NOT NULL",
+            [CHUNK],
+        )
+        shares = dict(cursor.fetchall())
+    with _shares_lock:
+        _shares = (time.monotonic(), shares)
+    return shares
+
+
+def lexeme_shares_forget() -> None:
+    """Read the statistics again on the next search (after an ANALYZE)."""
+    global _shares
+    with _shares_lock:
+        _shares = (float("-inf"), {})
 
 
 def _parser_lexemes(word: str) -> list[str]:
@@ -455,13 +530,22 @@ def _keyword_tier(
         checks = ["strpos(lower(c.content), %s) > 0" for _ in runs]
         check_params = list(runs)
     else:
-        index_query = keyword.tsquery
-        if runs:
-            # Some term must match, a CJK term only with its run present. ts_match_vq is the
-            # function behind @@: the planner keeps it as a filter on the one index scan
-            # instead of splitting the OR into a bitmap scan per term.
+        # Some term must match. Words found in a large share of the chunks are left out of
+        # this disjunction when rarer terms exist ("E-21 plate": the chunks with E-21, not the
+        # 40 % holding "plate"): they say little, and their posting lists are what costs.
+        chosen = [
+            keyword.terms[i]
+            for i in keyword.rarer_terms(
+                lexeme_shares(), common=settings.KIOKU_SEARCH_COMMON_TERM_SHARE
+            )
+        ]
+        index_query = " | ".join(f"({term})" for term, _ in chosen)
+        if any(recheck is not None for _, recheck in chosen):
+            # A CJK term only counts with its run present. ts_match_vq is the function behind
+            # @@: the planner keeps it as a filter on the one index scan instead of splitting
+            # the OR into a bitmap scan per term.
             alternatives = []
-            for term, recheck in keyword.terms:
+            for term, recheck in chosen:
                 alternatives.append(
                     "ts_match_vq(c.search_vector, to_tsquery('simple', %s))"
                     + ("" if recheck is None else " AND strpos(lower(c.content), %s) > 0")
@@ -498,13 +582,13 @@ def _keyword_tier(
         keyword.tsquery,
         limit,
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         # With LIMIT over thousands of estimated matches the planner picks a sequential scan
         # that expects to meet the first rows early; the matches are spread over the table, so
         # it reads most of it (70 ms measured). The GIN bitmap scan is bounded by the matches.
-        cursor.execute("SELECT set_config('enable_seqscan', 'off', true)")
-        cursor.execute(sql, all_params)
-        rows = cursor.fetchall()
+        # Both statements go in one round trip, which PostgreSQL runs as one implicit
+        # transaction (so the local setting ends with it).
+        rows = _fetch_after_settings(cursor, {"enable_seqscan": "off"}, sql, all_params)
     return [_Ranked(row[0], row[:-1], float(row[-1])) for row in rows]
 
 

@@ -12,9 +12,12 @@ from knowledge.models import EmbeddingSpaceState, KnowledgeChunk, KnowledgeSourc
 from knowledge.search import (
     SearchError,
     highlight_snippet,
+    lexeme_shares,
+    lexeme_shares_forget,
     parse_filters,
     resolve_scope,
     search,
+    split_settings_statement,
 )
 from knowledge.services import chunk_update
 from tests.core.test_api import assert_error_shape
@@ -181,7 +184,8 @@ def test_filters_are_resolved_to_source_ids_first(corpus):
 
 
 def _index_setting(statements) -> str:
-    return next(params[1] for sql, params in statements if "set_config('enable_indexscan'" in sql)
+    sql, params = next((sql, params) for sql, params in statements if "<=>" in sql)
+    return split_settings_statement(sql, params)[0]["enable_indexscan"]
 
 
 def test_a_small_filtered_set_is_searched_exactly_a_large_one_through_hnsw(corpus, settings):
@@ -398,6 +402,7 @@ def _captured_sql(run) -> list[tuple[str, list]]:
 
 
 def _explain(sql: str, params, *, disable: tuple[str, ...]) -> str:
+    _, sql, params = split_settings_statement(sql, params)
     """EXPLAIN with some plan types switched off: on a tiny test table the planner rightly
     prefers them, so this shows the index *can* serve the query, as it will on a real table."""
     with connection.cursor() as cursor:
@@ -486,3 +491,33 @@ def test_inside_a_transaction_hybrid_sees_uncommitted_rows(settings):
         hits = search("gearbox squeals", mode="hybrid").hits
         assert [h.source_title for h in hits] == ["Uncommitted"]
         assert hits[0].keyword_rank == 1  # the keyword query ran on this connection
+
+
+def test_common_words_are_left_out_of_the_some_terms_tier(settings):
+    settings.OPENAI_API_KEY = ""
+    settings.KIOKU_SEARCH_KEYWORD_CANDIDATES = 10
+    settings.KIOKU_SEARCH_COMMON_TERM_SHARE = 0.1  # the default
+    for n in range(30):
+        make_source(text=f"Gasket note {n}: check the gasket seal.", title=f"Gasket {n}")
+    make_source(text="Zeolite cartridges absorb moisture.", title="Zeolite")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_knowledgechunk")
+    lexeme_shares_forget()
+    assert lexeme_shares()["gasket"] > 0.9
+
+    # No chunk holds both words; of those holding some, the rare word decides (the ten
+    # candidates of "gasket OR zeolite" would all be gasket notes).
+    assert titles(search("gasket zeolite", mode="keyword", top_k=5)) == ["Zeolite"]
+    settings.KIOKU_SEARCH_COMMON_TERM_SHARE = 1.0  # off: nothing counts as common
+    assert "Zeolite" not in titles(search("gasket zeolite", mode="keyword", top_k=5))
+    lexeme_shares_forget()
+
+
+def test_per_query_settings_do_not_outlive_the_query_in_a_callers_transaction(corpus):
+    with transaction.atomic(), connection.cursor() as cursor:
+        search("battery", mode="vector", filters={"metadata": {"brand": "Kagiya"}})  # exact
+        search("E-21 battery", mode="keyword")
+        cursor.execute(
+            "SELECT current_setting('enable_indexscan'), current_setting('enable_seqscan')"
+        )
+        assert cursor.fetchone() == ("on", "on")
