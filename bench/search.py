@@ -48,13 +48,10 @@ Latency on a shared 2-core VM moves with whatever else runs; the load average is
 """
 
 import argparse
-import http.client
 import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +62,8 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _search_data as data  # noqa: E402
-from _setup import ROOT, django_setup  # noqa: E402
+from _http import ApiClient, api_server, wait_ready  # noqa: E402
+from _setup import django_setup  # noqa: E402
 
 TOP_K = 10
 EF_VALUES = (40, 80, 120, 200)
@@ -435,102 +433,18 @@ def service_latency(
     return samples, counts
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ApiClient:
-    """Sequential requests over one keep-alive connection (reconnects if the server closed it)."""
-
-    def __init__(self, port: int, key: str) -> None:
-        self.port = port
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        self.conn: http.client.HTTPConnection | None = None
-
-    def post(self, payload: dict) -> tuple[int, dict]:
-        body = json.dumps(payload).encode()  # bytes: headers and body leave in one segment
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            try:
-                self.conn.request("POST", "/api/v1/search", body=body, headers=self.headers)
-                response = self.conn.getresponse()
-                raw = response.read()
-                return response.status, json.loads(raw or b"{}")
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-
-
-@contextmanager
-def api_server():
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "KIOKU_DB_POOL": "8",
-        "OPENAI_API_KEY": "",
-        "DEBUG": "0",
-    }
-    if not os.environ.get("DATABASE_URL"):
-        env["KIOKU_DB_NAME"] = "kioku_bench"
-    command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-        "--keep-alive", "30", "--log-level", "warning",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        yield process, port
-    finally:
-        # The server was started in its own process group: stop exactly that group.
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-
-
-def wait_ready(process, client: ApiClient, *, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with code {process.returncode}")
-        try:
-            status, body = client.post({"query": "battery", "mode": "keyword", "top_k": 1})
-        except (ConnectionRefusedError, OSError):
-            client.close()
-            client.conn = None
-            time.sleep(0.25)
-            continue
-        if status != 200:
-            raise RuntimeError(f"API answered {status}: {body}")
-        return
-    raise RuntimeError(f"the API did not answer within {timeout:.0f} s")
+SEARCH_PATH = "/api/v1/search"
 
 
 def api_latency(
     client: ApiClient, queries: list[str], mode: str, *, warmup: list[str]
 ) -> list[float]:
     for query in warmup:
-        client.post({"query": query, "mode": mode, "top_k": TOP_K})
+        client.post(SEARCH_PATH, {"query": query, "mode": mode, "top_k": TOP_K})
     samples = []
     for query in queries:
         started = time.perf_counter()
-        status, body = client.post({"query": query, "mode": mode, "top_k": TOP_K})
+        status, body = client.post(SEARCH_PATH, {"query": query, "mode": mode, "top_k": TOP_K})
         samples.append((time.perf_counter() - started) * 1000)
         if status != 200:
             raise RuntimeError(f"API answered {status} for {query!r}: {body}")
@@ -823,7 +737,8 @@ def main() -> None:
             with api_server() as (process, port):
                 client = ApiClient(port, raw_key)
                 try:
-                    wait_ready(process, client)
+                    probe = {"query": "battery", "mode": "keyword", "top_k": 1}
+                    wait_ready(process, client, SEARCH_PATH, probe)
                     for mode in ("vector", "keyword", "hybrid"):
                         api[mode] = api_latency(client, queries, mode, warmup=warmup)
                         print(f"  {mode:8s} {fmt_pct(api[mode])}")

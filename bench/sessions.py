@@ -19,118 +19,26 @@ figures are a lower bound; the load average is printed because the machine is sh
 """
 
 import argparse
-import http.client
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _setup import ROOT, django_setup  # noqa: E402
+from _http import ApiClient, api_server, wait_ready  # noqa: E402
+from _setup import django_setup  # noqa: E402
 
 DATABASE = "kioku_bench_sessions"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-class Client:
-    """One keep-alive connection; reconnects if the server closed it."""
-
-    def __init__(self, port: int, key: str) -> None:
-        self.port = port
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        self.conn: http.client.HTTPConnection | None = None
-
-    def post(self, path: str, payload: dict) -> tuple[int, dict]:
-        body = json.dumps(payload).encode()
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            try:
-                self.conn.request("POST", path, body=body, headers=self.headers)
-                response = self.conn.getresponse()
-                return response.status, json.loads(response.read() or b"{}")
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-
-
-@contextmanager
-def api_server():
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "KIOKU_DB_POOL": "8",
-        "KIOKU_DB_NAME": DATABASE,
-        "OPENAI_API_KEY": "",
-        "DEBUG": "0",
-    }
-    command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-        "--keep-alive", "30", "--log-level", "warning",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        yield process, port
-    finally:
-        # The server runs in its own process group: stop exactly that group.
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-
-
-def wait_ready(process, port: int, key: str, timeout: float = 90.0) -> None:
-    client = Client(port, key)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with code {process.returncode}")
-        try:
-            status, body = client.post(
-                "/api/v1/sessions/bench:warmup/messages", {"messages": [{"content": "hi"}]}
-            )
-        except OSError:
-            client.conn = None
-            time.sleep(0.25)
-            continue
-        if status not in (200, 201):
-            raise RuntimeError(f"API answered {status}: {body}")
-        client.close()
-        return
-    raise RuntimeError(f"the API did not answer within {timeout:.0f} s")
 
 
 def run(
@@ -153,7 +61,7 @@ def run(
     lock = threading.Lock()
 
     def work(index: int) -> None:
-        client = Client(port, key)
+        client = ApiClient(port, key)
         mine: list[float] = []
         sent = 0
         request = 0
@@ -274,7 +182,14 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:6]
     print(f"load average before: {os.getloadavg()[0]:.2f} (2-core machine, shared)")
     with api_server() as (process, port):
-        wait_ready(process, port, key)
+        probe = ApiClient(port, key)
+        wait_ready(
+            process,
+            probe,
+            "/api/v1/sessions/bench:warmup/messages",
+            {"messages": [{"content": "hi"}]},
+        )
+        probe.close()
         # Warm every worker thread's connection and code paths.
         run(port, key, run_id=f"{run_id}w", messages=400, batch=1, clients=args.clients)
         single = run(port, key, run_id=run_id, messages=args.single, batch=1, clients=args.clients)
