@@ -21,35 +21,9 @@ from knowledge.search import (
 )
 from knowledge.services import chunk_update
 from tests.core.test_api import assert_error_shape
-from tests.knowledge.factories import make_source
+from tests.knowledge.factories import BATTERY, E21, JA, ZH, make_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-BATTERY = """# Battery guide
-
-## Replacing batteries
-
-Replace all eight AA batteries at once when the lock shows E-01. Use alkaline cells only.
-"""
-E21 = """# Troubleshooting
-
-## E-21 motor overcurrent
-
-E-21 means the motor drew too much current because the door is misaligned and the bolt rubs the
-strike plate. Adjust the strike plate.
-"""
-ZH = """# 電子鎖常見問題
-
-## 電池沒電怎麼辦
-
-電池沒電時請使用 9V 電池緊急供電，再用密碼開門。指紋辨識失敗時請擦乾手指。
-"""
-JA = """# 電子錠ガイド
-
-## 電池切れ
-
-電池切れの時は非常用キーで解錠してください。電子錠の暗証番号は六桁です。
-"""
 
 
 @pytest.fixture

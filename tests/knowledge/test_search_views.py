@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from knowledge.embedding import embedding_run, pipeline_resume
 from knowledge.models import KnowledgeChunk
 from knowledge.services import chunk_update
-from tests.knowledge.factories import make_source
+from tests.knowledge.factories import BATTERY, ZH, make_source
 from tests.knowledge.test_views import visible_text
 
 pytestmark = pytest.mark.django_db
@@ -17,24 +17,13 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 SEARCH = "/knowledge/search/"
 
-BATTERY = """# Battery guide
-
-## Replacing batteries
-
-Replace all eight AA batteries at once when the lock shows E-01. Use alkaline cells only.
-"""
+# Unlike the shared guide, this one also mentions the batteries.
 E21 = """# Troubleshooting
 
 ## E-21 motor overcurrent
 
 E-21 means the motor drew too much current because the door is misaligned and the bolt rubs the
 strike plate. Adjust the strike plate, then replace the batteries if the lock still beeps.
-"""
-ZH = """# 電子鎖常見問題
-
-## 電池沒電怎麼辦
-
-電池沒電時請使用 9V 電池緊急供電，再用密碼開門。指紋辨識失敗時請擦乾手指。
 """
 
 
