@@ -179,6 +179,21 @@ def staff_user(db, django_user_model):
 
 
 @pytest.fixture
+def curator(client, staff_user):
+    """The test client logged in as a staff user (may curate)."""
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture
+def agent(client, django_user_model):
+    """The test client logged in as a support agent without staff rights: may read, may not
+    curate."""
+    client.force_login(django_user_model.objects.create_user("agent", password="agent-pass-123"))
+    return client
+
+
+@pytest.fixture
 def logged_in_page(page, staff_user):
     page.goto("/accounts/login/")
     page.fill("#id_username", "curator")

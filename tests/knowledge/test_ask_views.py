@@ -19,12 +19,6 @@ QUESTION = "How do I replace the batteries?"
 
 
 @pytest.fixture
-def curator(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
 def library(settings):
     settings.OPENAI_API_KEY = ""
     pipeline_resume()

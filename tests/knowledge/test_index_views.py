@@ -35,19 +35,6 @@ def library():
     return {"manual": manual, "faq": faq}
 
 
-@pytest.fixture
-def curator(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
-def agent(client, django_user_model):
-    """Logged in without staff rights: may watch the index, may not rebuild or clear it."""
-    client.force_login(django_user_model.objects.create_user("agent", password="agent-pass-123"))
-    return client
-
-
 # --- API --------------------------------------------------------------------------------------
 
 

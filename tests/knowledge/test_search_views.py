@@ -33,12 +33,6 @@ def _offline(settings):
 
 
 @pytest.fixture
-def curator(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
 def library():
     """An English manual, an English FAQ and a Traditional Chinese FAQ; nothing embedded yet."""
     return {

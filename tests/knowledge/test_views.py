@@ -42,19 +42,6 @@ def upload(client, name: str, data: bytes, **fields):
     )
 
 
-@pytest.fixture
-def curator(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
-def agent(client, django_user_model):
-    """A logged-in support agent without staff rights: may read, may not curate."""
-    client.force_login(django_user_model.objects.create_user("agent", password="agent-pass-123"))
-    return client
-
-
 # --- Source list ------------------------------------------------------------------------------
 
 

@@ -11,18 +11,6 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def curator(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
-def agent(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("agent", password="agent-pass-123"))
-    return client
-
-
 def test_pages_need_a_login(client):
     make_session()
     for url in ("/sessions/", "/sessions/discord:support:t-1/"):
