@@ -37,7 +37,15 @@ from django.urls import reverse
 from core.errors import ApiError
 from knowledge.chat import ChatError, ChatUsage, get_chat_provider
 from knowledge.models import Answer, AnswerFeedback, AnswerMode, AnswerOutcome, AnswerSource
-from knowledge.search import CJK_RUN, SearchError, SearchHit, SearchResult, parse_filters, search
+from knowledge.search import (
+    CJK_RUN,
+    SearchError,
+    SearchHit,
+    SearchResult,
+    parse_filters,
+    search,
+    validate_top_k,
+)
 
 MAX_TOP_K = 20
 EXTRACTIVE_PASSAGES = 3
@@ -277,13 +285,7 @@ class _Ask:
 def _validate(question, top_k) -> tuple[str, int]:
     if not isinstance(question, str) or not question.strip():
         raise AskError("VECTOR_INDEX_EMPTY_QUESTION", "The question is empty: type a question.")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise AskError(
-            "VECTOR_INDEX_INVALID_TOP_K",
-            f"top_k must be an integer from 1 to {MAX_TOP_K}.",
-            details={"top_k": top_k},
-        )
-    return question.strip(), top_k
+    return question.strip(), validate_top_k(top_k, maximum=MAX_TOP_K, error=AskError)
 
 
 def source_payload(number: int, hit: SearchHit) -> dict:

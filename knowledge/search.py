@@ -196,11 +196,12 @@ def parse_filters(raw: dict | None) -> SearchFilters:
     return SearchFilters(metadata=tuple(sorted(metadata)), **values)
 
 
-def validate_top_k(top_k) -> int:
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
-        raise SearchError(
+def validate_top_k(top_k, *, maximum: int = 100, error: type[ApiError] = SearchError) -> int:
+    """The seed's top_k rule (an integer from 1 to `maximum`), for search and for answers."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= maximum:
+        raise error(
             "VECTOR_INDEX_INVALID_TOP_K",
-            "top_k must be an integer from 1 to 100.",
+            f"top_k must be an integer from 1 to {maximum}.",
             details={"top_k": top_k},
         )
     return top_k
