@@ -19,6 +19,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _setup import django_setup  # noqa: E402
 
 
+def chunk_texts(*, seed: int, words_per_chunk: int = 600):
+    """Endless manual-like chunks: 50 topics over a 4,000-word vocabulary. Each chunk mixes its
+    topic's words with common ones (Zipf-distributed), so embeddings cluster by topic the way
+    real ones do, instead of 20,000 near-copies of one text (on which HNSW builds slowly: every
+    distance is about the same)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"] + ["lock", "door", "key"]
+    vocabulary = sorted(
+        {"".join(rng.choice(syllables, size=rng.integers(1, 4))) for _ in range(6_000)}
+    )[:4_000]
+    rng.shuffle(vocabulary)
+    # Every twelfth word or so ends a sentence.
+    words = np.array(vocabulary + [f"{word}." for word in vocabulary])
+    cdf = np.cumsum(1.0 / np.arange(1, len(vocabulary) + 1) ** 1.1)
+    cdf /= cdf[-1]
+    topics = np.stack([rng.choice(len(vocabulary), size=60, replace=False) for _ in range(50)])
+    batch = 1_000
+    while True:
+        picks = np.searchsorted(cdf, rng.random((batch, words_per_chunk)))
+        from_topic = rng.random((batch, words_per_chunk)) < 0.4
+        topic_words = topics[rng.integers(len(topics), size=batch)]
+        chosen = np.take_along_axis(
+            topic_words, rng.integers(60, size=(batch, words_per_chunk)), axis=1
+        )
+        picks = np.where(from_topic, chosen, picks)
+        picks += len(vocabulary) * (rng.random((batch, words_per_chunk)) < 1 / 12)
+        for row in words[picks]:
+            yield " ".join(row.tolist())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=20_000)
@@ -31,12 +63,14 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=300)
     parser.add_argument("--skip-incremental-index", action="store_true")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--cpu", action="store_true", help="print CPU seconds per process")
     parser.add_argument(
         "--parts", default="full,indexed,tpm,naive", help="which parts to run (comma-separated)"
     )
     args = parser.parse_args()
 
     django_setup("kioku_bench_embed")  # its own database: bench/search.py keeps data loaded
+    from _cpu import cpu_report
     from _stub_process import RemoteStub
     from django.conf import settings
     from django.db import connection, transaction
@@ -47,6 +81,7 @@ def main() -> None:
     from knowledge.ingestion import content_hash
     from knowledge.models import KnowledgeChunk, KnowledgeSource
     from knowledge.providers import get_embedding_provider
+    from knowledge.tokens import get_token_counter
 
     stub = RemoteStub(latency=args.latency)
     settings.OPENAI_API_KEY = stub.api_key
@@ -54,7 +89,8 @@ def main() -> None:
     settings.KIOKU_EMBEDDING_CONCURRENCY = args.concurrency
     settings.KIOKU_EMBED_ON_WRITE = False
     pipeline_resume()
-    words = "lock battery motor clutch door strike firmware keypad sensor deadbolt torque reset alarm".split()
+    counter = get_token_counter()
+    texts = chunk_texts(seed=1)
 
     def load(n: int, label: str) -> KnowledgeSource:
         source = KnowledgeSource.objects.create(
@@ -62,17 +98,16 @@ def main() -> None:
         )
         rows = []
         for i in range(n):
-            text = (
-                " ".join(words[(i * 7 + k) % len(words)] for k in range(600))
-                + f" chunk {label} {i}."
-            )
+            text = f"{next(texts)} ({label} {i})"
             rows.append(
                 ChunkRow(
                     source_id=source.pk,
                     ordinal=i,
                     content=text,
                     content_hash=content_hash(text),
-                    token_count=600,
+                    # Counted as ingestion counts every chunk it stores.
+                    token_count=counter.count(text),
+                    token_counter=counter.name,
                     location={},
                 )
             )
@@ -117,7 +152,8 @@ def main() -> None:
         load(args.chunks, "full")
         started = time.perf_counter()
         with chunk_indexes_deferred(active_vector_index_names()):
-            run("first full embedding, HNSW off (embedding only)", args.chunks)
+            with cpu_report("embedding", enabled=args.cpu):
+                run("first full embedding, HNSW off (embedding only)", args.chunks)
             index_started = time.perf_counter()
         total = time.perf_counter() - started
         print(
@@ -149,8 +185,8 @@ def main() -> None:
         import knowledge.providers as providers
 
         window = args.tpm_window
-        sample = " ".join(words[k % len(words)] for k in range(600)) + " chunk tpm 10000."
-        per_chunk = stub.count_tokens(sample)
+        sample = chunk_texts(seed=2)
+        per_chunk = sum(stub.count_tokens(next(sample)) for _ in range(100)) / 100
         n = int(args.tpm * args.tpm_windows / per_chunk)
         load(n, "tpm")
         stub.configure(tpm=args.tpm, rate_window=window)

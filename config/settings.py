@@ -1,6 +1,7 @@
 """Kioku settings. Everything that differs between machines comes from environment variables;
 the README has the table."""
 
+import os
 from pathlib import Path
 
 from config.env import database_from_url, envbool, envfloat, envint, envlist, envstr
@@ -207,6 +208,14 @@ KIOKU_CHUNKING: dict = {}
 # Chunk count past which the index dashboard and /api/v1/index/status warn: time to check search
 # latency and plan partitioning (the platform decision set the alert at 500,000 rows).
 KIOKU_INDEX_ROW_ALERT = envint("KIOKU_INDEX_ROW_ALERT", 500_000, minimum=1)
+# Index builds (HNSW after a bulk load or for a new embedding space, GIN after an import): the
+# parallel workers PostgreSQL may add to the building process (capped by its
+# max_parallel_workers), and the memory the build may use (an HNSW graph that outgrows it builds
+# far slower: about 3.3 kB per 1536-d chunk).
+KIOKU_INDEX_BUILD_WORKERS = envint(
+    "KIOKU_INDEX_BUILD_WORKERS", max(1, min(4, (os.cpu_count() or 2) - 1)), minimum=0
+)
+KIOKU_INDEX_BUILD_MEMORY_MB = envint("KIOKU_INDEX_BUILD_MEMORY_MB", 512, minimum=64)
 # Seconds an authenticated API key is trusted without reading it again (per process); a key
 # revoked or deleted elsewhere stops working within this time. 0 reads it on every request.
 KIOKU_API_KEY_CACHE_SECONDS = envint("KIOKU_API_KEY_CACHE_SECONDS", 10, minimum=0)

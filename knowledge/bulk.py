@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from knowledge.embedding_space import (
     active_vector_index_names,
+    index_build_settings,
     space_record,
     space_state_locked,
 )
@@ -25,6 +26,7 @@ COPY_COLUMNS = (
     "content",
     "content_hash",
     "token_count",
+    "token_counter",
     "location",
     "enabled",
     "pinned",
@@ -53,6 +55,7 @@ class ChunkRow:
     content_hash: str
     token_count: int
     location: dict
+    token_counter: str = ""  # see KnowledgeChunk.token_counter
     enabled: bool = True
     pinned: bool = False
     valid_until: datetime | None = None
@@ -106,6 +109,7 @@ def chunks_copy(rows: Iterable[ChunkRow]) -> int:
                     row.content,
                     row.content_hash,
                     row.token_count,
+                    row.token_counter,
                     json.dumps(row.location, ensure_ascii=False),
                     row.enabled,
                     row.pinned,
@@ -172,6 +176,7 @@ def chunks_with_vectors_copy(rows: Sequence[ChunkRow], vectors, *, model: str) -
                 row.content.encode(),
                 hash_bytes,
                 struct.pack(">i", row.token_count),
+                row.token_counter.encode(),
                 b"\x01" + json.dumps(row.location, ensure_ascii=False).encode(),
                 b"\x01" if row.enabled else b"\x00",
                 b"\x01" if row.pinned else b"\x00",
@@ -232,8 +237,6 @@ def chunk_indexes_deferred(names: Iterable[str] | None = None):
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET maintenance_work_mem = '512MB'")
+        with index_build_settings() as cursor:
             for _, definition in definitions:
                 cursor.execute(definition.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
-            cursor.execute("RESET maintenance_work_mem")

@@ -354,6 +354,7 @@ def _section_chunk(
             content=text[start:end],
             token_count=tokens,
             location={**location, "char_start": start, "char_end": end},
+            token_counter=counter.name,
         )
         for start, end, tokens in spans
     ]

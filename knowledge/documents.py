@@ -32,3 +32,4 @@ class ChunkDraft:
     content: str
     token_count: int
     location: dict  # heading_path (list), page (int), char_start/char_end within the section
+    token_counter: str = ""  # the name of the counter behind token_count; "" when unknown

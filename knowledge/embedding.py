@@ -57,7 +57,7 @@ from knowledge.providers import (
     fit_input,
     plan_batches,
 )
-from knowledge.tokens import get_token_counter
+from knowledge.tokens import TokenCounter, get_token_counter
 
 logger = logging.getLogger(__name__)
 ERROR_HISTORY = 20  # error entries kept per row
@@ -69,6 +69,21 @@ class ClaimedRow:
     text: str
     text_hash: str
     attempts: int
+    token_count: int | None = None  # stored with the text, if the model keeps it
+    token_counter: str = ""  # the counter that produced token_count
+
+
+def input_token_counts(
+    rows: list[ClaimedRow], texts: list[str], counter: TokenCounter
+) -> list[int]:
+    """Token counts of the texts to send: the stored count when the row's text goes unchanged
+    and was counted by the same counter, else a fresh count."""
+    return [
+        row.token_count
+        if row.token_count is not None and row.token_counter == counter.name and text == row.text
+        else counter.count(text)
+        for row, text in zip(rows, texts, strict=True)
+    ]
 
 
 @dataclass
@@ -109,6 +124,11 @@ def embedding_claim(
     table = _table(model)
     text_field = model.EMBEDDING_TEXT_FIELD
     hash_field = model.EMBEDDING_HASH_FIELD
+    tokens = (
+        "row.{}, row.{}".format(*model.EMBEDDING_TOKEN_FIELDS)
+        if model.EMBEDDING_TOKEN_FIELDS
+        else "NULL, ''"
+    )
     # The lease doubles as the claim token: a microsecond timestamp plus a random offset, so two
     # claims practically never share it.
     lease = timezone.now() + timedelta(seconds=lease_seconds, microseconds=random.randrange(1000))
@@ -139,14 +159,12 @@ def embedding_claim(
             UPDATE {table} AS row SET embedding_claimed_until = %s,
                 embedding_attempts = row.embedding_attempts + 1
             FROM due WHERE row.id = due.id
-            RETURNING row.id, row.{text_field}, row.{hash_field}, row.embedding_attempts
+            RETURNING row.id, row.{text_field}, row.{hash_field}, row.embedding_attempts,
+                {tokens}
             """,
             [EmbeddingStatus.PENDING, max_attempts, limit, lease],
         )
-        rows = [
-            ClaimedRow(pk, text, text_hash, attempts)
-            for pk, text, text_hash, attempts in cursor.fetchall()
-        ]
+        rows = [ClaimedRow(*values) for values in cursor.fetchall()]
     rows.sort(key=lambda row: row.pk)
     return rows, lease
 
@@ -195,12 +213,18 @@ def embedding_process_batch(
             limits,
             max_request_tokens=min(limits.max_request_tokens, settings.KIOKU_EMBEDDING_TPM // 20),
         )
-    batches = plan_batches([counter.count(text) for text in texts], limits=limits)
+    token_counts = input_token_counts(rows, texts, counter)
+    batches = plan_batches(token_counts, limits=limits)
     vectors: dict[int, list[float]] = {}
     errors: dict[int, str] = {}
     for position, batch in enumerate(batches):
         try:
-            outcome = embed_with_retries(provider, [texts[i] for i in batch], sleep=sleep)
+            outcome = embed_with_retries(
+                provider,
+                [texts[i] for i in batch],
+                token_counts=[token_counts[i] for i in batch],
+                sleep=sleep,
+            )
         except (QuotaExceededError, ProviderConfigError) as exc:
             reason = (
                 "blocked: quota"

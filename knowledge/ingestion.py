@@ -281,6 +281,7 @@ def _replace_chunks(
                 content=draft.content,
                 content_hash=digest,
                 token_count=draft.token_count,
+                token_counter=draft.token_counter,
                 location=draft.location,
                 embedding=vectors.get(1),
                 embedding_model=models.get(1, ""),

@@ -83,6 +83,10 @@ class EmbeddableModel(models.Model):
     EMBEDDING_HASH_FIELD = "content_hash"
     # Prefix of the vector index names: <prefix>_<slot column>_hnsw_<dimensions>.
     EMBEDDING_INDEX_PREFIX = ""
+    # The stored token count of the text and the name of the counter that made it, if the model
+    # keeps them: the pipeline then packs requests without counting again (when the counter in
+    # use is the same one).
+    EMBEDDING_TOKEN_FIELDS: tuple[str, str] | None = None
 
     class Meta:
         abstract = True
@@ -175,6 +179,12 @@ class KnowledgeChunk(EmbeddableModel):
     content = models.TextField()
     content_hash = models.CharField(max_length=64)
     token_count = models.PositiveIntegerField()
+    token_counter = models.CharField(
+        max_length=40,
+        blank=True,
+        db_default="",
+        help_text="The counter that produced token_count (cl100k_base, estimator); blank: unknown.",
+    )
     location = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     pinned = models.BooleanField(default=False, help_text="Boosted in search ranking.")
@@ -192,6 +202,7 @@ class KnowledgeChunk(EmbeddableModel):
     objects = KnowledgeChunkQuerySet.as_manager()
 
     EMBEDDING_INDEX_PREFIX = "chunk"
+    EMBEDDING_TOKEN_FIELDS = ("token_count", "token_counter")
 
     class Meta:
         ordering = ["source_id", "ordinal"]

@@ -94,7 +94,9 @@ def chunk_update(
         if content != chunk.content:
             chunk.content = content
             chunk.content_hash = content_hash(content)
-            chunk.token_count = max(1, get_token_counter().count(content))
+            counter = get_token_counter()
+            chunk.token_count = max(1, counter.count(content))
+            chunk.token_counter = counter.name
             _reset_embedding(chunk, drop_vector=True)
             _mark_sources_pending([chunk.source_id])
             embedding_enqueue()

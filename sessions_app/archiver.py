@@ -155,10 +155,18 @@ def session_chunk_drafts(messages: list[Message], *, first_new: int = 0) -> list
                         content=piece.content,
                         token_count=piece.token_count,
                         location={**location, "part": part},
+                        token_counter=piece.token_counter,
                     )
                 )
             continue
-        drafts.append(ChunkDraft(content=text, token_count=counter.count(text), location=location))
+        drafts.append(
+            ChunkDraft(
+                content=text,
+                token_count=counter.count(text),
+                location=location,
+                token_counter=counter.name,
+            )
+        )
     return drafts
 
 
@@ -355,7 +363,12 @@ def _store(session: ChatSession, drafts: list[ChunkDraft], *, uri: str, new, kep
     existing = KnowledgeSource.objects.filter(uri=uri).first()
     earlier = (
         [
-            ChunkDraft(content=c.content, token_count=c.token_count, location=c.location)
+            ChunkDraft(
+                content=c.content,
+                token_count=c.token_count,
+                location=c.location,
+                token_counter=c.token_counter,
+            )
             for c in existing.chunks.order_by("ordinal")
         ]
         if existing

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+
 __all__ = ["API_KEY", "DEFAULT_DIMENSIONS", "OpenAIStub", "stub_embedding", "count_tokens"]
 
 API_KEY = "test-key"
@@ -95,16 +97,38 @@ def count_tokens(text: str) -> int:
     return max(1, -(-len(text.encode("utf-8")) // 4))
 
 
-def _features(words: list[str], seed: bytes, dimensions: int) -> array.array:
-    vec: dict[int, float] = collections.defaultdict(float)
-    sq = 0.0
-    for word, n in collections.Counter(words).items():
-        weight = 1.0 + math.log(n)
-        digest = hashlib.sha256(word.encode("utf-8")).digest()
-        for k in range(_HASHES_PER_WORD):
-            chunk = int.from_bytes(digest[4 * k : 4 * k + 4], "little")
-            vec[(chunk >> 1) % dimensions] += weight if chunk & 1 else -weight
-        sq += _HASHES_PER_WORD * weight * weight
+_SLOT_CACHE_WORDS = 200_000
+_slot_tables: dict[int, dict[bytes, bytes]] = {}
+
+
+def _slot_codes(words: list[bytes], dimensions: int) -> np.ndarray:
+    """For each word, the 4 slots it adds to as ±(slot + 1) (sha256 of the word, 4 bytes per
+    slot, the lowest bit for the sign), flattened. Cached per word, as packed int64s."""
+    table = _slot_tables.setdefault(dimensions, {})
+    if len(table) > _SLOT_CACHE_WORDS:
+        table.clear()
+    for word in words:
+        if word not in table:
+            digest = hashlib.sha256(word).digest()
+            codes = []
+            for k in range(_HASHES_PER_WORD):
+                chunk = int.from_bytes(digest[4 * k : 4 * k + 4], "little")
+                slot = (chunk >> 1) % dimensions + 1
+                codes.append(slot if chunk & 1 else -slot)
+            table[word] = np.array(codes, dtype=np.int64).tobytes()
+    return np.frombuffer(b"".join(map(table.__getitem__, words)), dtype=np.int64)
+
+
+def _features(words: list[bytes], seed: bytes, dimensions: int) -> array.array:
+    counts = collections.Counter(words)
+    codes = _slot_codes(list(counts), dimensions)
+    weights = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+    vec = np.bincount(
+        np.abs(codes) - 1,
+        weights=np.sign(codes) * np.repeat(weights, _HASHES_PER_WORD),
+        minlength=dimensions,
+    ).astype(np.float64, copy=False)  # bincount of no words gives integers
+    sq = _HASHES_PER_WORD * float(np.dot(weights, weights))
     # A small text-specific component: different texts never share a vector exactly, and a text
     # without any word characters still gets a well-defined non-zero vector.
     noise = (_NOISE_WEIGHT * math.sqrt(sq) if sq else 1.0) / math.sqrt(_NOISE_SLOTS)
@@ -112,23 +136,35 @@ def _features(words: list[str], seed: bytes, dimensions: int) -> array.array:
     for k in range(_NOISE_SLOTS):
         chunk = int.from_bytes(digest[4 * k : 4 * k + 4], "little")
         vec[(chunk >> 1) % dimensions] += noise if chunk & 1 else -noise
-    norm = math.sqrt(math.fsum(v * v for v in vec.values()))
+    norm = math.sqrt(float(np.dot(vec, vec)))
     if norm == 0.0:  # pathological cancellation; fall back to a unit basis vector
-        vec = {int.from_bytes(digest[:4], "little") % dimensions: 1.0}
+        vec = np.zeros(dimensions)
+        vec[int.from_bytes(digest[:4], "little") % dimensions] = 1.0
         norm = 1.0
     # float32, so JSON floats and base64 float32 decode to identical lists.
-    out = array.array("f", bytes(4 * dimensions))
-    for index, value in vec.items():
-        out[index] = value / norm
-    return out
+    return array.array("f", (vec / norm).astype(np.float32).tobytes())
+
+
+# ASCII bytes that are not \w ([A-Za-z0-9_]) become spaces, so splitting finds the same words
+# as the \w+ regex, about 10 times faster (the benchmark sends megabytes of ASCII text).
+_ASCII_NON_WORD = bytes(
+    c if chr(c).isascii() and (chr(c).isalnum() or c == ord("_")) else ord(" ") for c in range(256)
+)
+
+
+def _words(text: str) -> list[bytes]:
+    """Lower-cased `\\w+` words of `text`, as UTF-8."""
+    if text.isascii():
+        return text.encode("ascii").lower().translate(_ASCII_NON_WORD).split()
+    return [word.encode("utf-8") for word in _WORD_RE.findall(text.lower())]
 
 
 def _embedding_array(text: str | list[int], dimensions: int) -> array.array:
     if isinstance(text, str):
-        return _features(_WORD_RE.findall(text.lower()), text.encode("utf-8"), dimensions)
+        return _features(_words(text), text.encode("utf-8"), dimensions)
     tokens = [int(t) for t in text]
     seed = b"tokens:" + ",".join(map(str, tokens)).encode()
-    return _features([f"\x00tok{t}" for t in tokens], seed, dimensions)
+    return _features([f"\x00tok{t}".encode() for t in tokens], seed, dimensions)
 
 
 def stub_embedding(text: str | list[int], dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
@@ -449,6 +485,13 @@ class OpenAIStub:
         with self._lock:
             for _ in range(count):
                 self._failures.append(_Failure(status, retry_after, code, body, headers))
+
+    def answer_next(self, body: Any, count: int = 1) -> None:
+        """Answer the next ``count`` requests with HTTP 200 and ``body`` (a dict, or raw str or
+        bytes): a server that says something other than what was asked."""
+        with self._lock:
+            for _ in range(count):
+                self._failures.append(_Failure(200, body=body))
 
     def hang_next(self, seconds: float, count: int = 1) -> None:
         """Delay the next ``count`` requests by ``seconds`` before handling them normally."""

@@ -275,6 +275,7 @@ def test_chunk_text_is_one_untitled_section():
         content="Short note.",
         token_count=3,
         location={"heading_path": [], "char_start": 0, "char_end": 11},
+        token_counter="estimator",
     )
 
 

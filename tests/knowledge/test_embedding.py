@@ -9,14 +9,17 @@ from django.db import connection
 from django.utils import timezone
 
 from knowledge.embedding import (
+    ClaimedRow,
     dead_letters_retry,
     embedding_claim,
     embedding_process_batch,
     embedding_run,
+    input_token_counts,
     pipeline_resume,
 )
 from knowledge.models import EmbeddingPipelineState, KnowledgeChunk, KnowledgeSource
 from knowledge.providers import get_embedding_provider
+from knowledge.tokens import get_token_counter
 from tests.knowledge.factories import make_source
 
 # Workers run in threads with their own connections, so the data must really be committed.
@@ -267,3 +270,37 @@ def test_ingestion_enqueues_an_embedding_run_through_django_q(settings):
     knowledge.enqueue._last_enqueued = 0.0
     source = make_chunks(3)  # commits → on_commit → async_task, run inline (sync mode in tests)
     assert statuses(source) == {"done": 3}
+
+
+def test_requests_are_packed_by_the_stored_token_counts(openai_stub, settings):
+    settings.KIOKU_EMBEDDING_MAX_REQUEST_TOKENS = 1000  # 800 after the 0.8 margin
+    source = make_chunks(6)
+    counter = get_token_counter()
+    assert set(source.chunks.values_list("token_counter", flat=True)) == {counter.name}
+    # Counted by the counter in use: trusted as stored (here inflated), not counted again.
+    source.chunks.update(token_count=400)
+
+    embedding_process_batch(sleep=NO_SLEEP)
+
+    sizes = [len(r["json"]["input"]) for r in openai_stub.requests_for("/embeddings")]
+    assert sizes == [2, 2, 2]
+
+
+def test_counts_by_another_counter_are_counted_again(openai_stub, settings):
+    settings.KIOKU_EMBEDDING_MAX_REQUEST_TOKENS = 1000
+    source = make_chunks(6)
+    source.chunks.update(token_count=400, token_counter="some_other_encoding")
+
+    embedding_process_batch(sleep=NO_SLEEP)
+
+    sizes = [len(r["json"]["input"]) for r in openai_stub.requests_for("/embeddings")]
+    assert sizes == [6]  # each is ~15 tokens really
+
+
+def test_a_text_cut_to_fit_is_counted_again():
+    counter = get_token_counter()
+    row = ClaimedRow(1, "word " * 50, "hash", 1, token_count=5, token_counter=counter.name)
+
+    same, cut = input_token_counts([row, row], [row.text, "word " * 10], counter)
+
+    assert same == 5 and cut == counter.count("word " * 10)

@@ -8,8 +8,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from knowledge.bulk import chunk_indexes_deferred
 from knowledge.embedding import embedding_claim, embedding_process_batch, embedding_run
 from knowledge.embedding_space import (
+    active_vector_index_names,
     embedding_switch_start,
     space_state,
     vector_indexes,
@@ -299,3 +301,33 @@ def test_a_switch_that_changes_course_ends_in_the_last_configured_space(
     assert (state.active.model, state.active.dimensions, state.active.slot) == (MODEL_A, 64, 2)
     assert vector_hits() == (MODEL_A, all_ids())
     assert set(vector_indexes(KnowledgeChunk)) == {"chunk_embedding_alt_hnsw_64"}
+
+
+def test_index_builds_use_parallel_workers_and_leave_the_session_as_it_was(library, settings):
+    settings.KIOKU_INDEX_BUILD_WORKERS = 1
+    build_settings = ["maintenance_work_mem", "max_parallel_maintenance_workers"]
+    build_settings.append("min_parallel_table_scan_size")
+
+    def current() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting(name) FROM unnest(%s::text[]) AS name", [build_settings]
+            )
+            return [value for (value,) in cursor.fetchall()]
+
+    before = current()
+    connection.ensure_connection()
+    notices: list[str] = []
+    connection.connection.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+    with connection.cursor() as cursor:
+        cursor.execute("SET client_min_messages = debug1")
+    try:
+        # Twelve chunks: far below the table size at which PostgreSQL would add a worker itself.
+        with chunk_indexes_deferred(active_vector_index_names()):
+            pass
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET client_min_messages")
+
+    assert "using 1 parallel workers" in notices
+    assert current() == before

@@ -12,6 +12,7 @@ from knowledge.providers import (
     InputRejectedError,
     LocalHashingEmbeddingProvider,
     ProviderConfigError,
+    ProviderError,
     QuotaExceededError,
     RetryLaterError,
     TransientProviderError,
@@ -102,6 +103,46 @@ def test_openai_vectors_are_float_lists_in_input_order(provider, openai_stub):
     assert all(type(value) is float for value in vectors[0])
 
 
+def test_float_arrays_are_read_like_base64(provider, openai_stub):
+    # Servers that ignore encoding_format (some OpenAI-compatible ones) answer with floats.
+    vectors = [stub_embedding(text) for text in TEXTS[:2]]
+    openai_stub.answer_next(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": 1, "embedding": vectors[1]},
+                {"object": "embedding", "index": 0, "embedding": vectors[0]},
+            ],
+            "usage": {"prompt_tokens": 7, "total_tokens": 7},
+        }
+    )
+
+    arrays = provider.embed_float32(TEXTS[:2])
+
+    assert openai_stub.requests[-1]["json"]["encoding_format"] == "base64"
+    assert [array.dtype for array in arrays] == [np.float32, np.float32]
+    assert [array.tolist() for array in arrays] == vectors  # put back in input order
+    assert provider.last_usage_tokens() == 7
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        {"object": "list"},
+        {"data": [{"index": 0, "embedding": "%%%"}]},
+        {"data": [{"index": 0, "embedding": "AAA="}]},  # 2 bytes: not float32
+        {"data": [{"index": 0, "embedding": {"x": 1}}]},
+        {"data": [{"index": 0, "embedding": ["a", "b"]}]},
+    ],
+)
+def test_a_malformed_answer_is_a_provider_error(provider, openai_stub, body):
+    openai_stub.answer_next(body)
+
+    with pytest.raises(ProviderError, match="Unexpected answer from the embedding server"):
+        provider.embed(["hello"])
+
+
 def test_dimensions_are_not_sent_when_they_are_the_models_own(provider, openai_stub):
     provider.embed(["hello"])
 
@@ -168,7 +209,7 @@ def test_over_long_input_is_rejected_unless_fitted(provider, openai_stub):
     assert raw.vectors[0] is None and "maximum context length" in raw.errors[0]
     assert raw.vectors[1] is not None
     assert OpenAIStub.count_tokens(fitted_text) <= 8192 * 0.95
-    assert fitted.errors == {} and None not in fitted.vectors
+    assert fitted.errors == {} and all(vector is not None for vector in fitted.vectors)
 
 
 def test_plan_batches_caps_inputs_per_request():
@@ -213,7 +254,7 @@ def test_rate_limit_is_retried_after_the_servers_retry_after(provider, openai_st
 
     assert waits == [2.0]
     assert (outcome.requests, outcome.retries) == (2, 1)
-    assert None not in outcome.vectors
+    assert all(vector is not None for vector in outcome.vectors)
 
 
 def test_retry_after_as_an_http_date_is_honoured(provider, openai_stub, waits):
@@ -231,7 +272,7 @@ def test_server_error_is_retried_with_backoff(provider, openai_stub, waits):
     outcome = embed_with_retries(provider, TEXTS, sleep=waits.append, rng=lambda: 1.0)
 
     assert waits == [0.5]
-    assert outcome.retries == 1 and None not in outcome.vectors
+    assert outcome.retries == 1 and all(vector is not None for vector in outcome.vectors)
 
 
 def test_backoff_doubles_and_gives_up_after_max_attempts(provider, openai_stub, waits):
@@ -251,7 +292,7 @@ def test_timeout_is_retried(openai_stub, settings, waits):
     outcome = embed_with_retries(get_embedding_provider(), TEXTS, sleep=waits.append)
 
     assert (outcome.requests, outcome.retries) == (2, 1)
-    assert None not in outcome.vectors
+    assert all(vector is not None for vector in outcome.vectors)
 
 
 def test_retry_after_longer_than_max_wait_hands_the_batch_back(provider, openai_stub, waits):
@@ -304,7 +345,7 @@ def test_a_rejected_input_does_not_block_its_neighbours(provider, openai_stub):
     assert list(outcome.errors) == [5]
     assert "told to reject" in outcome.errors[5]
     assert [vector is None for vector in outcome.vectors] == [i == 5 for i in range(8)]
-    assert outcome.vectors[6] == stub_embedding(TEXTS[6])
+    assert outcome.vectors[6].tolist() == stub_embedding(TEXTS[6])
     assert outcome.requests == 2
 
 
@@ -325,7 +366,7 @@ def test_a_rejection_naming_no_input_is_bisected(provider, openai_stub):
     outcome = embed_with_retries(provider, TEXTS)
 
     assert outcome.errors == {}
-    assert None not in outcome.vectors
+    assert all(vector is not None for vector in outcome.vectors)
     assert [len(inputs) for inputs in openai_stub.embedding_inputs] == [8, 4, 4]
 
 
