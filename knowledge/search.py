@@ -14,6 +14,7 @@ Modes:
 No user text reaches SQL except as bound parameters; filter keys come from an allow-list.
 """
 
+import functools
 import html
 import json
 import re
@@ -485,14 +486,17 @@ def lexeme_shares_forget() -> None:
         _shares = (float("-inf"), {})
 
 
-def _parser_lexemes(word: str) -> list[str]:
-    """How PostgreSQL's 'simple' parser splits an identifier (the index holds the same)."""
+@functools.lru_cache(maxsize=4096)
+def _parser_lexemes(word: str) -> tuple[str, ...]:
+    """How PostgreSQL's 'simple' parser splits an identifier (the index holds the same). The
+    parser is fixed for a server version, so each process asks once per identifier (E-21,
+    KG-300 come back in query after query)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT lexemes FROM ts_debug('simple', %s) WHERE lexemes IS NOT NULL", [word]
         )
-        lexemes = [lexeme for (found,) in cursor.fetchall() for lexeme in found]
-    return lexemes or [word]
+        lexemes = tuple(lexeme for (found,) in cursor.fetchall() for lexeme in found)
+    return lexemes or (word,)
 
 
 def _keyword_search(keyword: KeywordQuery, *, limit: int, scope: SearchScope) -> list[_Ranked]:
@@ -664,6 +668,15 @@ def search(
     if min_similarity is not None and not (-1.0 <= min_similarity <= 1.0):
         raise SearchError("SEARCH_INVALID_THRESHOLD", "min_similarity must be between -1 and 1.")
     parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
+    keyword = build_keyword_query(query)
+    scope = resolve_scope(parsed)
+    candidates = hybrid_candidates(top_k) if mode == "hybrid" else top_k
+    keyword_leg = None
+    if keyword is not None and mode == "hybrid" and side_queries.available():
+        # The keyword query runs on a second connection while this thread reads the index
+        # state, embeds the query and runs the vector query: hybrid costs about the slower
+        # leg, not the sum. Started first: it is the slower leg more often than not.
+        keyword_leg = side_queries.submit(_keyword_search, keyword, limit=candidates, scope=scope)
     # Queries are embedded in the space the index holds, not necessarily the configured one: a
     # model switch fills another slot and search moves over only once it is complete.
     space = space_state().active
@@ -680,14 +693,6 @@ def search(
         offline=space.model == LocalHashingEmbeddingProvider.model,
         took_ms=0.0,
     )
-    keyword = build_keyword_query(query)
-    scope = resolve_scope(parsed)
-    candidates = hybrid_candidates(top_k) if mode == "hybrid" else top_k
-    keyword_leg = None
-    if keyword is not None and mode == "hybrid" and side_queries.available():
-        # The keyword query runs on a second connection while this thread embeds the query
-        # and runs the vector query: hybrid costs about the slower leg, not the sum.
-        keyword_leg = side_queries.submit(_keyword_search, keyword, limit=candidates, scope=scope)
     vector_hits: list[_Ranked] = []
     keyword_hits: list[_Ranked] = []
     if mode in ("vector", "hybrid") and not result.degraded:
