@@ -10,6 +10,7 @@ from knowledge.services import (
     source_supersede,
     source_update,
 )
+from knowledge.tokens import get_token_counter
 from tests.knowledge.factories import make_source
 from tests.knowledge.test_ingestion import fake_embed
 
@@ -25,6 +26,9 @@ def test_editing_chunk_text_drops_the_vector_and_queues_reembedding():
     assert chunk.embedding is None
     assert chunk.embedding_status == EmbeddingStatus.PENDING
     assert chunk.content_hash != "" and chunk.token_count >= 1
+    counter = get_token_counter()
+    assert chunk.token_count == counter.count(chunk.content)
+    assert chunk.token_counter == counter.name  # the pipeline may pack with the new count
     source.refresh_from_db()
     assert source.status == "pending"
 

@@ -6,6 +6,7 @@ from django.db import connection
 from knowledge.embedding_space import space_state
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
 from knowledge.search import search
+from knowledge.tokens import get_token_counter
 from sessions_app.archiver import message_windows, session_archive, sessions_archive_idle
 from sessions_app.models import ChatSession, Message, SessionStatus
 from sessions_app.services import MessageIn, session_append, session_delete
@@ -180,6 +181,10 @@ def test_new_messages_are_appended_to_the_same_source_keeping_earlier_embeddings
     # The new chunk starts with the last message already archived (kept in the session).
     assert after[len(before)].content.startswith("alice: Adjusted it")
     assert sorted(source.metadata["participants"]) == ["alice", "bob"]
+    # Earlier and new chunks carry counts the embedding pipeline may pack requests with.
+    counter = get_token_counter()
+    assert {c.token_counter for c in after} == {counter.name}
+    assert all(c.token_count == counter.count(c.content) for c in after)
 
 
 @pytest.mark.django_db
