@@ -21,7 +21,7 @@ import random
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -215,7 +215,7 @@ def embedding_process_batch(
         )
     token_counts = input_token_counts(rows, texts, counter)
     batches = plan_batches(token_counts, limits=limits)
-    vectors: dict[int, list[float]] = {}
+    vectors: dict[int, Sequence[float]] = {}
     errors: dict[int, str] = {}
     for position, batch in enumerate(batches):
         try:
@@ -270,7 +270,7 @@ def _write_back(
     model: type[EmbeddableModel],
     rows: list[ClaimedRow],
     lease,
-    vectors: dict[int, list[float]],
+    vectors: dict[int, Sequence[float]],
     space: VectorSpace,
 ) -> tuple[int, int]:
     """Tx2: store vectors where hash and lease still match; release the stale rows. Returns
@@ -320,7 +320,7 @@ def _write_back(
     return written, 0
 
 
-def _copy_results(cursor, rows: list[ClaimedRow], vectors: list[list[float]]) -> None:
+def _copy_results(cursor, rows: list[ClaimedRow], vectors: list[Sequence[float]]) -> None:
     encoded = HalfvecBinary(vectors)
     buffer = bytearray(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
     for index, row in enumerate(rows):
