@@ -5,6 +5,22 @@ from sessions_app.archiver import session_archive
 from sessions_app.models import ChatSession
 from sessions_app.services import MessageIn, session_append
 
+
+def transcript_messages(lines, *, id_prefix: str) -> list[MessageIn]:
+    """Messages for a transcript of (author, is_bot, text) lines: bots speak as the assistant,
+    and each line gets the external id `<id_prefix>-<index>` (so loading it again adds nothing)."""
+    return [
+        MessageIn(
+            content=text,
+            author=author,
+            is_bot=is_bot,
+            role="assistant" if is_bot else "user",
+            external_id=f"{id_prefix}-{index}",
+        )
+        for index, (author, is_bot, text) in enumerate(lines)
+    ]
+
+
 DEMO_SESSIONS = [
     (
         "discord:kagiya-support:e21-door",
@@ -62,18 +78,7 @@ def demo_load() -> str:
     outcomes: dict[str, int] = {}
     for key, title, archive, lines in DEMO_SESSIONS:
         result = session_append(
-            key=key,
-            title=title,
-            messages=[
-                MessageIn(
-                    content=text,
-                    author=author,
-                    is_bot=is_bot,
-                    role="assistant" if is_bot else "user",
-                    external_id=f"demo-{index}",
-                )
-                for index, (author, is_bot, text) in enumerate(lines)
-            ],
+            key=key, title=title, messages=transcript_messages(lines, id_prefix="demo")
         )
         if archive:
             outcome = session_archive(session_id=result.session_id).outcome

@@ -4,8 +4,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from sessions_app.demo import transcript_messages
 from sessions_app.models import ChatSession
-from sessions_app.services import MessageIn, session_append
+from sessions_app.services import session_append
 
 LOCK_CHAT = [
     ("alice", False, "My KG-200 lock shows E-21 and the bolt will not retract."),
@@ -24,16 +25,7 @@ def make_session(
     **kwargs,
 ) -> ChatSession:
     """A session holding `lines` (author, is_bot, text); `idle_minutes` backdates its activity."""
-    messages = [
-        MessageIn(
-            content=text,
-            author=author,
-            is_bot=is_bot,
-            role="assistant" if is_bot else "user",
-            external_id=f"{key}-{index}",
-        )
-        for index, (author, is_bot, text) in enumerate(lines)
-    ]
+    messages = transcript_messages(lines, id_prefix=key)
     result = session_append(key=key, messages=messages, **kwargs)
     if idle_minutes is not None:
         ChatSession.objects.filter(pk=result.session_id).update(
