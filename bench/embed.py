@@ -20,20 +20,19 @@ from _setup import django_setup  # noqa: E402
 
 
 def chunk_texts(*, seed: int, words_per_chunk: int = 600):
-    """Endless manual-like chunks: 50 topics over a 4,000-word vocabulary. Each chunk mixes its
-    topic's words with common ones (Zipf-distributed), so embeddings cluster by topic the way
-    real ones do, instead of 20,000 near-copies of one text (on which HNSW builds slowly: every
-    distance is about the same)."""
+    """Endless manual-like chunks: 50 topics over the search benchmark's 4,000-word vocabulary.
+    Each chunk mixes its topic's words with common ones (Zipf-distributed), so embeddings
+    cluster by topic the way real ones do, instead of 20,000 near-copies of one text (on which
+    HNSW builds slowly: every distance is about the same)."""
     import numpy as np
+    from _search_data import _vocabulary  # the search benchmark's words
 
     rng = np.random.default_rng(seed)
-    syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"] + ["lock", "door", "key"]
-    vocabulary = sorted(
-        {"".join(rng.choice(syllables, size=rng.integers(1, 4))) for _ in range(6_000)}
-    )[:4_000]
-    rng.shuffle(vocabulary)
+    vocabulary = _vocabulary(rng)
     # Every twelfth word or so ends a sentence.
     words = np.array(vocabulary + [f"{word}." for word in vocabulary])
+    # Steeper than the search benchmark's offset Zipf: fewer distinct words per chunk, as in
+    # manuals that repeat their few subjects.
     cdf = np.cumsum(1.0 / np.arange(1, len(vocabulary) + 1) ** 1.1)
     cdf /= cdf[-1]
     topics = np.stack([rng.choice(len(vocabulary), size=60, replace=False) for _ in range(50)])
