@@ -305,8 +305,11 @@ def test_a_switch_that_changes_course_ends_in_the_last_configured_space(
 
 def test_index_builds_use_parallel_workers_and_leave_the_session_as_it_was(library, settings):
     settings.KIOKU_INDEX_BUILD_WORKERS = 1
-    build_settings = ["maintenance_work_mem", "max_parallel_maintenance_workers"]
-    build_settings.append("min_parallel_table_scan_size")
+    build_settings = [
+        "maintenance_work_mem",
+        "max_parallel_maintenance_workers",
+        "min_parallel_table_scan_size",
+    ]
 
     def current() -> list[str]:
         with connection.cursor() as cursor:
