@@ -30,7 +30,6 @@ RPM/TPM rate limits can be injected. All mutation of shared state happens under 
 
 from __future__ import annotations
 
-import array
 import base64
 import collections
 import hashlib
@@ -39,7 +38,6 @@ import json
 import math
 import re
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -97,54 +95,6 @@ def count_tokens(text: str) -> int:
     return max(1, -(-len(text.encode("utf-8")) // 4))
 
 
-_SLOT_CACHE_WORDS = 200_000
-_slot_tables: dict[int, dict[bytes, bytes]] = {}
-
-
-def _slot_codes(words: list[bytes], dimensions: int) -> np.ndarray:
-    """For each word, the 4 slots it adds to as ±(slot + 1) (sha256 of the word, 4 bytes per
-    slot, the lowest bit for the sign), flattened. Cached per word, as packed int64s."""
-    table = _slot_tables.setdefault(dimensions, {})
-    if len(table) > _SLOT_CACHE_WORDS:
-        table.clear()
-    for word in words:
-        if word not in table:
-            digest = hashlib.sha256(word).digest()
-            codes = []
-            for k in range(_HASHES_PER_WORD):
-                chunk = int.from_bytes(digest[4 * k : 4 * k + 4], "little")
-                slot = (chunk >> 1) % dimensions + 1
-                codes.append(slot if chunk & 1 else -slot)
-            table[word] = np.array(codes, dtype=np.int64).tobytes()
-    return np.frombuffer(b"".join(map(table.__getitem__, words)), dtype=np.int64)
-
-
-def _features(words: list[bytes], seed: bytes, dimensions: int) -> array.array:
-    counts = collections.Counter(words)
-    codes = _slot_codes(list(counts), dimensions)
-    weights = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-    vec = np.bincount(
-        np.abs(codes) - 1,
-        weights=np.sign(codes) * np.repeat(weights, _HASHES_PER_WORD),
-        minlength=dimensions,
-    ).astype(np.float64, copy=False)  # bincount of no words gives integers
-    sq = _HASHES_PER_WORD * float(np.dot(weights, weights))
-    # A small text-specific component: different texts never share a vector exactly, and a text
-    # without any word characters still gets a well-defined non-zero vector.
-    noise = (_NOISE_WEIGHT * math.sqrt(sq) if sq else 1.0) / math.sqrt(_NOISE_SLOTS)
-    digest = hashlib.sha256(seed).digest()
-    for k in range(_NOISE_SLOTS):
-        chunk = int.from_bytes(digest[4 * k : 4 * k + 4], "little")
-        vec[(chunk >> 1) % dimensions] += noise if chunk & 1 else -noise
-    norm = math.sqrt(float(np.dot(vec, vec)))
-    if norm == 0.0:  # pathological cancellation; fall back to a unit basis vector
-        vec = np.zeros(dimensions)
-        vec[int.from_bytes(digest[:4], "little") % dimensions] = 1.0
-        norm = 1.0
-    # float32, so JSON floats and base64 float32 decode to identical lists.
-    return array.array("f", (vec / norm).astype(np.float32).tobytes())
-
-
 # ASCII bytes that are not \w ([A-Za-z0-9_]) become spaces, so splitting finds the same words
 # as the \w+ regex, about 10 times faster (the benchmark sends megabytes of ASCII text).
 _ASCII_NON_WORD = bytes(
@@ -152,31 +102,143 @@ _ASCII_NON_WORD = bytes(
 )
 
 
-def _words(text: str) -> list[bytes]:
-    """Lower-cased `\\w+` words of `text`, as UTF-8."""
+# Words are hashed by a polynomial hash of their bytes over the whole request at once (numpy,
+# no Python per word), mixed by splitmix64 into 4 signed slots.
+_HASH_BASE = 0x100000001B3  # odd, so it has an inverse modulo 2**64
+_HASH_BASE_INVERSE = pow(_HASH_BASE, -1, 2**64)
+
+
+class _Powers:
+    """Powers of the hash base and of its inverse modulo 2**64, grown as texts get longer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.up = self.down = np.ones(1, dtype=np.uint64)
+
+    def upto(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if len(self.up) <= n:
+                size = max(n + 1, 2 * len(self.up))
+                self.up, self.down = (
+                    np.full(size, base, dtype=np.uint64)
+                    for base in (_HASH_BASE, _HASH_BASE_INVERSE)
+                )
+                for powers in (self.up, self.down):
+                    powers[0] = 1
+                    np.multiply.accumulate(powers, out=powers)
+            return self.up, self.down
+
+
+_powers = _Powers()
+_OWNER_BITS = 12  # texts per computation: at most 4,096
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _word_hashes(buffer: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The start offsets and 53-bit hashes of the space-separated words in `buffer`."""
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    in_word = np.zeros(len(data) + 2, dtype=np.int8)
+    np.not_equal(data, ord(" "), out=in_word[1:-1], casting="unsafe")
+    edges = np.diff(in_word)
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    up, down = _powers.upto(len(data))
+    prefix = np.zeros(len(data) + 1, dtype=np.uint64)
+    terms = data.astype(np.uint64)
+    terms += np.uint64(1)
+    with np.errstate(over="ignore"):
+        terms *= up[: len(data)]
+        np.cumsum(terms, out=prefix[1:])
+        hashes = (prefix[ends] - prefix[starts]) * down[starts]
+    return starts, hashes >> np.uint64(_OWNER_BITS)
+
+
+def _word_text(text: str | list[int]) -> bytes:
+    """Lower-cased `\\w+` words of `text` (or the pseudo-words of a token array), UTF-8,
+    separated by spaces."""
+    if not isinstance(text, str):
+        return b" ".join(f"\x00tok{int(t)}".encode() for t in text)
     if text.isascii():
-        return text.encode("ascii").lower().translate(_ASCII_NON_WORD).split()
-    return [word.encode("utf-8") for word in _WORD_RE.findall(text.lower())]
+        return text.encode("ascii").lower().translate(_ASCII_NON_WORD)
+    return " ".join(_WORD_RE.findall(text.lower())).encode("utf-8")
 
 
-def _embedding_array(text: str | list[int], dimensions: int) -> array.array:
+def _seed(text: str | list[int]) -> bytes:
     if isinstance(text, str):
-        return _features(_words(text), text.encode("utf-8"), dimensions)
-    tokens = [int(t) for t in text]
-    seed = b"tokens:" + ",".join(map(str, tokens)).encode()
-    return _features([f"\x00tok{t}".encode() for t in tokens], seed, dimensions)
+        return text.encode("utf-8")
+    return b"tokens:" + ",".join(str(int(t)) for t in text).encode()
+
+
+def _embedding_arrays(texts: list[str | list[int]], dimensions: int) -> list[np.ndarray]:
+    """The stub's float32 vectors of `texts`, computed together; each depends only on its own
+    text and `dimensions`."""
+    n = len(texts)
+    if n > 2**_OWNER_BITS:
+        step = 2**_OWNER_BITS
+        return [
+            v for i in range(0, n, step) for v in _embedding_arrays(texts[i : i + step], dimensions)
+        ]
+    pieces = [_word_text(text) for text in texts]
+    offsets = np.cumsum([0] + [len(piece) + 1 for piece in pieces])[:-1]
+    starts, hashes = _word_hashes(b" ".join(pieces))
+    owners = np.searchsorted(offsets, starts, side="right") - 1
+    # Distinct (text, word) pairs and how often each occurs, from one sort of both in a key.
+    keys = np.sort(owners.astype(np.uint64) << np.uint64(64 - _OWNER_BITS) | hashes)
+    new_pair = np.ones(len(keys), dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=new_pair[1:])
+    first = np.flatnonzero(new_pair)
+    counts = np.diff(np.append(first, len(keys)))
+    keys = keys[first]
+    owners = (keys >> np.uint64(64 - _OWNER_BITS)).astype(np.intp)
+    hashes = keys & np.uint64(2 ** (64 - _OWNER_BITS) - 1)
+    # Sublinear term frequency, added to 4 slots per word (31 bits pick the slot, 1 the sign).
+    weights = 1.0 + np.log(counts)
+    with np.errstate(over="ignore"):
+        mixed = np.stack([_splitmix64(hashes), _splitmix64(hashes ^ np.uint64(0x5BD1E995))], 1)
+    chunks = np.concatenate([mixed & np.uint64(0xFFFFFFFF), mixed >> np.uint64(32)], axis=1)
+    slots = owners[:, None] * dimensions + (chunks >> np.uint64(1)) % np.uint64(dimensions)
+    signs = np.where(chunks & np.uint64(1), 1.0, -1.0)
+    vectors = np.bincount(
+        slots.astype(np.intp).ravel(),
+        weights=(signs * weights[:, None]).ravel(),
+        minlength=n * dimensions,
+    ).reshape(n, dimensions)
+    squares = _HASHES_PER_WORD * np.bincount(owners, weights=weights * weights, minlength=n)
+    # A small text-specific component: different texts never share a vector exactly, and a text
+    # without any word characters still gets a well-defined non-zero vector.
+    digests = b"".join(hashlib.sha256(_seed(text)).digest() for text in texts)
+    noise_chunks = np.frombuffer(digests, dtype="<u4").reshape(n, _NOISE_SLOTS).astype(np.intp)
+    noise = np.where(squares > 0, _NOISE_WEIGHT * np.sqrt(squares), 1.0) / math.sqrt(_NOISE_SLOTS)
+    np.add.at(
+        vectors,
+        (np.arange(n).repeat(_NOISE_SLOTS), ((noise_chunks >> 1) % dimensions).ravel()),
+        (np.where(noise_chunks & 1, 1.0, -1.0) * noise[:, None]).ravel(),
+    )
+    norms = np.array([math.sqrt(float(np.dot(vec, vec))) for vec in vectors])
+    for i in np.flatnonzero(norms == 0.0):  # pathological cancellation: a unit basis vector
+        vectors[i] = 0.0
+        vectors[i, noise_chunks[i, 0] % dimensions] = 1.0
+        norms[i] = 1.0
+    # float32, so JSON floats and base64 float32 decode to identical lists.
+    return list((vectors / norms[:, None]).astype(np.float32))
 
 
 def stub_embedding(text: str | list[int], dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
     """The vector the stub returns for ``text`` (a string or a token array) at ``dimensions``.
 
-    Lower-cased ``\\w+`` words are feature-hashed (sha256, 4 signed slots per word, sublinear
-    term frequency) into the vector, plus a small component seeded by sha256 of the whole text;
-    the result is L2-normalised and rounded to float32. Texts sharing words therefore have a
-    higher cosine similarity than unrelated texts, and the result depends only on
-    ``(text, dimensions)``.
+    Lower-cased ``\\w+`` words are feature-hashed (a 52-bit polynomial hash of the word's bytes,
+    mixed by splitmix64 into 4 signed slots, sublinear term frequency) into the vector, plus a
+    small component seeded by sha256 of the whole text; the result is L2-normalised and rounded
+    to float32. Texts sharing words therefore have a higher cosine similarity than unrelated
+    texts, and the result depends only on ``(text, dimensions)``, not on the other inputs of
+    its request.
     """
-    return _embedding_array(text, dimensions).tolist()
+    return _embedding_arrays([text], dimensions)[0].tolist()
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -868,12 +930,9 @@ class OpenAIStub:
             return admitted
 
         data = []
-        for i, item in enumerate(inputs):
-            packed = _embedding_array(item, dimensions)
+        for i, packed in enumerate(_embedding_arrays(inputs, dimensions)):
             if encoding_format == "base64":
-                if sys.byteorder != "little":
-                    packed.byteswap()
-                embedding: Any = base64.b64encode(packed.tobytes()).decode("ascii")
+                embedding: Any = base64.b64encode(packed.astype("<f4").tobytes()).decode("ascii")
             else:
                 embedding = packed.tolist()
             data.append({"object": "embedding", "index": i, "embedding": embedding})
