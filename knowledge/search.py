@@ -326,6 +326,7 @@ def _vector_search(
     )
     # ORDER BY the output column: the 16 KB vector literal is sent and parsed once, and the
     # planner still matches the HNSW operator. The slot is cast exactly as its index is defined.
+    # Equal distances are ranked by id, not by where the rows happen to lie on disk.
     sql = f"""
         WITH nearest AS MATERIALIZED (
             SELECT {SELECT_COLUMNS}, {space.cast("c")} <=> %s::halfvec({dims}) AS distance
@@ -334,7 +335,7 @@ def _vector_search(
             ORDER BY distance
             LIMIT %s
         )
-        SELECT * FROM nearest {threshold} ORDER BY distance
+        SELECT * FROM nearest {threshold} ORDER BY distance, id
     """
     settings_for_query = {
         "hnsw.ef_search": str(ef_search_for(limit)),
