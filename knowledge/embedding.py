@@ -31,6 +31,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from knowledge.bulk import HalfvecBinary
+from knowledge.embedding_queue import QUEUE_TABLE
 from knowledge.embedding_space import (
     VectorSpace,
     embedding_provider_for,
@@ -136,35 +137,45 @@ def embedding_claim(
     with transaction.atomic(), connection.cursor() as cursor:
         # Rows whose workers died on them max_attempts times become dead letters instead of
         # being claimed again (a row that kills its worker must not loop forever).
+        # Pending rows are found through the queue table (knowledge/embedding_queue.py); the
+        # conditions on the row itself are checked again once it is locked.
         cursor.execute(
             f"""
-            UPDATE {table} SET embedding_status = %s, embedding_claimed_until = NULL,
+            UPDATE {table} AS row SET embedding_status = %s, embedding_claimed_until = NULL,
                 embedding_last_error = 'Gave up: the worker stopped during the last attempt.'
-            WHERE embedding_status = %s AND embedding_attempts >= %s
-              AND embedding_claimed_until IS NOT NULL AND embedding_claimed_until < now()
+            FROM {QUEUE_TABLE} AS due
+            WHERE due.table_name = %s AND due.due_at <= now() AND row.id = due.row_id
+              AND row.embedding_status = %s AND row.embedding_attempts >= %s
+              AND row.embedding_claimed_until < now()
             """,
-            [EmbeddingStatus.DEAD, EmbeddingStatus.PENDING, max_attempts],
+            [EmbeddingStatus.DEAD, model._meta.db_table, EmbeddingStatus.PENDING, max_attempts],
         )
         cursor.execute(
             f"""
-            WITH due AS (
-                SELECT id FROM {table}
-                WHERE embedding_status = %s AND embedding_next_attempt_at <= now()
-                  AND (embedding_claimed_until IS NULL OR embedding_claimed_until < now())
-                  AND embedding_attempts < %s
-                ORDER BY embedding_next_attempt_at, id
+            WITH claimed AS (
+                SELECT row.id FROM {QUEUE_TABLE} AS due JOIN {table} AS row ON row.id = due.row_id
+                WHERE due.table_name = %s AND due.due_at <= now()
+                  AND row.embedding_status = %s AND row.embedding_next_attempt_at <= now()
+                  AND (row.embedding_claimed_until IS NULL OR row.embedding_claimed_until < now())
+                  AND row.embedding_attempts < %s
+                ORDER BY due.due_at, due.row_id
                 LIMIT %s
-                FOR UPDATE SKIP LOCKED
+                FOR UPDATE OF row SKIP LOCKED
             )
             UPDATE {table} AS row SET embedding_claimed_until = %s,
                 embedding_attempts = row.embedding_attempts + 1
-            FROM due WHERE row.id = due.id
+            FROM claimed WHERE row.id = claimed.id
             RETURNING row.id, row.{text_field}, row.{hash_field}, row.embedding_attempts,
                 {tokens}
             """,
-            [EmbeddingStatus.PENDING, max_attempts, limit, lease],
+            [model._meta.db_table, EmbeddingStatus.PENDING, max_attempts, limit, lease],
         )
         rows = [ClaimedRow(*values) for values in cursor.fetchall()]
+        # A claimed row is not due again before its lease ends.
+        cursor.execute(
+            f"UPDATE {QUEUE_TABLE} SET due_at = %s WHERE table_name = %s AND row_id = ANY(%s)",
+            [lease, model._meta.db_table, [row.pk for row in rows]],
+        )
     rows.sort(key=lambda row: row.pk)
     return rows, lease
 

@@ -17,6 +17,7 @@ from knowledge.embedding_space import space_state
 from knowledge.enqueue import embedding_enqueue
 from knowledge.ingestion import source_rechunk
 from knowledge.models import (
+    EmbeddingDue,
     EmbeddingStatus,
     KnowledgeChunk,
     KnowledgeSource,
@@ -142,8 +143,9 @@ def analyze_if_bulk_loaded(*, min_changed_rows: int = 10_000) -> bool:
 
 
 def analyze_after_bulk_load() -> None:
-    """Refresh the planner's statistics on the knowledge tables. After a bulk load or a rebuild
-    they describe a table that no longer exists, and the planner may pick a sequential scan over
-    the HNSW or GIN index."""
+    """Refresh the planner's statistics on the knowledge tables and the embedding queue. After
+    a bulk load or a rebuild they describe a table that no longer exists, and the planner may
+    pick a sequential scan over the HNSW or GIN index (or sort the whole queue for a claim)."""
+    tables = (KnowledgeSource, KnowledgeChunk, EmbeddingDue)
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {KnowledgeSource._meta.db_table}, {KnowledgeChunk._meta.db_table}")
+        cursor.execute("ANALYZE " + ", ".join(model._meta.db_table for model in tables))

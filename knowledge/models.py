@@ -158,11 +158,6 @@ class KnowledgeChunkQuerySet(models.QuerySet):
             source__superseded_by__isnull=True,
         )
 
-    def embedding_due(self) -> "KnowledgeChunkQuerySet":
-        return self.filter(
-            embedding_status=EmbeddingStatus.PENDING, embedding_next_attempt_at__lte=Now()
-        )
-
 
 class ChunkSearchVector(Func):
     """The keyword-search document of a chunk (SQL function from knowledge migration 0001): words
@@ -214,15 +209,11 @@ class KnowledgeChunk(EmbeddableModel):
             ),
         ]
         # The HNSW indexes on the vector slots are expression indexes per embedding space, made
-        # by migration 0005 and knowledge/embedding_space.py, not declared here.
+        # by migration 0005 and knowledge/embedding_space.py, not declared here. No index may use
+        # an embedding bookkeeping column: the pipeline's claims and write-backs must stay HOT
+        # updates (knowledge/embedding_queue.py; migration 0007 also sets fillfactor 50 for them).
         indexes = [
             GinIndex(fields=["search_vector"], name="chunk_search_vector_gin"),
-            # Makes "next chunks to embed" cheap for the embedding processor.
-            models.Index(
-                fields=["embedding_next_attempt_at"],
-                name="chunk_embedding_due_idx",
-                condition=Q(embedding_status="pending"),
-            ),
             models.Index(fields=["content_hash"], name="chunk_content_hash_idx"),
         ]
 
@@ -256,6 +247,25 @@ class KnowledgeChunk(EmbeddableModel):
                 """,
                 [ids],
             )
+
+
+class EmbeddingDue(models.Model):
+    """The embedding queue: one entry per pending embeddable row, due at its
+    `embedding_next_attempt_at`. Written only by the triggers of knowledge/embedding_queue.py;
+    the processor claims rows through it."""
+
+    pk = models.CompositePrimaryKey("table_name", "row_id")
+    table_name = models.CharField(max_length=63)
+    row_id = models.BigIntegerField()
+    due_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["table_name", "due_at", "row_id"], name="embedding_due_order_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.table_name}#{self.row_id} due {self.due_at:%Y-%m-%d %H:%M:%S}"
 
 
 class EmbeddingPipelineState(models.Model):
