@@ -171,11 +171,11 @@ def embedding_claim(
             [model._meta.db_table, EmbeddingStatus.PENDING, max_attempts, limit, lease],
         )
         rows = [ClaimedRow(*values) for values in cursor.fetchall()]
-        # A claimed row is not due again before its lease ends.
-        cursor.execute(
-            f"UPDATE {QUEUE_TABLE} SET due_at = %s WHERE table_name = %s AND row_id = ANY(%s)",
-            [lease, model._meta.db_table, [row.pk for row in rows]],
-        )
+        if rows:  # a claimed row is not due again before its lease ends
+            cursor.execute(
+                f"UPDATE {QUEUE_TABLE} SET due_at = %s WHERE table_name = %s AND row_id = ANY(%s)",
+                [lease, model._meta.db_table, [row.pk for row in rows]],
+            )
     rows.sort(key=lambda row: row.pk)
     return rows, lease
 

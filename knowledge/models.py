@@ -251,8 +251,9 @@ class KnowledgeChunk(EmbeddableModel):
 
 class EmbeddingDue(models.Model):
     """The embedding queue: one entry per pending embeddable row, due at its
-    `embedding_next_attempt_at`. Written only by the triggers of knowledge/embedding_queue.py;
-    the processor claims rows through it."""
+    `embedding_next_attempt_at`, or at the end of its lease while a worker holds it. Kept by the
+    triggers of knowledge/embedding_queue.py; the processor claims rows through it and moves a
+    claimed row's due time to its lease end."""
 
     pk = models.CompositePrimaryKey("table_name", "row_id")
     table_name = models.CharField(max_length=63)

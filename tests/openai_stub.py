@@ -141,7 +141,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def _word_hashes(buffer: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The start offsets and 53-bit hashes of the space-separated words in `buffer`."""
+    """The start offsets and 52-bit hashes of the space-separated words in `buffer`."""
     data = np.frombuffer(buffer, dtype=np.uint8)
     in_word = np.zeros(len(data) + 2, dtype=np.int8)
     np.not_equal(data, ord(" "), out=in_word[1:-1], casting="unsafe")
