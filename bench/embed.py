@@ -74,12 +74,12 @@ def main() -> None:
     from django.conf import settings
     from django.db import connection, transaction
 
-    from knowledge.bulk import ChunkRow, chunk_indexes_deferred, chunks_copy
-    from knowledge.embedding import embedding_run, pipeline_resume
-    from knowledge.embedding_space import active_vector_index_names, space_record
-    from knowledge.ingestion import content_hash
+    from knowledge.embed.pipeline import embedding_run, pipeline_resume
+    from knowledge.embed.providers import get_embedding_provider
+    from knowledge.embed.spaces import active_vector_index_names, space_record
+    from knowledge.ingest.chunk_copy import ChunkRow, chunk_indexes_deferred, chunks_copy
+    from knowledge.ingest.ingestion import content_hash
     from knowledge.models import KnowledgeChunk, KnowledgeSource
-    from knowledge.providers import get_embedding_provider
     from knowledge.tokens import get_token_counter
 
     stub = RemoteStub(latency=args.latency)
@@ -181,7 +181,7 @@ def main() -> None:
         # shortened "minute" (--tpm-window seconds) so several windows fit in a short run; the
         # steady-state rate is measured after the first window (which may start with a burst).
         reset()
-        import knowledge.providers as providers
+        import knowledge.embed.providers as providers
 
         window = args.tpm_window
         sample = chunk_texts(seed=2)

@@ -64,22 +64,22 @@ def main() -> None:
     from django.conf import settings
     from django.db import connection, transaction
 
-    from knowledge.bulk import (
-        ChunkRow,
-        chunk_indexes_deferred,
-        chunks_copy,
-        chunks_with_vectors_copy,
-    )
-    from knowledge.chunking import chunk_sections, config_for_source_type
-    from knowledge.embedding_space import (
+    from knowledge.embed.spaces import (
         space_reset_for_import,
         space_state,
         vector_index_sql,
         vector_indexes_sync,
     )
-    from knowledge.ingestion import content_hash
+    from knowledge.ingest.chunk_copy import (
+        ChunkRow,
+        chunk_indexes_deferred,
+        chunks_copy,
+        chunks_with_vectors_copy,
+    )
+    from knowledge.ingest.chunking import chunk_sections, config_for_source_type
+    from knowledge.ingest.ingestion import content_hash
+    from knowledge.ingest.parsers import extract_text
     from knowledge.models import EmbeddingSpaceState, KnowledgeChunk, KnowledgeSource
-    from knowledge.parsers import extract_text
     from knowledge.tokens import get_token_counter
 
     with connection.cursor() as cursor:

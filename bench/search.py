@@ -71,8 +71,8 @@ GIN_INDEX = "chunk_search_vector_gin"
 
 
 def hnsw_index_name() -> str:
-    """The active embedding space's vector index (knowledge/embedding_space.py)."""
-    from knowledge.embedding_space import active_vector_index_names
+    """The active embedding space's vector index (knowledge/embed/spaces.py)."""
+    from knowledge.embed.spaces import active_vector_index_names
 
     return active_vector_index_names()[0]
 
@@ -112,7 +112,7 @@ def data_is_loaded(n: int, model: str) -> bool:
 
     if not KnowledgeSource.objects.filter(uri=marker_uri(n)).exists():
         return False
-    from knowledge.embedding_space import space_state
+    from knowledge.embed.spaces import space_state
 
     active = space_state().active
     if (
@@ -134,9 +134,13 @@ def data_is_loaded(n: int, model: str) -> bool:
 def load(plan: "data.Plan", model: str) -> None:
     from django.db import connection, transaction
 
-    from knowledge.bulk import ChunkRow, chunk_indexes_deferred, chunks_with_vectors_copy
-    from knowledge.embedding_space import space_reset_for_import, vector_index_sql
-    from knowledge.ingestion import content_hash
+    from knowledge.embed.spaces import space_reset_for_import, vector_index_sql
+    from knowledge.ingest.chunk_copy import (
+        ChunkRow,
+        chunk_indexes_deferred,
+        chunks_with_vectors_copy,
+    )
+    from knowledge.ingest.ingestion import content_hash
     from knowledge.models import KnowledgeChunk, KnowledgeSource
 
     n = plan.n
@@ -236,8 +240,8 @@ def exact_search(vector, *, model: str, filters, limit: int) -> list[tuple[int, 
     """The same candidate set as `_vector_search`, ranked exactly (no index scan)."""
     from django.db import connection, transaction
 
-    from knowledge.embedding_space import space_state
-    from knowledge.search import CHUNK, SOURCE, _where, resolve_scope
+    from knowledge.embed.spaces import space_state
+    from knowledge.search.service import CHUNK, SOURCE, _where, resolve_scope
 
     space = space_state().active
     clauses, params = _where(resolve_scope(filters))
@@ -270,7 +274,7 @@ class ExactIndex:
         import numpy as np
         from django.db import connection
 
-        from knowledge.search import CHUNK, SOURCE
+        from knowledge.search.service import CHUNK, SOURCE
 
         prefix = "bench://search/"
         with connection.cursor() as cursor:
@@ -334,8 +338,8 @@ def ef_search(value: int):
 def timed_vector_search(
     vector, *, model: str, filters, limit: int = TOP_K
 ) -> tuple[list[tuple[int, float]], float]:
-    from knowledge.embedding_space import space_state
-    from knowledge.search import _vector_search, resolve_scope
+    from knowledge.embed.spaces import space_state
+    from knowledge.search.service import _vector_search, resolve_scope
 
     started = time.perf_counter()
     space = space_state().active
@@ -351,7 +355,7 @@ def capture_plan(run, *, needle: str) -> list[str]:
     per-query settings the service sent with it (set_config in the same string) or before it."""
     from django.db import connection, transaction
 
-    from knowledge.search import split_settings_statement
+    from knowledge.search.service import split_settings_statement
 
     captured: list[tuple[str, list]] = []
     settings_seen: list[tuple[str, list]] = []
@@ -420,7 +424,7 @@ class ClusterSpaceProvider:
 def service_latency(
     queries: list[str], mode: str, *, warmup: list[str]
 ) -> tuple[list[float], list[int]]:
-    from knowledge.search import search
+    from knowledge.search.service import search
 
     for query in warmup:
         search(query, mode=mode, top_k=TOP_K)
@@ -480,8 +484,8 @@ def main() -> None:
 
     from core.models import ApiKey
     from core.services import api_key_create
-    from knowledge.providers import get_embedding_provider
-    from knowledge.search import (
+    from knowledge.embed.providers import get_embedding_provider
+    from knowledge.search.service import (
         build_keyword_query,
         ef_search_for,
         hybrid_candidates,
@@ -694,7 +698,7 @@ def main() -> None:
         plan, plan.chunk_cluster[rng.integers(0, plan.n, len(queries) + 20)], rng
     )
     stub = ClusterSpaceProvider(provider, cluster_vectors)
-    with mock.patch("knowledge.search.embedding_provider_for", return_value=stub):
+    with mock.patch("knowledge.search.service.embedding_provider_for", return_value=stub):
         samples, _ = service_latency(queries, "vector", warmup=warmup)
     service["vector_cluster"] = samples
     print(f"  vector, cluster-space query vectors (provider stub): {fmt_pct(samples)}")

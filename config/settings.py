@@ -128,7 +128,7 @@ OPENAI_BASE_URL = envstr("OPENAI_BASE_URL") or None
 KIOKU_EMBEDDING_MODEL = envstr("KIOKU_EMBEDDING_MODEL", "text-embedding-3-small")
 KIOKU_EMBEDDING_DIMENSIONS = envint("KIOKU_EMBEDDING_DIMENSIONS", 1536, minimum=1)
 KIOKU_CHAT_MODEL = envstr("KIOKU_CHAT_MODEL", "gpt-4o-mini")
-# Embedding requests (knowledge/providers.py). The limits default to OpenAI's; lower them for an
+# Embedding requests (knowledge/embed/providers.py). The limits default to OpenAI's; lower them for an
 # OpenAI-compatible server with a smaller context (e.g. 512 tokens for many local models).
 KIOKU_EMBEDDING_TIMEOUT_SECONDS = envint("KIOKU_EMBEDDING_TIMEOUT_SECONDS", 30, minimum=1)
 # A worker sleeps through a server's Retry-After up to this long; a longer wait hands the rows
@@ -185,7 +185,7 @@ KIOKU_SEARCH_RRF_K = envint("KIOKU_SEARCH_RRF_K", 60, minimum=1)
 KIOKU_SEARCH_PIN_BOOST = 0.01
 KIOKU_SEARCH_MAX_QUERY_CHARS = envint("KIOKU_SEARCH_MAX_QUERY_CHARS", 2000, minimum=10)
 # Per source type chunk sizes, e.g. {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
-# Answers (knowledge/answering.py). A retrieved passage counts as relevant when its vector
+# Answers (knowledge/answer/answering.py). A retrieved passage counts as relevant when its vector
 # similarity reaches the threshold of the embedding provider in use (the local offline vectors
 # score lower than OpenAI's), or when it shares the question's words: a keyword match with
 # ts_rank ≥ KIOKU_ASK_MIN_KEYWORD_SCORE, or for CJK questions at least half of the question's

@@ -4,9 +4,9 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html
 
-from knowledge.answering import answer_feedback
-from knowledge.embedding import dead_letters_retry
-from knowledge.ingestion import source_rechunk
+from knowledge.answer.answering import answer_feedback
+from knowledge.embed.pipeline import dead_letters_retry
+from knowledge.ingest.ingestion import source_rechunk
 from knowledge.models import (
     Answer,
     AnswerSource,

@@ -11,16 +11,18 @@ from ninja.files import UploadedFile
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
 from knowledge import queries
-from knowledge.answering import (
+from knowledge.answer.answering import (
     answer_ask,
     answer_ask_stream,
     answer_feedback,
     ask_validate,
 )
-from knowledge.embedding import dead_letters_retry
-from knowledge.embedding_space import embedding_switch_start
-from knowledge.index import index_clear, index_rebuild
-from knowledge.ingestion import IngestResult, source_ingest_file, source_ingest_text
+from knowledge.answer.sse import event_stream_response
+from knowledge.embed.pipeline import dead_letters_retry
+from knowledge.embed.spaces import embedding_switch_start
+from knowledge.embed.vector_index import index_clear, index_rebuild
+from knowledge.ingest.ingestion import IngestResult, source_ingest_file, source_ingest_text
+from knowledge.ingest.web_sources import web_source_fetch
 from knowledge.models import (
     Answer,
     DeadLetterChunk,
@@ -43,11 +45,9 @@ from knowledge.schemas import (
     SourceTextIn,
     SourceWebIn,
 )
-from knowledge.search import search
+from knowledge.search.service import search
 from knowledge.search_schemas import SearchIn, SearchOut
 from knowledge.services import UNSET, chunk_update, source_delete, source_update
-from knowledge.sse import event_stream_response
-from knowledge.web import web_source_fetch
 
 router = Router(tags=["sources"])
 

@@ -4,7 +4,7 @@ Chinese and Japanese, loaded by `./scripts/run` into an empty database."""
 import json
 from pathlib import Path
 
-from knowledge.ingestion import source_ingest_file
+from knowledge.ingest.ingestion import source_ingest_file
 from knowledge.models import KnowledgeSource
 
 DEMO_CORPUS = Path(__file__).resolve().parent / "demo_corpus"

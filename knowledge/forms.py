@@ -6,8 +6,8 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from knowledge.ingest.parsers import TEXT_FORMATS
 from knowledge.models import SourceStatus, SourceType
-from knowledge.parsers import TEXT_FORMATS
 
 TEXT_FORMAT_LABELS = {"text": "Plain text", "markdown": "Markdown", "html": "HTML"}
 UPLOAD_ACCEPT = ".txt,.text,.log,.md,.markdown,.html,.htm,.pdf"

@@ -44,7 +44,7 @@ def embedding_requeue_fields() -> dict:
 
 
 # The two vector slots of every embeddable row: (vector column, model column). Search reads the
-# active slot; a model switch fills the other one, then flips (knowledge/embedding_space.py).
+# active slot; a model switch fills the other one, then flips (knowledge/embed/spaces.py).
 EMBEDDING_SLOTS = {1: ("embedding", "embedding_model"), 2: ("embedding_alt", "embedding_alt_model")}
 
 
@@ -58,7 +58,7 @@ class EmbeddableModel(models.Model):
 
     Vectors live in two slots (EMBEDDING_SLOTS) without a fixed size: each slot holds the vectors
     of one embedding space (model + dimensions) and has an HNSW index on a cast to that size,
-    managed by knowledge/embedding_space.py. Any vector in either slot was computed from the
+    managed by knowledge/embed/spaces.py. Any vector in either slot was computed from the
     row's current text (edits clear both); the bookkeeping columns describe the slot the pipeline
     is filling (the target of a model switch, else the active slot).
     """
@@ -209,9 +209,9 @@ class KnowledgeChunk(EmbeddableModel):
             ),
         ]
         # The HNSW indexes on the vector slots are expression indexes per embedding space, made
-        # by migration 0005 and knowledge/embedding_space.py, not declared here. No index may use
+        # by migration 0005 and knowledge/embed/spaces.py, not declared here. No index may use
         # an embedding bookkeeping column: the pipeline's claims and write-backs must stay HOT
-        # updates (knowledge/embedding_queue.py; migration 0007 also sets fillfactor 50 for them).
+        # updates (knowledge/embed/queue.py; migration 0007 also sets fillfactor 50 for them).
         indexes = [
             GinIndex(fields=["search_vector"], name="chunk_search_vector_gin"),
             models.Index(fields=["content_hash"], name="chunk_content_hash_idx"),
@@ -252,7 +252,7 @@ class KnowledgeChunk(EmbeddableModel):
 class EmbeddingDue(models.Model):
     """The embedding queue: one entry per pending embeddable row, due at its
     `embedding_next_attempt_at`, or at the end of its lease while a worker holds it. Kept by the
-    triggers of knowledge/embedding_queue.py; the processor claims rows through it and moves a
+    triggers of knowledge/embed/queue.py; the processor claims rows through it and moves a
     claimed row's due time to its lease end."""
 
     pk = models.CompositePrimaryKey("table_name", "row_id")

@@ -8,7 +8,8 @@ from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from knowledge.embedding_space import SpaceState, VectorSpace, configured_space, space_state
+from knowledge.embed.providers import LocalHashingEmbeddingProvider
+from knowledge.embed.spaces import SpaceState, VectorSpace, configured_space, space_state
 from knowledge.models import (
     Answer,
     EmbeddingPipelineState,
@@ -17,7 +18,6 @@ from knowledge.models import (
     KnowledgeSource,
     SourceStatus,
 )
-from knowledge.providers import LocalHashingEmbeddingProvider
 
 
 def sources_with_counts() -> QuerySet[KnowledgeSource]:
@@ -55,7 +55,7 @@ def source_chunks(*, source_id: int) -> QuerySet[KnowledgeChunk]:
 
 def index_relations() -> dict[str, str]:
     """Relations whose on-disk size the index status reports: the vector index is the active
-    space's (knowledge/embedding_space.py)."""
+    space's (knowledge/embed/spaces.py)."""
     return {
         "table": KnowledgeChunk._meta.db_table,
         "hnsw_index": space_state().active.index_name(KnowledgeChunk),

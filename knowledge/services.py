@@ -8,8 +8,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.errors import ApiError
-from knowledge.enqueue import embedding_enqueue
-from knowledge.ingestion import content_hash
+from knowledge.embed.enqueue import embedding_enqueue
+from knowledge.ingest.ingestion import content_hash
 from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, embedding_requeue_fields
 from knowledge.tokens import get_token_counter
 

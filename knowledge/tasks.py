@@ -2,10 +2,10 @@
 
 from django.conf import settings
 
-from knowledge.embedding import embedding_run
-from knowledge.index import analyze_if_bulk_loaded
+from knowledge.embed.pipeline import embedding_run
+from knowledge.embed.vector_index import analyze_if_bulk_loaded
+from knowledge.ingest.web_sources import web_source_fetch, web_sources_refresh
 from knowledge.models import KnowledgeSource
-from knowledge.web import web_source_fetch, web_sources_refresh
 
 
 def embedding_process_task() -> dict:

@@ -24,10 +24,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from core.errors import ApiError
-from knowledge import index as vector_index
 from knowledge import queries
-from knowledge.answering import answer_ask, answer_ask_stream, answer_feedback
-from knowledge.embedding_space import embedding_switch_start
+from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback
+from knowledge.answer.sse import event_stream_response
+from knowledge.embed import vector_index
+from knowledge.embed.spaces import embedding_switch_start
 from knowledge.forms import (
     ChunkFlagsForm,
     ChunkForm,
@@ -36,11 +37,15 @@ from knowledge.forms import (
     SourceTextForm,
     SourceUploadForm,
 )
-from knowledge.ingestion import IngestError, IngestResult, source_ingest_file, source_ingest_text
+from knowledge.ingest.ingestion import (
+    IngestError,
+    IngestResult,
+    source_ingest_file,
+    source_ingest_text,
+)
 from knowledge.models import Answer, KnowledgeChunk, KnowledgeSource, SourceType
-from knowledge.search import MODES, SearchError, SearchResult, search
+from knowledge.search.service import MODES, SearchError, SearchResult, search
 from knowledge.services import CurationError, chunk_update, sources_set_enabled
-from knowledge.sse import event_stream_response
 
 SOURCES_PER_PAGE = 50
 CHUNKS_PER_PAGE = 100
@@ -496,7 +501,7 @@ def ask_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def ask_stream(request: HttpRequest) -> StreamingHttpResponse:
-    """Server-sent events of one ask (see knowledge/sse.py); the page's ask.js reads them."""
+    """Server-sent events of one ask (see knowledge/answer/sse.py); the page's ask.js reads them."""
     events = answer_ask_stream(
         question=request.POST.get("q", ""),
         top_k=_ask_top_k(request.POST.get("top_k")),

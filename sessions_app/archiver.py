@@ -36,9 +36,9 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from knowledge.chunking import ChunkingConfig, chunk_text
-from knowledge.documents import ChunkDraft
-from knowledge.ingestion import content_hash, source_ingest_chunks
+from knowledge.ingest.base import ChunkDraft
+from knowledge.ingest.chunking import ChunkingConfig, chunk_text
+from knowledge.ingest.ingestion import content_hash, source_ingest_chunks
 from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType
 from knowledge.tokens import get_token_counter
 from sessions_app.masking import pii_mask

@@ -31,9 +31,9 @@ def _side_query_connections_closed(django_db_setup, django_db_blocker):
     """Hybrid search's side threads hold their own connections: close them before the test
     database is dropped."""
     yield
-    from knowledge import side_queries
+    from knowledge.search import parallel_reads
 
-    side_queries.shutdown()
+    parallel_reads.shutdown()
 
 
 @pytest.fixture(autouse=True)

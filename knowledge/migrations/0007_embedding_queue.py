@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-from knowledge.embedding_queue import (
+from knowledge.embed.queue import (
     DROP_FUNCTIONS_SQL,
     FUNCTIONS_SQL,
     install_sql,
@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
                 fields=["table_name", "due_at", "row_id"], name="embedding_due_order_idx"
             ),
         ),
-        # The queue replaces chunk_embedding_due_idx: triggers keep it (knowledge/embedding_queue.py).
+        # The queue replaces chunk_embedding_due_idx: triggers keep it (knowledge/embed/queue.py).
         migrations.RunSQL(FUNCTIONS_SQL, DROP_FUNCTIONS_SQL),
         migrations.RunSQL(install_sql(CHUNK_TABLE), uninstall_sql(CHUNK_TABLE)),
         # Room on each page for the new version of every row, so the pipeline's claim and

@@ -1,6 +1,6 @@
 """Small helpers to put knowledge into the test database through the real services."""
 
-from knowledge.ingestion import source_ingest_text
+from knowledge.ingest.ingestion import source_ingest_text
 from knowledge.models import KnowledgeSource
 
 MANUAL_MD = """# KG-200 Manual

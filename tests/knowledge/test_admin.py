@@ -2,7 +2,7 @@ import pytest
 
 from knowledge.models import KnowledgeChunk, KnowledgeSource
 from tests.knowledge.factories import make_source
-from tests.knowledge.test_ingestion import fake_embed
+from tests.knowledge.ingest.test_ingestion import fake_embed
 
 pytestmark = pytest.mark.django_db
 
@@ -90,8 +90,8 @@ def test_editing_a_chunk_in_admin_queues_reembedding(admin_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_answer_admin_filters_not_helpful_and_shows_the_retrieved_chunks(admin_client, settings):
-    from knowledge.answering import answer_ask, answer_feedback
-    from knowledge.embedding import embedding_run, pipeline_resume
+    from knowledge.answer.answering import answer_ask, answer_feedback
+    from knowledge.embed.pipeline import embedding_run, pipeline_resume
 
     settings.OPENAI_API_KEY = ""
     pipeline_resume()

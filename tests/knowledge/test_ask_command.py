@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from knowledge.embedding import embedding_run, pipeline_resume
+from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer
 from tests.knowledge.factories import make_source
 

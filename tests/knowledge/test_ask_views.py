@@ -6,8 +6,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from knowledge.answering import answer_ask
-from knowledge.embedding import embedding_run, pipeline_resume
+from knowledge.answer.answering import answer_ask
+from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer, AnswerFeedback
 from tests.knowledge.factories import make_source
 from tests.knowledge.test_views import visible_text

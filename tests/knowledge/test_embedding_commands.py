@@ -1,7 +1,7 @@
 import pytest
 from django.core.management import call_command
 
-from knowledge.embedding import pipeline_resume
+from knowledge.embed.pipeline import pipeline_resume
 from knowledge.models import KnowledgeChunk
 from tests.knowledge.factories import make_source
 

@@ -10,9 +10,9 @@ from playwright.sync_api import expect
 from knowledge.models import EmbeddingPipelineState, EmbeddingStatus, KnowledgeChunk
 from knowledge.queries import current_embedding_model
 from tests.core.test_api import assert_error_shape
+from tests.knowledge.embed.test_vector_index import FAQ_MD
 from tests.knowledge.factories import make_source
-from tests.knowledge.test_index import FAQ_MD
-from tests.knowledge.test_ingestion import fake_embed
+from tests.knowledge.ingest.test_ingestion import fake_embed
 from tests.knowledge.test_views import visible_text
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from knowledge.embedding import embedding_run, pipeline_resume
+from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import KnowledgeChunk
 from knowledge.services import chunk_update
 from tests.knowledge.factories import BATTERY, ZH, make_source

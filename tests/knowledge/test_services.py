@@ -12,7 +12,7 @@ from knowledge.services import (
 )
 from knowledge.tokens import get_token_counter
 from tests.knowledge.factories import make_source
-from tests.knowledge.test_ingestion import fake_embed
+from tests.knowledge.ingest.test_ingestion import fake_embed
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from playwright.sync_api import expect
 
 from knowledge import views
-from knowledge.ingestion import source_ingest_file, source_ingest_text
+from knowledge.ingest.ingestion import source_ingest_file, source_ingest_text
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceStatus
 
 pytestmark = pytest.mark.django_db

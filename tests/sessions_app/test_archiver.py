@@ -3,9 +3,9 @@ import threading
 import pytest
 from django.db import connection
 
-from knowledge.embedding_space import space_state
+from knowledge.embed.spaces import space_state
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
-from knowledge.search import search
+from knowledge.search.service import search
 from knowledge.tokens import get_token_counter
 from sessions_app.archiver import message_windows, session_archive, sessions_archive_idle
 from sessions_app.models import ChatSession, Message, SessionStatus

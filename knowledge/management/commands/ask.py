@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ApiError
-from knowledge.answering import answer_ask
+from knowledge.answer.answering import answer_ask
 from knowledge.models import SourceType
 
 

@@ -4,7 +4,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from knowledge.embedding import BatchReport, embedding_run
+from knowledge.embed.pipeline import BatchReport, embedding_run
 from knowledge.models import EmbeddingStatus, KnowledgeChunk
 
 

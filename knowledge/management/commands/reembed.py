@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from knowledge.embedding_space import embedding_switch_start
+from knowledge.embed.spaces import embedding_switch_start
 
 
 class Command(BaseCommand):

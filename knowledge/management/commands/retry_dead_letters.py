@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from knowledge.embedding import dead_letters_retry
+from knowledge.embed.pipeline import dead_letters_retry
 
 
 class Command(BaseCommand):

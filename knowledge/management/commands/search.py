@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from knowledge.models import SourceType
-from knowledge.search import MODES, SearchError, search
+from knowledge.search.service import MODES, SearchError, search
 
 
 class Command(BaseCommand):

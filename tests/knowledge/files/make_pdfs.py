@@ -1,4 +1,4 @@
-"""Regenerate the PDF fixtures used by tests/knowledge/test_parsers.py.
+"""Regenerate the PDF fixtures used by tests/knowledge/ingest/test_parsers.py.
 
 Run from the project root: `uv run python tests/knowledge/files/make_pdfs.py`. The output is
 byte-for-byte reproducible, so re-running it leaves `git status` clean.

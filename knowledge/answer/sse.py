@@ -1,0 +1,22 @@
+"""Server-sent events for answers being written: used by the streaming API and the Ask page."""
+
+import json
+from collections.abc import Iterable
+
+from django.http import StreamingHttpResponse
+
+from knowledge.answer.answering import AskEvent
+
+
+def sse_encode(event: AskEvent) -> bytes:
+    payload = json.dumps(event.data, ensure_ascii=False, default=str)
+    return f"event: {event.kind}\ndata: {payload}\n\n".encode()
+
+
+def event_stream_response(events: Iterable[AskEvent]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        (sse_encode(event) for event in events), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    return response

@@ -1,0 +1,393 @@
+"""Turning documents into sources and chunks.
+
+Re-ingesting an unchanged document (same content hash) writes nothing. A changed document
+replaces its chunks in one transaction, and chunks whose text is unchanged keep their embeddings
+(matched by content hash), so only new text goes to the embedding provider.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from django.db import transaction
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from core.errors import ApiError
+from knowledge.embed.enqueue import embedding_enqueue
+from knowledge.embed.spaces import space_state_locked
+from knowledge.ingest.base import ChunkDraft, ExtractedDocument
+from knowledge.ingest.chunk_copy import ChunkRow, chunks_copy
+from knowledge.ingest.chunking import chunk_sections, config_for_source_type
+from knowledge.ingest.parsers import ExtractionError, extract, extract_text
+from knowledge.models import (
+    EmbeddingStatus,
+    KnowledgeChunk,
+    KnowledgeSource,
+    SourceStatus,
+    SourceType,
+)
+from knowledge.tokens import get_token_counter
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["created", "updated", "unchanged", "failed"]
+
+
+class IngestError(ApiError):
+    """Input the caller must fix (unknown source type, empty title…)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source: KnowledgeSource
+    outcome: Outcome
+    chunks: int = 0
+    tokens: int = 0
+    embeddings_kept: int = 0
+    error_code: str = ""
+    error_message: str = ""
+
+
+def content_hash(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def source_ingest_file(
+    *,
+    data: bytes,
+    filename: str | None = None,
+    content_type: str | None = None,
+    source_type: str = SourceType.DOCUMENT,
+    title: str | None = None,
+    uri: str = "",
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Ingest uploaded or local file bytes (text, Markdown, HTML or PDF)."""
+    return _ingest(
+        raw_hash=content_hash(data),
+        byte_size=len(data),
+        parse=lambda: extract(data, filename=filename, content_type=content_type),
+        source_type=source_type,
+        title=title,
+        fallback_title=filename,
+        uri=uri,
+        metadata=metadata,
+    )
+
+
+def source_ingest_text(
+    *,
+    text: str,
+    text_format: str = "text",
+    source_type: str = SourceType.DOCUMENT,
+    title: str | None = None,
+    uri: str = "",
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Ingest raw text given through the service or the API (format text, markdown or html)."""
+    return _ingest(
+        raw_hash=content_hash(text),
+        byte_size=len(text.encode("utf-8", errors="replace")),
+        parse=lambda: extract_text(text, format=text_format),
+        source_type=source_type,
+        title=title,
+        fallback_title=None,
+        uri=uri,
+        metadata=metadata,
+    )
+
+
+def source_ingest_document(
+    *,
+    document: ExtractedDocument,
+    raw_hash: str,
+    byte_size: int,
+    source_type: str,
+    title: str | None = None,
+    uri: str = "",
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Ingest an already extracted document (web fetches, archived sessions, cases)."""
+    return _ingest(
+        raw_hash=raw_hash,
+        byte_size=byte_size,
+        parse=lambda: document,
+        source_type=source_type,
+        title=title,
+        fallback_title=None,
+        uri=uri,
+        metadata=metadata,
+    )
+
+
+def source_ingest_chunks(
+    *,
+    drafts: list[ChunkDraft],
+    raw_hash: str,
+    byte_size: int,
+    source_type: str,
+    title: str,
+    uri: str,
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Ingest chunks the caller already cut (archived chat sessions: one chunk per window of
+    messages, the location naming the messages). Same rules as the other entry points: the uri
+    identifies the source, an unchanged raw_hash writes nothing, embeddings are reused by hash."""
+    return _ingest(
+        raw_hash=raw_hash,
+        byte_size=byte_size,
+        parse=lambda: ExtractedDocument(sections=[], format="text", title=title),
+        source_type=source_type,
+        title=title,
+        fallback_title=None,
+        uri=uri,
+        metadata=metadata,
+        drafts=drafts,
+    )
+
+
+def source_rechunk(*, source: KnowledgeSource) -> IngestResult:
+    """Chunk a source's current text again (e.g. after the chunking settings changed), keeping
+    the embeddings of chunks whose text did not change."""
+    sections = _sections_from_chunks(source)
+    document = ExtractedDocument(sections=sections, format="text", title=source.title)
+    with transaction.atomic():
+        locked = KnowledgeSource.objects.select_for_update().get(pk=source.pk)
+        return _replace_chunks(locked, document, outcome="updated", bump_version=False)
+
+
+def _ingest(
+    *,
+    raw_hash: str,
+    byte_size: int,
+    parse,
+    source_type: str,
+    title: str | None,
+    fallback_title: str | None,
+    uri: str,
+    metadata: dict | None,
+    drafts: list[ChunkDraft] | None = None,
+) -> IngestResult:
+    if source_type not in SourceType.values:
+        raise IngestError(
+            "SOURCE_INVALID_TYPE",
+            f"Unknown source type {source_type!r}; use one of {', '.join(SourceType.values)}.",
+        )
+    uri = (uri or "").strip()
+    existing = KnowledgeSource.objects.filter(uri=uri).first() if uri else None
+    if (
+        existing is not None
+        and existing.content_hash == raw_hash
+        and existing.status != SourceStatus.FAILED
+    ):
+        _touch_unchanged(existing, title=title, metadata=metadata)
+        return IngestResult(source=existing, outcome="unchanged")
+
+    try:
+        document = parse()
+    except ExtractionError as exc:
+        return _record_failure(
+            existing,
+            code=exc.code,
+            message=exc.message,
+            source_type=source_type,
+            title=title or fallback_title or uri or "Untitled",
+            uri=uri,
+            metadata=metadata,
+            raw_hash=raw_hash,
+            byte_size=byte_size,
+        )
+
+    resolved_title = (title or document.title or fallback_title or uri or "Untitled").strip()[:500]
+    merged_metadata = {**document.metadata, **(metadata or {})}
+    with transaction.atomic():
+        if existing is None:
+            source = KnowledgeSource.objects.create(
+                source_type=source_type,
+                title=resolved_title,
+                uri=uri,
+                metadata=merged_metadata,
+                content_hash=raw_hash,
+                byte_size=byte_size,
+                fetched_at=timezone.now(),
+            )
+            return _replace_chunks(
+                source, document, outcome="created", bump_version=False, drafts=drafts
+            )
+        source = KnowledgeSource.objects.select_for_update().get(pk=existing.pk)
+        source.source_type = source_type
+        source.title = resolved_title
+        source.metadata = {**source.metadata, **merged_metadata}
+        source.content_hash = raw_hash
+        source.byte_size = byte_size
+        source.fetched_at = timezone.now()
+        return _replace_chunks(
+            source, document, outcome="updated", bump_version=True, drafts=drafts
+        )
+
+
+def _replace_chunks(
+    source: KnowledgeSource,
+    document: ExtractedDocument,
+    *,
+    outcome: Outcome,
+    bump_version: bool,
+    drafts: list[ChunkDraft] | None = None,
+) -> IngestResult:
+    """Swap the source's chunks for freshly chunked ones (or the caller's ready `drafts`). Runs
+    inside the caller's transaction, with the source row locked, so readers see either the old
+    or the new chunks."""
+    if drafts is None:
+        drafts = chunk_sections(
+            document.sections,
+            config=config_for_source_type(source.source_type),
+            counter=get_token_counter(),
+        )
+    # Vectors are reused per slot, only those of the space the slot holds now; the share lock
+    # keeps a model-switch cutover from slipping between this read and the commit.
+    state = space_state_locked()
+    spaces = [space for space in (state.active, state.target) if space is not None]
+    reusable: dict[int, dict[str, str]] = {
+        space.slot: dict(
+            source.chunks.filter(**{space.model_column: space.model})
+            .exclude(**{f"{space.column}__isnull": True})
+            .annotate(vector_text=RawSQL(f"{space.column}::text", []))
+            .values_list("content_hash", "vector_text")
+        )
+        for space in spaces
+    }
+    embedded_at = dict(
+        source.chunks.filter(embedding_status=EmbeddingStatus.DONE).values_list(
+            "content_hash", "embedded_at"
+        )
+    )
+    source.chunks.all().delete()
+    rows = []
+    kept = 0
+    for ordinal, draft in enumerate(drafts):
+        digest = content_hash(draft.content)
+        vectors = {space.slot: reusable[space.slot].get(digest) for space in spaces}
+        models = {space.slot: space.model for space in spaces if vectors[space.slot]}
+        is_embedded = vectors.get(state.writing.slot) is not None
+        kept += is_embedded
+        rows.append(
+            ChunkRow(
+                source_id=source.pk,
+                ordinal=ordinal,
+                content=draft.content,
+                content_hash=digest,
+                token_count=draft.token_count,
+                token_counter=draft.token_counter,
+                location=draft.location,
+                embedding=vectors.get(1),
+                embedding_model=models.get(1, ""),
+                embedding_alt=vectors.get(2),
+                embedding_alt_model=models.get(2, ""),
+                embedded_at=embedded_at.get(digest) if is_embedded else None,
+                is_embedded=is_embedded,
+            )
+        )
+    chunks_copy(rows)
+    if kept < len(rows):
+        embedding_enqueue()
+    if bump_version:
+        source.version += 1
+    source.status = SourceStatus.READY if rows and kept == len(rows) else SourceStatus.PENDING
+    source.error_code = ""
+    source.error_message = ""
+    source.save()
+    return IngestResult(
+        source=source,
+        outcome=outcome,
+        chunks=len(rows),
+        tokens=sum(row.token_count for row in rows),
+        embeddings_kept=kept,
+    )
+
+
+def _touch_unchanged(source: KnowledgeSource, *, title: str | None, metadata: dict | None) -> None:
+    changes = {"fetched_at": timezone.now()}
+    if title and title != source.title:
+        changes["title"] = title[:500]
+    if metadata and {**source.metadata, **metadata} != source.metadata:
+        changes["metadata"] = {**source.metadata, **metadata}
+    KnowledgeSource.objects.filter(pk=source.pk).update(**changes, updated_at=timezone.now())
+    for field, value in changes.items():
+        setattr(source, field, value)
+
+
+def _record_failure(
+    existing: KnowledgeSource | None,
+    *,
+    code: str,
+    message: str,
+    source_type: str,
+    title: str,
+    uri: str,
+    metadata: dict | None,
+    raw_hash: str,
+    byte_size: int,
+) -> IngestResult:
+    """Keep the failure visible on the source. An earlier good revision keeps its chunks."""
+    logger.info("Ingest of %r failed: %s %s", uri or title, code, message)
+    if existing is None:
+        source = KnowledgeSource.objects.create(
+            source_type=source_type,
+            title=title[:500],
+            uri=uri,
+            metadata=metadata or {},
+            content_hash=raw_hash,
+            byte_size=byte_size,
+            status=SourceStatus.FAILED,
+            error_code=code,
+            error_message=message,
+            fetched_at=timezone.now(),
+        )
+    else:
+        source = existing
+        source.status = SourceStatus.FAILED
+        source.error_code = code
+        source.error_message = message
+        source.content_hash = raw_hash
+        source.fetched_at = timezone.now()
+        source.save(
+            update_fields=[
+                "status",
+                "error_code",
+                "error_message",
+                "content_hash",
+                "fetched_at",
+                "updated_at",
+            ]
+        )
+    return IngestResult(source=source, outcome="failed", error_code=code, error_message=message)
+
+
+def _sections_from_chunks(source: KnowledgeSource):
+    """Rebuild sections from stored chunks, undoing the overlap by character offsets."""
+    from knowledge.ingest.base import Section
+
+    sections: list[Section] = []
+    current_key = None
+    text = ""
+    for chunk in KnowledgeChunk.objects.filter(source=source).order_by("ordinal"):
+        location = chunk.location or {}
+        key = (tuple(location.get("heading_path") or ()), location.get("page"))
+        start = location.get("char_start")
+        if key != current_key:
+            if current_key is not None and text.strip():
+                sections.append(
+                    Section(text=text, heading_path=current_key[0], page=current_key[1])
+                )
+            current_key, text = key, ""
+        if isinstance(start, int) and start <= len(text):
+            text = text[:start] + chunk.content
+        else:
+            text = f"{text}\n\n{chunk.content}" if text else chunk.content
+    if current_key is not None and text.strip():
+        sections.append(Section(text=text, heading_path=current_key[0], page=current_key[1]))
+    return sections
