@@ -10,6 +10,7 @@ from ninja.files import UploadedFile
 
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
+from core.pagination import page_of
 from knowledge import queries
 from knowledge.answer.answering import (
     answer_ask,
@@ -83,15 +84,6 @@ def _ingest_response(result: IngestResult):
         "source": source,
     }
     return Status(201 if result.outcome == "created" else 200, body)
-
-
-def _page(queryset, limit: int, offset: int) -> dict:
-    return {
-        "count": queryset.count(),
-        "limit": limit,
-        "offset": offset,
-        "items": list(queryset[offset : offset + limit]),
-    }
 
 
 @router.post(
@@ -182,7 +174,7 @@ def source_list(
     offset: int = Query(0, ge=0),
 ):
     sources = queries.source_list(source_type=source_type, status=status, enabled=enabled, query=q)
-    return _page(sources, limit, offset)
+    return page_of(sources, limit=limit, offset=offset)
 
 
 @router.get("/sources/{source_id}", response=SourceOut, auth=read_auth, summary="Get a source")
@@ -238,7 +230,7 @@ def source_chunk_list(
     offset: int = Query(0, ge=0),
 ):
     get_object_or_404(KnowledgeSource, pk=source_id)
-    return _page(queries.source_chunks(source_id=source_id), limit, offset)
+    return page_of(queries.source_chunks(source_id=source_id), limit=limit, offset=offset)
 
 
 @router.get("/chunks/{chunk_id}", response=ChunkOut, auth=read_auth, summary="Get a chunk")
@@ -457,7 +449,7 @@ class DeadLetterRetryOut(Schema):
 def dead_letter_list(
     request: HttpRequest, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)
 ):
-    return _page(DeadLetterChunk.objects.order_by("id"), limit, offset)
+    return page_of(DeadLetterChunk.objects.order_by("id"), limit=limit, offset=offset)
 
 
 @router.post(

@@ -9,12 +9,11 @@ JavaScript.
 import html
 import json
 import re
-from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from core.errors import ApiError
+from core.pages import staff_required, wants_fragment
 from knowledge import queries
 from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback
 from knowledge.answer.sse import event_stream_response
@@ -57,23 +57,6 @@ SOURCE_CHANGED = "source-changed"
 INDEX_CHANGED = "index-changed"
 
 
-def staff_required(view):
-    """Logged in (else the login page) and staff (else 403): for everything that writes."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff can change sources and chunks.")
-        return view(request, *args, **kwargs)
-
-    return login_required(wrapper)
-
-
-def _wants_partial(request: HttpRequest) -> bool:
-    # A history restore after a cache miss needs the whole page, not the fragment.
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
 # --- Sources ----------------------------------------------------------------------------------
 
 
@@ -99,7 +82,7 @@ def _source_list_context(request: HttpRequest) -> dict:
 @vary_on_headers("HX-Request")
 def source_list(request: HttpRequest) -> HttpResponse:
     context = _source_list_context(request)
-    if _wants_partial(request):
+    if wants_fragment(request):
         return render(request, "knowledge/_source_table.html", context)
     return render(
         request,
@@ -123,7 +106,7 @@ def _ingest_response(
         for message in messages
     ]
     context = {"result": result, "error": error, "form_problems": problems}
-    if _wants_partial(request):
+    if wants_fragment(request):
         response = render(request, "knowledge/_ingest_result.html", context)
         if result is not None:
             response["HX-Trigger"] = SOURCES_CHANGED
@@ -200,7 +183,7 @@ def _source_header_context(source_id: int) -> dict:
 @vary_on_headers("HX-Request")
 def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
     context = _source_header_context(source_id)
-    if _wants_partial(request):
+    if wants_fragment(request):
         # The header refreshes itself after a chunk edit changed the source's status.
         return render(request, "knowledge/_source_header.html", context)
     chunks = queries.source_chunks(source_id=source_id)
@@ -218,7 +201,7 @@ def source_set_enabled(request: HttpRequest, source_id: int) -> HttpResponse:
     sources_set_enabled(
         sources=KnowledgeSource.objects.filter(pk=source.pk), enabled=form.cleaned_data["enabled"]
     )
-    if _wants_partial(request):
+    if wants_fragment(request):
         return render(request, "knowledge/_source_header.html", _source_header_context(source.pk))
     return redirect("knowledge:source-detail", source_id=source.pk)
 
@@ -235,7 +218,7 @@ def _chunk_anchor_url(chunk: KnowledgeChunk) -> str:
 
 
 def _chunk_row(request: HttpRequest, chunk: KnowledgeChunk) -> HttpResponse:
-    if _wants_partial(request):
+    if wants_fragment(request):
         return render(request, "knowledge/_chunk_row.html", {"chunk": chunk})
     return redirect(_chunk_anchor_url(chunk))
 
@@ -271,7 +254,7 @@ def chunk_edit(request: HttpRequest, chunk_id: int) -> HttpResponse:
     else:
         form = ChunkForm(initial={"content": chunk.content}, auto_id=auto_id)
     context = {"chunk": chunk, "form": form, "error": error}
-    if _wants_partial(request):
+    if wants_fragment(request):
         return render(request, "knowledge/_chunk_form.html", context)
     return render(request, "knowledge/chunk_edit.html", context)
 
@@ -297,14 +280,14 @@ def chunk_set_flags(request: HttpRequest, chunk_id: int) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def index_status(request: HttpRequest) -> HttpResponse:
     context = {"status": queries.index_status()}
-    if _wants_partial(request):
+    if wants_fragment(request):
         # Polled every few seconds while chunks wait for embedding.
         return render(request, "knowledge/_index_status.html", context)
     return render(request, "knowledge/index_status.html", context)
 
 
 def _index_action_response(request: HttpRequest, *, message: str) -> HttpResponse:
-    if _wants_partial(request):
+    if wants_fragment(request):
         response = render(request, "knowledge/_index_action_result.html", {"message": message})
         response["HX-Trigger"] = INDEX_CHANGED
         return response
@@ -432,7 +415,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
         else:
             context["result"] = result
             context["rows"] = _search_hit_rows(result)
-    if _wants_partial(request):
+    if wants_fragment(request):
         # HTMX swaps only 2xx answers by default; the error is part of the fragment.
         return render(request, "knowledge/_search_results.html", context)
     return render(request, "knowledge/search.html", context, status=status)
@@ -522,7 +505,7 @@ def _answer_context(answer: Answer) -> dict:
 def answer_detail(request: HttpRequest, answer_id: int) -> HttpResponse:
     answer = get_object_or_404(queries.answers_with_sources(), pk=answer_id)
     template = (
-        "knowledge/_answer.html" if _wants_partial(request) else "knowledge/answer_detail.html"
+        "knowledge/_answer.html" if wants_fragment(request) else "knowledge/answer_detail.html"
     )
     return render(request, template, _answer_context(answer))
 
@@ -543,7 +526,7 @@ def answer_feedback_view(request: HttpRequest, answer_id: int) -> HttpResponse:
         )
     except ApiError as exc:
         return HttpResponseBadRequest(exc.message)
-    if _wants_partial(request):
+    if wants_fragment(request):
         return render(request, "knowledge/_answer_feedback.html", {"answer": answer})
     return redirect("knowledge:answer-detail", answer_id=answer.pk)
 

@@ -2,6 +2,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from core.auth import admin_auth, read_auth, write_auth
+from core.pagination import page_of
 from sessions_app import queries
 from sessions_app.archiver import session_archive
 from sessions_app.models import SessionStatus
@@ -48,12 +49,7 @@ def session_list(
     offset: int = Query(0, ge=0),
 ):
     sessions = queries.session_list(status=status, platform=platform, channel=channel, query=q)
-    return {
-        "count": sessions.count(),
-        "limit": limit,
-        "offset": offset,
-        "items": list(sessions[offset : offset + limit]),
-    }
+    return page_of(sessions, limit=limit, offset=offset)
 
 
 @router.get(
@@ -70,12 +66,9 @@ def session_get(
 ):
     session = queries.session_by_key(session_key_validate(key))
     messages = queries.session_messages(session)
-    session.messages_page = {
-        "count": session.message_count,
-        "limit": limit,
-        "offset": offset,
-        "items": list(messages[offset : offset + limit]),
-    }
+    session.messages_page = page_of(
+        messages, limit=limit, offset=offset, count=session.message_count
+    )
     return session
 
 

@@ -4,7 +4,6 @@ status, linked knowledge and messages. Staff may archive now or delete (personal
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -12,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from core.errors import ApiError
+from core.pages import staff_required, wants_fragment
 from sessions_app import queries
 from sessions_app.archiver import session_archive
 from sessions_app.models import SessionStatus
@@ -41,11 +41,6 @@ def _session_or_404(key: str):
         raise Http404(exc.message) from exc
 
 
-def _staff_only(request: HttpRequest) -> None:
-    if not request.user.is_staff:
-        raise PermissionDenied("Only staff can archive or delete sessions.")
-
-
 @require_GET
 @login_required
 @vary_on_headers("HX-Request")
@@ -63,7 +58,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         "is_filtered": any(wanted.values()),
         "page_obj": Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page")),
     }
-    if request.htmx and not request.htmx.history_restore_request:
+    if wants_fragment(request):
         return render(request, "sessions_app/_session_table.html", context)
     return render(request, "sessions_app/session_list.html", context)
 
@@ -89,9 +84,8 @@ def session_detail(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@staff_required
 def session_archive_now(request: HttpRequest, key: str) -> HttpResponse:
-    _staff_only(request)
     session = _session_or_404(key)
     try:
         outcome = session_archive(session_id=session.pk)
@@ -105,9 +99,8 @@ def session_archive_now(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@staff_required
 def session_remove(request: HttpRequest, key: str) -> HttpResponse:
-    _staff_only(request)
     session = _session_or_404(key)
     counts = session_delete(session=session)
     messages.success(
