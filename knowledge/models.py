@@ -96,9 +96,34 @@ class EmbeddableModel(models.Model):
         """Hook run after a batch of these rows was processed (e.g. to update parent status)."""
 
 
+# What search may read, in one place: a source that is enabled and not superseded; a chunk of
+# such a source that is enabled and not expired. The ORM uses the Q objects (through the
+# `searchable()` QuerySet methods); the raw search SQL uses the same rule as an SQL fragment.
+SEARCHABLE_SOURCE = Q(enabled=True, superseded_by__isnull=True)
+SEARCHABLE_CHUNK = Q(
+    Q(valid_until__isnull=True) | Q(valid_until__gt=Now()),
+    enabled=True,
+    source__enabled=True,
+    source__superseded_by__isnull=True,
+)
+
+
+def searchable_source_sql(source: str) -> str:
+    """SEARCHABLE_SOURCE as SQL over the source table aliased `source`."""
+    return f"{source}.enabled AND {source}.superseded_by_id IS NULL"
+
+
+def searchable_chunk_sql(chunk: str, source: str) -> str:
+    """SEARCHABLE_CHUNK as SQL over the chunk table aliased `chunk` joined to its source."""
+    return (
+        f"{chunk}.enabled AND ({chunk}.valid_until IS NULL OR {chunk}.valid_until > now()) "
+        f"AND {searchable_source_sql(source)}"
+    )
+
+
 class KnowledgeSourceQuerySet(models.QuerySet):
-    def enabled(self) -> "KnowledgeSourceQuerySet":
-        return self.filter(enabled=True, superseded_by__isnull=True)
+    def searchable(self) -> "KnowledgeSourceQuerySet":
+        return self.filter(SEARCHABLE_SOURCE)
 
 
 class KnowledgeSource(models.Model):
@@ -151,12 +176,7 @@ class KnowledgeSource(models.Model):
 class KnowledgeChunkQuerySet(models.QuerySet):
     def searchable(self) -> "KnowledgeChunkQuerySet":
         """Chunks search may return: enabled, not expired, of an enabled, current source."""
-        return self.filter(
-            Q(valid_until__isnull=True) | Q(valid_until__gt=Now()),
-            enabled=True,
-            source__enabled=True,
-            source__superseded_by__isnull=True,
-        )
+        return self.filter(SEARCHABLE_CHUNK)
 
 
 class ChunkSearchVector(Func):

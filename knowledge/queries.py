@@ -11,6 +11,7 @@ from django.utils import timezone
 from knowledge.embed.providers import LocalHashingEmbeddingProvider
 from knowledge.embed.spaces import SpaceState, VectorSpace, configured_space, space_state
 from knowledge.models import (
+    SEARCHABLE_CHUNK,
     Answer,
     EmbeddingPipelineState,
     EmbeddingStatus,
@@ -73,7 +74,8 @@ def current_embedding_model() -> str:
 def index_status() -> dict:
     """How far the vector index is built, what is owed, and what it costs on disk.
 
-    `chunks.enabled` counts the chunks search can use (enabled, of an enabled, current source);
+    `chunks.enabled` counts the chunks search can use (`SEARCHABLE_CHUNK`: enabled, not expired,
+    of an enabled, current source);
     `progress` is the share of those with a vector of the active embedding space (the one search
     reads); `space.switch` says how far a model switch has filled its target. Counting takes one
     pass over the chunk table and one over the sources.
@@ -83,7 +85,7 @@ def index_status() -> dict:
     current = _holds_vector(active)
     in_target = _holds_vector(target) if target else Q(pk__isnull=True)  # no row
     has_vector = Q(embedding__isnull=False) | Q(embedding_alt__isnull=False)
-    usable = Q(enabled=True, source__enabled=True, source__superseded_by__isnull=True)
+    usable = SEARCHABLE_CHUNK
     # Aliases must not shadow field names ("enabled"), or the filters would read the aggregate.
     counts = KnowledgeChunk.objects.aggregate(
         n_total=Count("pk"),

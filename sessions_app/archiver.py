@@ -39,7 +39,7 @@ from django.utils import timezone
 from knowledge.ingest.base import ChunkDraft
 from knowledge.ingest.chunking import ChunkingConfig, chunk_text
 from knowledge.ingest.ingestion import content_hash, source_ingest_chunks
-from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType
+from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, searchable_chunk_sql
 from knowledge.tokens import get_token_counter
 from sessions_app.masking import pii_mask
 from sessions_app.models import ChatSession, Message, SessionStatus, SkipReason
@@ -185,9 +185,9 @@ def near_duplicate_source(drafts: list[ChunkDraft], *, exclude_uri: str) -> Know
             f"""
             SELECT c.source_id, count(DISTINCT n.ordinal) AS matched
             FROM unnest(%s::text[]) WITH ORDINALITY AS n(content, ordinal)
-            JOIN {chunk_table} c ON c.enabled AND similarity(c.content, n.content) >= %s
+            JOIN {chunk_table} c ON similarity(c.content, n.content) >= %s
             JOIN {source_table} s ON s.id = c.source_id
-            WHERE s.source_type = %s AND s.enabled AND s.superseded_by_id IS NULL AND s.uri <> %s
+            WHERE {searchable_chunk_sql("c", "s")} AND s.source_type = %s AND s.uri <> %s
             GROUP BY c.source_id ORDER BY matched DESC, c.source_id LIMIT 1
             """,
             [

@@ -51,7 +51,7 @@ def index_rebuild() -> IndexBuildResult:
     started = time.monotonic()
     space = space_state().writing
     source_ids = list(
-        KnowledgeSource.objects.enabled()
+        KnowledgeSource.objects.searchable()
         .exclude(status=SourceStatus.FAILED)
         .filter(Exists(KnowledgeChunk.objects.filter(source=OuterRef("pk"))))
         .order_by("pk")

@@ -31,7 +31,13 @@ from core.errors import ApiError
 from knowledge.embed.providers import LocalHashingEmbeddingProvider, ProviderError
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
 from knowledge.ingest.parsers import normalize_text
-from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType
+from knowledge.models import (
+    KnowledgeChunk,
+    KnowledgeSource,
+    SourceType,
+    searchable_chunk_sql,
+    searchable_source_sql,
+)
 from knowledge.search import parallel_reads
 
 MODES = ("vector", "keyword", "hybrid")
@@ -217,14 +223,6 @@ SELECT_COLUMNS = (
 )
 
 
-BASE_CLAUSES = (
-    "c.enabled",
-    "s.enabled",
-    "s.superseded_by_id IS NULL",
-    "(c.valid_until IS NULL OR c.valid_until > now())",
-)
-
-
 @dataclass(frozen=True)
 class SearchScope:
     """Which chunks a search may return: every filter is a property of the source, so filters are
@@ -242,7 +240,7 @@ class SearchScope:
 def resolve_scope(filters: SearchFilters) -> SearchScope:
     if filters.is_empty():
         return SearchScope()
-    clauses = ["enabled", "superseded_by_id IS NULL"]
+    clauses = [searchable_source_sql(SOURCE)]
     params: list = []
     if filters.source_types:
         clauses.append("source_type = ANY(%s)")
@@ -277,7 +275,7 @@ def resolve_scope(filters: SearchFilters) -> SearchScope:
 
 def _where(scope: SearchScope) -> tuple[list[str], list]:
     """Conditions every search applies: searchable chunks of searchable sources in scope."""
-    clauses = list(BASE_CLAUSES)
+    clauses = [searchable_chunk_sql("c", "s")]
     params: list = []
     if scope.source_ids is not None:
         clauses.append("c.source_id = ANY(%s)")

@@ -1,7 +1,15 @@
+from datetime import timedelta
+
 import pytest
+from django.db import connection
 from django.utils import timezone
 
-from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
+from knowledge.models import (
+    EmbeddingStatus,
+    KnowledgeChunk,
+    KnowledgeSource,
+    searchable_chunk_sql,
+)
 from knowledge.services import (
     CurationError,
     chunk_update,
@@ -58,6 +66,36 @@ def test_expired_and_disabled_chunks_drop_out_of_searchable():
     searchable = set(KnowledgeChunk.objects.searchable().values_list("pk", flat=True))
     assert first.pk not in searchable and second.pk not in searchable
     assert searchable  # the rest stays
+
+
+def test_searchable_sql_selects_the_same_chunks_as_the_queryset():
+    current, disabled_source = make_source(uri="kb://a"), make_source(uri="kb://b")
+    old = make_source(uri="kb://old")
+    source_supersede(old=old, new=make_source(uri="kb://new"))
+    KnowledgeSource.objects.filter(pk=disabled_source.pk).update(enabled=False)
+    first, second, third, *_ = current.chunks.order_by("ordinal")
+    KnowledgeChunk.objects.filter(pk=first.pk).update(
+        valid_until=timezone.now() - timedelta(days=1)
+    )
+    KnowledgeChunk.objects.filter(pk=second.pk).update(
+        valid_until=timezone.now() + timedelta(days=1)
+    )
+    KnowledgeChunk.objects.filter(pk=third.pk).update(enabled=False)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT c.id FROM {KnowledgeChunk._meta.db_table} c "
+            f"JOIN {KnowledgeSource._meta.db_table} s ON s.id = c.source_id "
+            f"WHERE {searchable_chunk_sql('c', 's')}"
+        )
+        by_sql = {row[0] for row in cursor.fetchall()}
+    by_queryset = set(KnowledgeChunk.objects.searchable().values_list("pk", flat=True))
+    assert by_sql == by_queryset
+    assert second.pk in by_sql and not by_sql & {first.pk, third.pk}
+    assert not by_sql & set(
+        KnowledgeChunk.objects.filter(source__in=[old, disabled_source]).values_list(
+            "pk", flat=True
+        )
+    )
 
 
 def test_superseded_sources_leave_search_and_link_to_the_new_revision():

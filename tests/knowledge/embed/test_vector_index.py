@@ -122,6 +122,16 @@ def test_status_progress_leaves_out_disabled_chunks(library):
     assert status["progress"] == 100.0
 
 
+def test_status_progress_leaves_out_expired_chunks(library):
+    # An expired chunk is no more usable by search than a disabled one (issue 14: index status
+    # counted expired chunks as usable).
+    library["pump"].chunks.update(valid_until=timezone.now() - timedelta(minutes=1))
+    KnowledgeSource.objects.filter(pk=library["faq"].pk).update(enabled=False)
+    status = index_status()
+    assert status["chunks"]["enabled"] == library["manual"].chunks.count()
+    assert status["progress"] == 100.0
+
+
 def test_status_warns_past_the_row_alert(library, settings):
     settings.KIOKU_INDEX_ROW_ALERT = 1
     status = index_status()
