@@ -21,14 +21,14 @@ normalised (a low intrinsic dimension like real text embeddings; top-1 cosine �
 ≈ 0.83, median pair ≈ 0).
 
 Which query vectors are used where:
-- Recall and filtered queries call the service's own `_vector_search()` (same SQL, same
+- Recall and filtered queries call the service's own `vector_search()` (same SQL, same
   `hnsw.ef_search` and iterative-scan settings) with query vectors drawn from the data's
   clusters, and compare with the exact top-10. The exact top-10 is computed in numpy over the
   same float16 vectors (regenerated; ~0.03 s a query instead of ~1 s for a sequential scan of
   the 1536-d column) and spot-checked against SQL exact search (same SQL, index scans
   disabled); `--sql-exact` uses SQL for every query.
 - The rows are stored with `embedding_model = local-hash-v1`, the model of the offline provider
-  (`OPENAI_API_KEY` is cleared for the benchmark), so `search()` and the HTTP API, which embed the
+  (`OPENAI_API_KEY` is cleared for the benchmark), so `chunk_search()` and the HTTP API, which embed the
   query text with that provider (~1 ms), find them. Those query vectors do not come from the
   clusters, so their results are meaningless as relevance, but the work is the same: the latency
   is representative. For the service's vector mode the script also reports the latency with a
@@ -237,14 +237,15 @@ def load(plan: "data.Plan", model: str) -> None:
 
 
 def exact_search(vector, *, model: str, filters, limit: int) -> list[tuple[int, float]]:
-    """The same candidate set as `_vector_search`, ranked exactly (no index scan)."""
+    """The same candidate set as `vector_search`, ranked exactly (no index scan)."""
     from django.db import connection, transaction
 
     from knowledge.embed.spaces import space_state
-    from knowledge.search.service import CHUNK, SOURCE, _where, resolve_scope
+    from knowledge.search.filters import resolve_scope, scope_where
+    from knowledge.search.sql import CHUNK, SOURCE
 
     space = space_state().active
-    clauses, params = _where(resolve_scope(filters))
+    clauses, params = scope_where(resolve_scope(filters))
     clauses += [f"c.{space.column} IS NOT NULL", f"c.{space.model_column} = %s"]
     params.append(model)
     literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
@@ -274,7 +275,7 @@ class ExactIndex:
         import numpy as np
         from django.db import connection
 
-        from knowledge.search.service import CHUNK, SOURCE
+        from knowledge.search.sql import CHUNK, SOURCE
 
         prefix = "bench://search/"
         with connection.cursor() as cursor:
@@ -339,13 +340,14 @@ def timed_vector_search(
     vector, *, model: str, filters, limit: int = TOP_K
 ) -> tuple[list[tuple[int, float]], float]:
     from knowledge.embed.spaces import space_state
-    from knowledge.search.service import _vector_search, resolve_scope
+    from knowledge.search.filters import resolve_scope
+    from knowledge.search.vector import vector_search
 
     started = time.perf_counter()
     space = space_state().active
     assert space.model == model
     scope = resolve_scope(filters)
-    ranked = _vector_search(vector, space=space, limit=limit, scope=scope, min_similarity=None)
+    ranked = vector_search(vector, space=space, limit=limit, scope=scope, min_similarity=None)
     elapsed = (time.perf_counter() - started) * 1000
     return [(hit.chunk_id, hit.score) for hit in ranked], elapsed
 
@@ -355,7 +357,7 @@ def capture_plan(run, *, needle: str) -> list[str]:
     per-query settings the service sent with it (set_config in the same string) or before it."""
     from django.db import connection, transaction
 
-    from knowledge.search.service import split_settings_statement
+    from knowledge.search.sql import split_settings_statement
 
     captured: list[tuple[str, list]] = []
     settings_seen: list[tuple[str, list]] = []
@@ -424,14 +426,14 @@ class ClusterSpaceProvider:
 def service_latency(
     queries: list[str], mode: str, *, warmup: list[str]
 ) -> tuple[list[float], list[int]]:
-    from knowledge.search.service import search
+    from knowledge.search.service import chunk_search
 
     for query in warmup:
-        search(query, mode=mode, top_k=TOP_K)
+        chunk_search(query, mode=mode, top_k=TOP_K)
     samples, counts = [], []
     for query in queries:
         started = time.perf_counter()
-        result = search(query, mode=mode, top_k=TOP_K)
+        result = chunk_search(query, mode=mode, top_k=TOP_K)
         samples.append((time.perf_counter() - started) * 1000)
         counts.append(len(result.hits))
     return samples, counts
@@ -474,7 +476,7 @@ def main() -> None:
     if args.chunks < data.SOURCES:
         parser.error(f"--chunks must be at least {data.SOURCES}")
 
-    # Offline provider: the rows are labelled with its model and search() embeds with it.
+    # Offline provider: the rows are labelled with its model and chunk_search() embeds with it.
     os.environ["OPENAI_API_KEY"] = ""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     django_setup()
@@ -485,13 +487,11 @@ def main() -> None:
     from core.models import ApiKey
     from core.services import api_key_create
     from knowledge.embed.providers import get_embedding_provider
-    from knowledge.search.service import (
-        build_keyword_query,
-        ef_search_for,
-        hybrid_candidates,
-        parse_filters,
-        search,
-    )
+    from knowledge.search.filters import parse_filters
+    from knowledge.search.fusion import hybrid_candidates
+    from knowledge.search.keyword import build_keyword_query
+    from knowledge.search.service import chunk_search
+    from knowledge.search.vector import ef_search_for
 
     provider = get_embedding_provider()
     model = provider.model
@@ -526,7 +526,7 @@ def main() -> None:
 
     # 1. Recall@10 of the HNSW search against exact search, per ef_search.
     print(
-        f"\n1. Vector search (_vector_search), {args.recall_queries} cluster-space queries, unfiltered"
+        f"\n1. Vector search (vector_search), {args.recall_queries} cluster-space queries, unfiltered"
     )
     row_picks = rng.integers(0, plan.n, args.recall_queries + 20)
     query_vectors = data.points(plan, plan.chunk_cluster[row_picks], rng)
@@ -684,8 +684,10 @@ def main() -> None:
             needle="WITH nearest",
         )
 
-    # 3. Service latency: search() end to end.
-    print(f"\n3. Service search(), {args.queries} text queries per mode (offline provider {model})")
+    # 3. Service latency: chunk_search() end to end.
+    print(
+        f"\n3. Service chunk_search(), {args.queries} text queries per mode (offline provider {model})"
+    )
     queries = data.text_queries(args.queries + 20)
     warmup, queries = queries[:20], queries[20:]
     service = {}
@@ -707,7 +709,7 @@ def main() -> None:
         sample_query = next(q for q in queries if q.startswith("how do I"))
         explain(
             f"the keyword query for {sample_query!r}",
-            lambda: search(sample_query, mode="keyword", top_k=TOP_K),
+            lambda: chunk_search(sample_query, mode="keyword", top_k=TOP_K),
             needle="ts_rank",
         )
         # Hits per keyword query: the keyword query ranks every chunk matching any term.
@@ -778,7 +780,7 @@ def summary(results: dict, ef_setting: int, default_ef: int) -> None:
             (
                 "  (smallest ef_search with recall@10 ≥ 0.95)",
                 f"ef_search {ef}: recall@10 {results['recall'][ef][0]:.3f}, "
-                f"_vector_search p95 {pct(results['recall'][ef][1])[1]:.1f} ms",
+                f"vector_search p95 {pct(results['recall'][ef][1])[1]:.1f} ms",
                 "info",
             )
         )

@@ -46,7 +46,7 @@ from knowledge.schemas import (
     SourceTextIn,
     SourceWebIn,
 )
-from knowledge.search.service import search
+from knowledge.search.service import chunk_search
 from knowledge.search_schemas import SearchIn, SearchOut
 from knowledge.services import UNSET, chunk_update, source_delete, source_update
 
@@ -474,7 +474,7 @@ def knowledge_search(request: HttpRequest, payload: SearchIn):
     """Vector, keyword or hybrid (default) search. Errors: SEARCH_EMPTY_QUERY,
     VECTOR_INDEX_INVALID_TOP_K, SEARCH_INVALID_FILTER, SEARCH_INVALID_MODE, VECTOR_INDEX_EMPTY,
     VECTOR_INDEX_NOT_AVAILABLE, VECTOR_INDEX_EMBEDDING_GENERATION_FAILED."""
-    return search(
+    return chunk_search(
         payload.query,
         mode=payload.mode,
         top_k=payload.top_k,

@@ -44,7 +44,8 @@ from knowledge.ingest.ingestion import (
     source_ingest_text,
 )
 from knowledge.models import Answer, KnowledgeChunk, KnowledgeSource, SourceType
-from knowledge.search.service import MODES, SearchError, SearchResult, search
+from knowledge.search.base import MODES, SearchError, SearchResult
+from knowledge.search.service import chunk_search
 from knowledge.services import CurationError, chunk_update, sources_set_enabled
 
 SOURCES_PER_PAGE = 50
@@ -408,7 +409,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     status = 200
     if query.strip():
         try:
-            result = search(query, mode=mode, top_k=top_k, filters=filters)
+            result = chunk_search(query, mode=mode, top_k=top_k, filters=filters)
         except SearchError as exc:
             context["error"] = exc
             status = exc.status

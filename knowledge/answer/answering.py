@@ -37,15 +37,10 @@ from django.urls import reverse
 from core.errors import ApiError
 from knowledge.answer.chat import ChatError, ChatUsage, get_chat_provider
 from knowledge.models import Answer, AnswerFeedback, AnswerMode, AnswerOutcome, AnswerSource
-from knowledge.search.service import (
-    CJK_RUN,
-    SearchError,
-    SearchHit,
-    SearchResult,
-    parse_filters,
-    search,
-    validate_top_k,
-)
+from knowledge.search.base import SearchError, SearchHit, SearchResult, validate_top_k
+from knowledge.search.filters import parse_filters
+from knowledge.search.service import chunk_search
+from knowledge.text import CJK_RUN, WORD_PART, cjk_content_bigrams, detect_language
 
 MAX_TOP_K = 20
 EXTRACTIVE_PASSAGES = 3
@@ -58,18 +53,7 @@ class AskError(ApiError):
 
 # --- Language -----------------------------------------------------------------------------------
 
-KANA = re.compile(r"[\u3040-\u30ff\uff66-\uff9f]")
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 LANGUAGE_NAMES = {"en": "English", "ja": "Japanese", "zh": "Chinese (Traditional)"}
-
-
-def detect_language(text: str) -> str:
-    """Kana → ja; Han characters without kana → zh; anything else → en."""
-    if KANA.search(text):
-        return "ja"
-    if HAN.search(text):
-        return "zh"
-    return "en"
 
 
 # The seed's canned answers (ja), translated.
@@ -92,20 +76,6 @@ EXTRACTIVE_LABEL = {
 
 # --- Relevance ----------------------------------------------------------------------------------
 
-WORD = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-def _cjk_content_bigrams(text: str) -> set[str]:
-    """Bigrams of the CJK runs that hold at least one Han or katakana character: particles and
-    endings written in hiragana (です, ですか) say nothing about the topic."""
-    bigrams = set()
-    for run in CJK_RUN.findall(unicodedata.normalize("NFKC", text)):
-        for i in range(len(run) - 1):
-            pair = run[i : i + 2]
-            if HAN.search(pair) or re.search(r"[\u30a0-\u30ff]", pair):
-                bigrams.add(pair)
-    return bigrams
-
 
 def similarity_threshold(result: SearchResult) -> float:
     """Local offline vectors score lower (and noisier) than OpenAI's: each has its own."""
@@ -123,9 +93,9 @@ def hit_is_relevant(hit: SearchHit, *, question: str, min_similarity: float) -> 
         return True
     if hit.keyword_score is not None and hit.keyword_score >= settings.KIOKU_ASK_MIN_KEYWORD_SCORE:
         return True
-    wanted = _cjk_content_bigrams(question)
+    wanted = cjk_content_bigrams(question)
     if wanted:
-        found = wanted & _cjk_content_bigrams(hit.content)
+        found = wanted & cjk_content_bigrams(hit.content)
         return len(found) * 2 >= len(wanted)
     return False
 
@@ -216,8 +186,8 @@ SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")
 
 
 def _terms(text: str) -> set[str]:
-    words = {w.lower() for w in WORD.findall(CJK_RUN.sub(" ", text)) if len(w) > 2}
-    return words | _cjk_content_bigrams(text)
+    words = {w.lower() for w in WORD_PART.findall(CJK_RUN.sub(" ", text)) if len(w) > 2}
+    return words | cjk_content_bigrams(text)
 
 
 MARKDOWN_MARKS = re.compile(r"\*\*|__|`")
@@ -306,7 +276,7 @@ def _events(ask: _Ask, *, streaming: bool) -> Iterator[AskEvent]:
     ask.mode = AnswerMode.ONLINE if provider else AnswerMode.OFFLINE
     ask.model = provider.model if provider else ""
     try:
-        result = search(ask.question, mode="hybrid", top_k=ask.top_k, filters=ask.filters)
+        result = chunk_search(ask.question, mode="hybrid", top_k=ask.top_k, filters=ask.filters)
     except SearchError as exc:
         if exc.code == "VECTOR_INDEX_EMPTY":
             text = INDEX_NOT_BUILT[ask.language]

@@ -15,7 +15,6 @@ Size limits are enforced by the API, not here; every step is linear in the input
 import codecs
 import io
 import re
-import unicodedata
 from pathlib import PurePosixPath
 
 from bs4 import BeautifulSoup, NavigableString, Tag
@@ -24,6 +23,7 @@ from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
 from knowledge.ingest.base import ExtractedDocument, Section
+from knowledge.text import normalize_text
 
 SOURCE_UNSUPPORTED_FORMAT = "SOURCE_UNSUPPORTED_FORMAT"
 SOURCE_EMPTY = "SOURCE_EMPTY"
@@ -187,15 +187,6 @@ _MAX_CONTROL_SHARE = 0.10
 _MAX_CONTROL_SHARE_INVALID_UTF8 = 0.03
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 _CONTENT_TYPE_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
-
-
-def normalize_text(text: str) -> str:
-    """Newlines to "\\n", no NUL characters, no leading byte-order mark, Unicode NFC."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-    text = text.removeprefix("\ufeff")
-    if not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
-    return text
 
 
 def _looks_binary(data: bytes, *, is_valid_utf8: bool) -> bool:

@@ -5,7 +5,7 @@ from django.db import connection
 
 from knowledge.embed.spaces import space_state
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource
-from knowledge.search.service import search
+from knowledge.search.service import chunk_search
 from knowledge.tokens import get_token_counter
 from sessions_app.archiver import message_windows, session_archive, sessions_archive_idle
 from sessions_app.models import ChatSession, Message, SessionStatus
@@ -280,9 +280,9 @@ def test_archived_chunks_are_found_by_search_with_channel_and_user_filters():
         ).pk
     )
 
-    by_channel = search("strike plate", mode="keyword", filters={"channel": "support"})
-    by_user = search("strike plate", mode="keyword", filters={"user": "dave"})
-    nobody = search("strike plate", mode="keyword", filters={"user": "mallory"})
+    by_channel = chunk_search("strike plate", mode="keyword", filters={"channel": "support"})
+    by_user = chunk_search("strike plate", mode="keyword", filters={"user": "dave"})
+    nobody = chunk_search("strike plate", mode="keyword", filters={"user": "mallory"})
 
     assert by_channel.hits and {h.source_id for h in by_channel.hits} == {
         ChatSession.objects.get(key="discord:support:t-1").source_id

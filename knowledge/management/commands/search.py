@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from knowledge.models import SourceType
-from knowledge.search.service import MODES, SearchError, search
+from knowledge.search.base import MODES, SearchError
+from knowledge.search.service import chunk_search
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, query, mode, top_k, source_types, min_similarity, **options):
         filters = {"source_type": source_types} if source_types else {}
         try:
-            result = search(
+            result = chunk_search(
                 query, mode=mode, top_k=top_k, filters=filters, min_similarity=min_similarity
             )
         except SearchError as exc:

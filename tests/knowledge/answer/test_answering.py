@@ -21,7 +21,7 @@ from knowledge.answer.answering import (
 )
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer, AnswerFeedback, AnswerOutcome, KnowledgeChunk
-from knowledge.search.service import SearchHit
+from knowledge.search.base import SearchHit
 from tests.knowledge.factories import BATTERY, E21, JA, ZH, make_source
 
 pytestmark = pytest.mark.django_db(transaction=True)

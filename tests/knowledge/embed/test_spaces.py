@@ -18,7 +18,7 @@ from knowledge.embed.spaces import (
 from knowledge.ingest.chunk_copy import chunk_indexes_deferred
 from knowledge.models import EmbeddingSpaceState, KnowledgeChunk
 from knowledge.queries import index_status
-from knowledge.search.service import search
+from knowledge.search.service import chunk_search
 from tests.knowledge.embed.test_pipeline import make_chunks
 from tests.knowledge.search.test_service import _captured_sql, _explain
 
@@ -53,7 +53,7 @@ def configure_b(settings, stub) -> None:
 
 
 def vector_hits(query: str = "lock battery") -> tuple[str, set[int]]:
-    result = search(query, mode="vector", top_k=100)
+    result = chunk_search(query, mode="vector", top_k=100)
     return result.model, {hit.chunk_id for hit in result.hits}
 
 
@@ -128,7 +128,7 @@ def test_after_the_switch_the_vector_query_uses_the_new_slots_index(library, ope
     configure_b(settings, openai_stub)
     embedding_switch_start()
     embedding_run()
-    statements = _captured_sql(lambda: search("battery", mode="vector"))
+    statements = _captured_sql(lambda: chunk_search("battery", mode="vector"))
     sql, params = next((s, p) for s, p in statements if "<=>" in s)
     assert "embedding_alt::halfvec(256)" in sql
     plan = _explain(sql, params, disable=("enable_sort",))
@@ -182,7 +182,7 @@ def test_text_ingested_during_a_switch_is_found_by_keyword_now_and_by_meaning_af
     late = make_chunks(1, prefix="Waterproof")
     late_ids = set(late.chunks.values_list("id", flat=True))
     embedding_process_batch(limit=100, sleep=NO_SLEEP)
-    keyword = search("Waterproof", mode="keyword")
+    keyword = chunk_search("Waterproof", mode="keyword")
     assert {hit.chunk_id for hit in keyword.hits} == late_ids
     model, ids = vector_hits()
     assert model == MODEL_A and late_ids.isdisjoint(ids)  # no model-A vector was made for it

@@ -9,16 +9,12 @@ from django.utils import timezone
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.embed.spaces import space_state
 from knowledge.models import EmbeddingSpaceState, KnowledgeChunk, KnowledgeSource
-from knowledge.search.service import (
-    SearchError,
-    highlight_snippet,
-    lexeme_shares,
-    lexeme_shares_forget,
-    parse_filters,
-    resolve_scope,
-    search,
-    split_settings_statement,
-)
+from knowledge.search.base import SearchError
+from knowledge.search.filters import parse_filters, resolve_scope
+from knowledge.search.keyword import lexeme_shares, lexeme_shares_forget
+from knowledge.search.service import chunk_search
+from knowledge.search.snippets import highlight_snippet
+from knowledge.search.sql import split_settings_statement
 from knowledge.services import chunk_update
 from tests.core.test_api import assert_error_shape
 from tests.knowledge.factories import BATTERY, E21, JA, ZH, make_source
@@ -68,7 +64,7 @@ def titles(result) -> list[str]:
 
 
 def test_vector_mode_ranks_by_cosine_similarity(corpus):
-    result = search("replace the AA batteries", mode="vector", top_k=4)
+    result = chunk_search("replace the AA batteries", mode="vector", top_k=4)
     assert result.hits[0].source_title == "Battery guide"
     scores = [hit.score for hit in result.hits]
     assert scores == sorted(scores, reverse=True)
@@ -78,37 +74,39 @@ def test_vector_mode_ranks_by_cosine_similarity(corpus):
 
 
 def test_min_similarity_drops_weak_matches(corpus):
-    everything = search("replace the AA batteries", mode="vector", top_k=10)
+    everything = chunk_search("replace the AA batteries", mode="vector", top_k=10)
     cutoff = everything.hits[0].score - 0.0001
-    strict = search("replace the AA batteries", mode="vector", top_k=10, min_similarity=cutoff)
+    strict = chunk_search(
+        "replace the AA batteries", mode="vector", top_k=10, min_similarity=cutoff
+    )
     assert len(strict.hits) == 1 and strict.hits[0].score >= cutoff
-    assert search("replace the AA batteries", mode="vector", min_similarity=0.9999).hits == []
+    assert chunk_search("replace the AA batteries", mode="vector", min_similarity=0.9999).hits == []
 
 
 def test_keyword_mode_matches_exact_error_codes(corpus):
-    result = search("E-21", mode="keyword")
+    result = chunk_search("E-21", mode="keyword")
     assert titles(result) == ["Troubleshooting"]
     assert result.hits[0].keyword_rank == 1 and result.hits[0].vector_rank is None
     assert "<mark>E-21</mark>" in result.hits[0].snippet
-    assert search("E-22", mode="keyword").hits == []  # no near-miss identifiers
+    assert chunk_search("E-22", mode="keyword").hits == []  # no near-miss identifiers
 
 
 def test_keyword_mode_finds_chinese_and_japanese_without_word_breaks(corpus):
-    assert titles(search("電池沒電", mode="keyword")) == ["常見問題"]
-    assert titles(search("電池切れ", mode="keyword")) == ["ガイド"]
-    assert titles(search("電子錠", mode="keyword")) == ["ガイド"]
+    assert titles(chunk_search("電池沒電", mode="keyword")) == ["常見問題"]
+    assert titles(chunk_search("電池切れ", mode="keyword")) == ["ガイド"]
+    assert titles(chunk_search("電子錠", mode="keyword")) == ["ガイド"]
     # Bigrams 電子 and 子鎖 both occur in the Chinese text but 「電子錠」 does not: the recheck
     # keeps pg_bigm's exactness.
-    assert "常見問題" not in titles(search("電子錠", mode="keyword"))
+    assert "常見問題" not in titles(chunk_search("電子錠", mode="keyword"))
 
 
 def test_mixed_language_query_finds_both(corpus):
-    found = titles(search("E-21 電池沒電", mode="keyword"))
+    found = titles(chunk_search("E-21 電池沒電", mode="keyword"))
     assert set(found) == {"Troubleshooting", "常見問題"}
 
 
 def test_hybrid_fuses_both_lists_with_rrf(corpus, settings):
-    result = search("E-21 strike plate", mode="hybrid", top_k=4)
+    result = chunk_search("E-21 strike plate", mode="hybrid", top_k=4)
     top = result.hits[0]
     assert top.source_title == "Troubleshooting"
     assert top.vector_rank is not None and top.keyword_rank is not None
@@ -117,10 +115,10 @@ def test_hybrid_fuses_both_lists_with_rrf(corpus, settings):
 
 
 def test_pinned_chunks_get_a_boost(corpus, settings):
-    plain = search("batteries lock", mode="hybrid", top_k=4)
+    plain = chunk_search("batteries lock", mode="hybrid", top_k=4)
     last = plain.hits[-1]
     chunk_update(chunk=KnowledgeChunk.objects.get(pk=last.chunk_id), pinned=True)
-    boosted = search("batteries lock", mode="hybrid", top_k=4)
+    boosted = chunk_search("batteries lock", mode="hybrid", top_k=4)
     hit = next(h for h in boosted.hits if h.chunk_id == last.chunk_id)
     assert hit.pinned and hit.score == pytest.approx(last.score + settings.KIOKU_SEARCH_PIN_BOOST)
 
@@ -138,7 +136,9 @@ def test_pinned_chunks_get_a_boost(corpus, settings):
 def test_filters_narrow_every_mode(corpus, filters, expected):
     for mode in ("vector", "keyword", "hybrid"):
         found = set(
-            titles(search("電池 battery E-21 電子錠 motor", mode=mode, top_k=10, filters=filters))
+            titles(
+                chunk_search("電池 battery E-21 電子錠 motor", mode=mode, top_k=10, filters=filters)
+            )
         )
         assert found <= expected, (mode, found)
         if mode != "keyword":
@@ -153,7 +153,8 @@ def test_filters_are_resolved_to_source_ids_first(corpus):
     assert nothing.is_empty
     for mode in ("vector", "keyword", "hybrid"):
         assert (
-            search("battery E-21", mode=mode, filters={"metadata": {"brand": "Nobody"}}).hits == []
+            chunk_search("battery E-21", mode=mode, filters={"metadata": {"brand": "Nobody"}}).hits
+            == []
         )
 
 
@@ -164,17 +165,17 @@ def _index_setting(statements) -> str:
 
 def test_a_small_filtered_set_is_searched_exactly_a_large_one_through_hnsw(corpus, settings):
     filters = {"metadata": {"brand": "Kagiya"}}
-    statements = _captured_sql(lambda: search("battery", mode="vector", filters=filters))
+    statements = _captured_sql(lambda: chunk_search("battery", mode="vector", filters=filters))
     assert _index_setting(statements) == "off"  # exact: every filtered row's distance
-    exact = search("battery", mode="vector", filters=filters)
+    exact = chunk_search("battery", mode="vector", filters=filters)
 
     settings.KIOKU_SEARCH_EXACT_MAX_ROWS = 0
-    statements = _captured_sql(lambda: search("battery", mode="vector", filters=filters))
+    statements = _captured_sql(lambda: chunk_search("battery", mode="vector", filters=filters))
     assert _index_setting(statements) == "on"
-    through_index = search("battery", mode="vector", filters=filters)
+    through_index = chunk_search("battery", mode="vector", filters=filters)
     assert [h.chunk_id for h in through_index.hits] == [h.chunk_id for h in exact.hits]
 
-    unfiltered = _captured_sql(lambda: search("battery", mode="vector"))
+    unfiltered = _captured_sql(lambda: chunk_search("battery", mode="vector"))
     assert _index_setting(unfiltered) == "on"
 
 
@@ -185,7 +186,7 @@ def test_keyword_ranks_chunks_holding_every_term_above_those_holding_some(settin
     make_source(text="strike strike strike strike strike plate? no, strike.", title="Some")
     make_source(text="Adjust the strike and the latch.", title="Strike only")
     make_source(text="The bolt rubs the strike plate.", title="Every")
-    result = search("strike bolt", mode="keyword", top_k=3)
+    result = chunk_search("strike bolt", mode="keyword", top_k=3)
     assert titles(result)[0] == "Every"
     assert set(titles(result)) == {"Every", "Strike only", "Some"}
 
@@ -195,20 +196,20 @@ def test_keyword_ranks_a_bounded_candidate_set(settings):
     settings.KIOKU_SEARCH_KEYWORD_CANDIDATES = 10
     for n in range(30):
         make_source(text=f"Gasket note {n}: check the gasket.", title=f"Gasket {n}")
-    statements = _captured_sql(lambda: search("gasket", mode="keyword", top_k=5))
+    statements = _captured_sql(lambda: chunk_search("gasket", mode="keyword", top_k=5))
     sql, params = next((s, p) for s, p in statements if "ts_rank" in s)
     assert 10 in params and "LIMIT" in sql
-    assert len(search("gasket", mode="keyword", top_k=5).hits) == 5
+    assert len(chunk_search("gasket", mode="keyword", top_k=5).hits) == 5
 
 
 def test_source_id_and_date_filters(corpus):
     battery = corpus["battery"]
-    assert set(titles(search("battery", mode="vector", filters={"source_id": battery.pk}))) == {
-        "Battery guide"
-    }
+    assert set(
+        titles(chunk_search("battery", mode="vector", filters={"source_id": battery.pk}))
+    ) == {"Battery guide"}
     tomorrow = (timezone.now() + timezone.timedelta(days=1)).date().isoformat()
-    assert search("battery", mode="vector", filters={"created_from": tomorrow}).hits == []
-    assert search("battery", mode="vector", filters={"fetched_to": tomorrow}).hits
+    assert chunk_search("battery", mode="vector", filters={"created_from": tomorrow}).hits == []
+    assert chunk_search("battery", mode="vector", filters={"fetched_to": tomorrow}).hits
 
 
 def test_channel_and_user_filters_apply_to_session_chunks(corpus):
@@ -227,32 +228,36 @@ def test_channel_and_user_filters_apply_to_session_chunks(corpus):
         metadata={"channel": "sales", "participants": ["bob"]},
     )
     embedding_run()
-    assert titles(search("battery", mode="keyword", filters={"channel": "ops"})) == ["Session #ops"]
-    assert titles(search("battery", mode="keyword", filters={"user": "bob"})) == ["Session #sales"]
+    assert titles(chunk_search("battery", mode="keyword", filters={"channel": "ops"})) == [
+        "Session #ops"
+    ]
+    assert titles(chunk_search("battery", mode="keyword", filters={"user": "bob"})) == [
+        "Session #sales"
+    ]
 
 
 def test_disabled_expired_and_superseded_content_is_never_returned(corpus):
     e21 = corpus["e21"]
     chunk = e21.chunks.get()
     chunk_update(chunk=chunk, valid_until=timezone.now() - timezone.timedelta(minutes=1))
-    assert search("E-21", mode="keyword").hits == []
+    assert chunk_search("E-21", mode="keyword").hits == []
     chunk_update(chunk=chunk, valid_until=None)
     KnowledgeSource.objects.filter(pk=e21.pk).update(enabled=False)
     assert "Troubleshooting" not in titles(
-        search("E-21 motor overcurrent", mode="hybrid", top_k=10)
+        chunk_search("E-21 motor overcurrent", mode="hybrid", top_k=10)
     )
     other = make_source(
         text=E21.replace("Adjust", "Realign"), title="Troubleshooting v2", uri="kb://e21-v2"
     )
     KnowledgeSource.objects.filter(pk=e21.pk).update(enabled=True, superseded_by=other)
     embedding_run()
-    assert titles(search("E-21", mode="keyword")) == ["Troubleshooting v2"]
+    assert titles(chunk_search("E-21", mode="keyword")) == ["Troubleshooting v2"]
 
 
 def test_rows_embedded_by_another_model_are_not_mixed_in(corpus):
     KnowledgeChunk.objects.filter(source=corpus["battery"]).update(embedding_model="other-model")
     assert "Battery guide" not in titles(
-        search("replace the AA batteries", mode="vector", top_k=10)
+        chunk_search("replace the AA batteries", mode="vector", top_k=10)
     )
 
 
@@ -273,25 +278,25 @@ def test_rows_embedded_by_another_model_are_not_mixed_in(corpus):
 def test_bad_requests_get_exact_error_codes(corpus, kwargs, code):
     query = kwargs.pop("query")
     with pytest.raises(SearchError) as excinfo:
-        search(query, **kwargs)
+        chunk_search(query, **kwargs)
     assert excinfo.value.code == code
 
 
 def test_an_empty_knowledge_base_says_so(settings):
     settings.OPENAI_API_KEY = ""
     with pytest.raises(SearchError) as excinfo:
-        search("anything")
+        chunk_search("anything")
     assert excinfo.value.code == "VECTOR_INDEX_EMPTY" and "ingest" in excinfo.value.message
 
 
 def test_chunks_without_embeddings_degrade_hybrid_and_refuse_vector(settings):
     settings.OPENAI_API_KEY = ""
     make_source(text=E21, title="Troubleshooting", uri="kb://e21")
-    result = search("E-21", mode="hybrid")
+    result = chunk_search("E-21", mode="hybrid")
     assert result.degraded and "No embeddings yet" in result.degraded_reason
     assert titles(result) == ["Troubleshooting"]
     with pytest.raises(SearchError) as excinfo:
-        search("E-21", mode="vector")
+        chunk_search("E-21", mode="vector")
     assert excinfo.value.code == "VECTOR_INDEX_NOT_AVAILABLE"
 
 
@@ -304,23 +309,23 @@ def index_holds(model: str) -> None:
 def test_a_failing_provider_degrades_hybrid_to_keyword(corpus, openai_stub):
     index_holds(openai_stub_model())
     openai_stub.fail_next(500, count=5)
-    result = search("E-21", mode="hybrid")
+    result = chunk_search("E-21", mode="hybrid")
     assert result.degraded and "embedding provider failed" in result.degraded_reason
     assert titles(result) == ["Troubleshooting"]
     openai_stub.fail_next(500, count=5)
     with pytest.raises(SearchError) as excinfo:
-        search("E-21", mode="vector")
+        chunk_search("E-21", mode="vector")
     assert excinfo.value.code == "VECTOR_INDEX_EMBEDDING_GENERATION_FAILED"
 
 
 def test_without_the_key_the_index_model_needs_search_falls_back_to_keyword(corpus, settings):
     index_holds("text-embedding-3-small")
     settings.OPENAI_API_KEY = ""
-    result = search("E-21", mode="hybrid")
+    result = chunk_search("E-21", mode="hybrid")
     assert result.degraded and "OPENAI_API_KEY" in result.degraded_reason
     assert result.model == "text-embedding-3-small" and titles(result) == ["Troubleshooting"]
     with pytest.raises(SearchError) as excinfo:
-        search("E-21", mode="vector")
+        chunk_search("E-21", mode="vector")
     assert excinfo.value.code == "VECTOR_INDEX_EMBEDDING_GENERATION_FAILED"
     assert excinfo.value.status == 503
 
@@ -343,7 +348,7 @@ def openai_stub_model() -> str:
 )
 def test_injection_attempts_are_just_text(corpus, query):
     for mode in ("keyword", "hybrid", "vector"):
-        search(query, mode=mode)
+        chunk_search(query, mode=mode)
     assert KnowledgeChunk.objects.count() == 4
 
 
@@ -390,7 +395,7 @@ def _explain(sql: str, params, *, disable: tuple[str, ...]) -> str:
 
 
 def test_the_vector_query_uses_the_hnsw_index(corpus):
-    statements = _captured_sql(lambda: search("battery", mode="vector"))
+    statements = _captured_sql(lambda: chunk_search("battery", mode="vector"))
     sql, params = next((s, p) for s, p in statements if "<=>" in s)
     index = space_state().active.index_name(KnowledgeChunk)
     assert index == "chunk_embedding_hnsw_1536"  # the expression index of migration 0005
@@ -398,7 +403,7 @@ def test_the_vector_query_uses_the_hnsw_index(corpus):
 
 
 def test_the_keyword_query_uses_the_gin_index(corpus):
-    statements = _captured_sql(lambda: search("E-21 battery", mode="keyword"))
+    statements = _captured_sql(lambda: chunk_search("E-21 battery", mode="keyword"))
     sql, params = next((s, p) for s, p in statements if "to_tsquery" in s and "ts_rank" in s)
     plan = _explain(sql, params, disable=("enable_indexscan", "enable_nestloop"))
     assert "Bitmap Index Scan on chunk_search_vector_gin" in plan
@@ -442,18 +447,18 @@ def test_hybrid_runs_the_keyword_query_on_a_second_connection(corpus, settings):
         threads.append(("ts_rank" in sql, threading.current_thread().name))
         return execute(sql, params, many, context)
 
-    side = search("E-21 strike plate", mode="hybrid", top_k=4)
+    side = chunk_search("E-21 strike plate", mode="hybrid", top_k=4)
     with connection.execute_wrapper(record):  # only wraps this thread's connection
-        search("E-21 strike plate", mode="hybrid", top_k=4)
+        chunk_search("E-21 strike plate", mode="hybrid", top_k=4)
     assert threads and not any(is_keyword for is_keyword, _ in threads)
 
     settings.KIOKU_SEARCH_SIDE_WORKERS = 0
-    inline = search("E-21 strike plate", mode="hybrid", top_k=4)
+    inline = chunk_search("E-21 strike plate", mode="hybrid", top_k=4)
     assert [(h.chunk_id, h.score) for h in inline.hits] == [
         (h.chunk_id, h.score) for h in side.hits
     ]
     with connection.execute_wrapper(record):
-        search("E-21 strike plate", mode="hybrid", top_k=4)
+        chunk_search("E-21 strike plate", mode="hybrid", top_k=4)
     assert any(is_keyword for is_keyword, _ in threads)
 
 
@@ -462,7 +467,7 @@ def test_inside_a_transaction_hybrid_sees_uncommitted_rows(settings):
     with transaction.atomic():
         make_source(text="The gearbox squeals when cold.", title="Uncommitted")
         embedding_run()
-        hits = search("gearbox squeals", mode="hybrid").hits
+        hits = chunk_search("gearbox squeals", mode="hybrid").hits
         assert [h.source_title for h in hits] == ["Uncommitted"]
         assert hits[0].keyword_rank == 1  # the keyword query ran on this connection
 
@@ -481,16 +486,16 @@ def test_common_words_are_left_out_of_the_some_terms_tier(settings):
 
     # No chunk holds both words; of those holding some, the rare word decides (the ten
     # candidates of "gasket OR zeolite" would all be gasket notes).
-    assert titles(search("gasket zeolite", mode="keyword", top_k=5)) == ["Zeolite"]
+    assert titles(chunk_search("gasket zeolite", mode="keyword", top_k=5)) == ["Zeolite"]
     settings.KIOKU_SEARCH_COMMON_TERM_SHARE = 1.0  # off: nothing counts as common
-    assert "Zeolite" not in titles(search("gasket zeolite", mode="keyword", top_k=5))
+    assert "Zeolite" not in titles(chunk_search("gasket zeolite", mode="keyword", top_k=5))
     lexeme_shares_forget()
 
 
 def test_per_query_settings_do_not_outlive_the_query_in_a_callers_transaction(corpus):
     with transaction.atomic(), connection.cursor() as cursor:
-        search("battery", mode="vector", filters={"metadata": {"brand": "Kagiya"}})  # exact
-        search("E-21 battery", mode="keyword")
+        chunk_search("battery", mode="vector", filters={"metadata": {"brand": "Kagiya"}})  # exact
+        chunk_search("E-21 battery", mode="keyword")
         cursor.execute(
             "SELECT current_setting('enable_indexscan'), current_setting('enable_seqscan')"
         )

@@ -1,0 +1,92 @@
+"""What the search modules share: the modes, the error, filters and scope, hits and results."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.errors import ApiError
+
+MODES = ("vector", "keyword", "hybrid")
+
+
+class SearchError(ApiError):
+    """A search the caller must change (empty query, bad filter…) or that cannot run now."""
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    source_types: tuple[str, ...] = ()
+    source_ids: tuple[int, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    fetched_from: datetime | None = None
+    fetched_to: datetime | None = None
+    channel: str | None = None
+    user: str | None = None
+
+    def is_empty(self) -> bool:
+        return self == SearchFilters()
+
+
+@dataclass
+class SearchHit:
+    chunk_id: int
+    content: str
+    snippet: str  # safe HTML: everything escaped, matches wrapped in <mark>
+    source_id: int
+    source_title: str
+    source_type: str
+    source_uri: str
+    location: dict
+    pinned: bool
+    score: float
+    vector_rank: int | None = None
+    vector_score: float | None = None
+    keyword_rank: int | None = None
+    keyword_score: float | None = None
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    top_k: int
+    hits: list[SearchHit]
+    model: str
+    offline: bool
+    took_ms: float
+    degraded: bool = False
+    degraded_reason: str = ""
+    filters: dict = field(default_factory=dict)
+
+
+def validate_top_k(top_k, *, maximum: int = 100, error: type[ApiError] = SearchError) -> int:
+    """The seed's top_k rule (an integer from 1 to `maximum`), for search and for answers."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= maximum:
+        raise error(
+            "VECTOR_INDEX_INVALID_TOP_K",
+            f"top_k must be an integer from 1 to {maximum}.",
+            details={"top_k": top_k},
+        )
+    return top_k
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """Which chunks a search may return: every filter is a property of the source, so filters are
+    resolved to source ids first. PostgreSQL can estimate `source_id = ANY(ids)` from its
+    statistics (it cannot estimate a JSONB containment), which is what lets the vector query pick
+    between the HNSW index and an exact scan (see `vector_search`)."""
+
+    source_ids: tuple[int, ...] | None = None  # None: no filter
+
+    @property
+    def is_empty(self) -> bool:
+        return self.source_ids is not None and not self.source_ids
+
+
+@dataclass
+class RankedRow:
+    chunk_id: int
+    row: tuple
+    score: float
