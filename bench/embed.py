@@ -181,7 +181,7 @@ def main() -> None:
         # shortened "minute" (--tpm-window seconds) so several windows fit in a short run; the
         # steady-state rate is measured after the first window (which may start with a burst).
         reset()
-        import knowledge.embed.providers as providers
+        from knowledge.embed import pacing
 
         window = args.tpm_window
         sample = chunk_texts(seed=2)
@@ -190,8 +190,8 @@ def main() -> None:
         load(n, "tpm")
         stub.configure(tpm=args.tpm, rate_window=window)
         settings.KIOKU_EMBEDDING_TPM = args.tpm
-        providers._pacers.clear()
-        providers.get_request_pacer().window = window
+        pacing._pacers.clear()
+        pacing.get_request_pacer().window = window
         started = time.perf_counter()
         # Like the first full embedding, with the HNSW index built afterwards: with the index
         # present, each write-back of 1,000 vectors spends ~7 s in HNSW inserts, and that (not
@@ -224,7 +224,7 @@ def main() -> None:
         )
         settings.KIOKU_EMBEDDING_TPM = 0
         stub.configure(tpm=None)
-        providers._pacers.clear()
+        pacing._pacers.clear()
 
     if "naive" in parts:
         # 4. Naive loop: one request per chunk, one at a time.

@@ -202,6 +202,8 @@ KIOKU_ASK_MIN_SIMILARITY_OFFLINE = envfloat(
 KIOKU_ASK_MIN_KEYWORD_SCORE = envfloat("KIOKU_ASK_MIN_KEYWORD_SCORE", 0.05, minimum=0)
 KIOKU_CHAT_TIMEOUT_SECONDS = envint("KIOKU_CHAT_TIMEOUT_SECONDS", 60, minimum=1)
 KIOKU_CHAT_MAX_ATTEMPTS = envint("KIOKU_CHAT_MAX_ATTEMPTS", 3, minimum=1)
+# A person is waiting for the answer: a server that asks for a longer wait fails the answer.
+KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS = 20
 KIOKU_CHAT_MAX_TOKENS = envint("KIOKU_CHAT_MAX_TOKENS", 800, minimum=16)
 
 KIOKU_CHUNKING: dict = {}

@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from knowledge.embed.providers import LocalHashingEmbeddingProvider
+from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
 from knowledge.embed.spaces import SpaceState, VectorSpace, configured_space, space_state
 from knowledge.models import (
     SEARCHABLE_CHUNK,

@@ -2,30 +2,32 @@
 
 `get_chat_provider()` returns None without `OPENAI_API_KEY`: answers are then extractive
 (knowledge/answer/answering.py). Transient failures (429 rate limit, 5xx, timeouts, connection errors)
-are retried with exponential backoff and jitter, honouring the server's Retry-After, up to
+are retried (knowledge/openai_calls.py: backoff with jitter, or the server's Retry-After up to
+`KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS`), up to
 `KIOKU_CHAT_MAX_ATTEMPTS` requests; a stream is retried only until its first text arrives.
 Anything else, or running out of attempts, raises `ChatError`.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from knowledge.embed.providers import _error_detail, _retry_after
+from knowledge.openai_calls import call_failure, retry_wait
 
-BACKOFF_BASE_SECONDS = 0.25
-BACKOFF_CAP_SECONDS = 8.0
-MAX_RETRY_AFTER_SECONDS = 20.0
+if TYPE_CHECKING:
+    import openai
 
 
 class ChatError(Exception):
-    def __init__(self, message: str, *, is_transient: bool = False, retry_after=None) -> None:
+    def __init__(
+        self, message: str, *, is_transient: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.is_transient = is_transient
@@ -76,9 +78,10 @@ class OpenAIChatProvider:
                     yield piece
                 return
             except ChatError as exc:
-                if started or not exc.is_transient or attempt >= settings.KIOKU_CHAT_MAX_ATTEMPTS:
+                wait = None if started else _wait_before_retry(attempt, exc)
+                if wait is None:
                     raise
-                sleep(_backoff(attempt, exc.retry_after))
+                sleep(wait)
 
     def _options(self, messages: list[dict]) -> dict:
         return {
@@ -123,32 +126,23 @@ class OpenAIChatProvider:
         except openai.OpenAIError as exc:
             raise self._error_from(exc) from exc
 
-    def _error_from(self, exc) -> ChatError:
-        import openai
-
-        if isinstance(exc, openai.APITimeoutError):
-            return ChatError(
-                f"The chat model did not answer within {self.timeout:g} s.", is_transient=True
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            return ChatError(
-                f"Could not reach the chat server: {exc.__cause__ or exc}", is_transient=True
-            )
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            message = f"HTTP {status}: {_error_detail(exc)}"
-            quota = "insufficient_quota" in (exc.code, exc.type)
-            transient = (status == 429 and not quota) or status >= 500 or status in (408, 409)
-            retry_after = _retry_after(exc.response.headers) if transient else None
-            return ChatError(message, is_transient=transient, retry_after=retry_after)
-        return ChatError(f"Unexpected answer from the chat server: {exc}")
+    def _error_from(self, exc: openai.OpenAIError) -> ChatError:
+        failure = call_failure(exc, timeout=self.timeout, server="chat server")
+        return ChatError(
+            failure.message, is_transient=failure.is_transient, retry_after=failure.retry_after
+        )
 
 
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER_SECONDS)
-    ceiling = min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_CAP_SECONDS)
-    return ceiling / 2 + random.random() * ceiling / 2
+def _wait_before_retry(attempt: int, exc: ChatError) -> float | None:
+    """None when the failure is final: not transient, out of attempts, or the server asks for a
+    longer wait than a person waiting for the answer should sit through."""
+    if not exc.is_transient or attempt >= settings.KIOKU_CHAT_MAX_ATTEMPTS:
+        return None
+    return retry_wait(
+        attempt,
+        retry_after=exc.retry_after,
+        max_wait=float(settings.KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS),
+    )
 
 
 def _with_retries(request: Callable[[], ChatReply], *, sleep: Callable) -> ChatReply:
@@ -158,9 +152,10 @@ def _with_retries(request: Callable[[], ChatReply], *, sleep: Callable) -> ChatR
         try:
             return request()
         except ChatError as exc:
-            if not exc.is_transient or attempt >= settings.KIOKU_CHAT_MAX_ATTEMPTS:
+            wait = _wait_before_retry(attempt, exc)
+            if wait is None:
                 raise
-            sleep(_backoff(attempt, exc.retry_after))
+            sleep(wait)
 
 
 _providers: dict[tuple, OpenAIChatProvider] = {}

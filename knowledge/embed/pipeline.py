@@ -30,18 +30,17 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from knowledge.embed.enqueue import embedding_enqueue
-from knowledge.embed.providers import (
+from knowledge.embed.base import (
     EmbeddingProvider,
     ProviderConfigError,
     ProviderError,
     QuotaExceededError,
     RetryLaterError,
-    embed_with_retries,
-    fit_input,
-    plan_batches,
 )
+from knowledge.embed.batching import fit_input, plan_batches
+from knowledge.embed.enqueue import embedding_enqueue
 from knowledge.embed.queue import QUEUE_TABLE
+from knowledge.embed.retries import embed_with_retries
 from knowledge.embed.spaces import (
     VectorSpace,
     embedding_provider_for,

@@ -37,12 +37,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from knowledge.embed.base import EmbeddingProvider
 from knowledge.embed.enqueue import embedding_enqueue
-from knowledge.embed.providers import (
-    EmbeddingProvider,
-    LocalHashingEmbeddingProvider,
-    get_embedding_provider,
-)
+from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
+from knowledge.embed.providers import get_embedding_provider
 from knowledge.models import (
     EMBEDDING_SLOTS,
     EmbeddableModel,

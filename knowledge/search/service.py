@@ -19,7 +19,8 @@ import time
 from django.conf import settings
 from django.db import connection
 
-from knowledge.embed.providers import LocalHashingEmbeddingProvider, ProviderError
+from knowledge.embed.base import ProviderError
+from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
 from knowledge.search import parallel_reads
 from knowledge.search.base import (

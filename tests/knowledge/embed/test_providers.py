@@ -7,20 +7,19 @@ import time
 import numpy as np
 import pytest
 
-from knowledge.embed.providers import (
+from knowledge.embed.base import (
     EmbeddingLimits,
     InputRejectedError,
-    LocalHashingEmbeddingProvider,
     ProviderConfigError,
     ProviderError,
     QuotaExceededError,
     RetryLaterError,
     TransientProviderError,
-    embed_with_retries,
-    fit_input,
-    get_embedding_provider,
-    plan_batches,
 )
+from knowledge.embed.batching import fit_input, plan_batches
+from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
+from knowledge.embed.providers import get_embedding_provider
+from knowledge.embed.retries import embed_with_retries
 from knowledge.tokens import EstimatedTokenCounter
 from tests.openai_stub import OpenAIStub, stub_embedding
 
@@ -477,7 +476,7 @@ class FakeClock:
 
 
 def test_pacer_waits_instead_of_exceeding_tokens_per_minute():
-    from knowledge.embed.providers import RequestPacer
+    from knowledge.embed.pacing import RequestPacer
 
     clock = FakeClock()
     pacer = RequestPacer(tpm=1000, headroom=1.0, clock=clock, sleep=clock.sleep)
@@ -489,7 +488,7 @@ def test_pacer_waits_instead_of_exceeding_tokens_per_minute():
 
 
 def test_pacer_limits_requests_per_minute():
-    from knowledge.embed.providers import RequestPacer
+    from knowledge.embed.pacing import RequestPacer
 
     clock = FakeClock()
     pacer = RequestPacer(rpm=2, clock=clock, sleep=clock.sleep)
@@ -500,7 +499,7 @@ def test_pacer_limits_requests_per_minute():
 
 
 def test_pacer_learns_the_servers_token_count():
-    from knowledge.embed.providers import RequestPacer
+    from knowledge.embed.pacing import RequestPacer
 
     clock = FakeClock()
     pacer = RequestPacer(tpm=1000, headroom=1.0, clock=clock, sleep=clock.sleep)
@@ -514,21 +513,21 @@ def test_paced_requests_never_hit_the_stubs_tpm_limit(openai_stub, settings):
     settings.KIOKU_EMBEDDING_TPM = 3000
     openai_stub.tpm = 3000
     openai_stub.rate_window = 2.0  # a 2-second "minute" keeps the test fast
-    import knowledge.embed.providers as providers
+    from knowledge.embed import pacing
 
-    providers._pacers.clear()
-    pacer = providers.get_request_pacer()
+    pacing._pacers.clear()
+    pacer = pacing.get_request_pacer()
     pacer.window = 2.0
     provider = get_embedding_provider()
     texts = ["battery " * 200] * 3  # ~400 stub tokens each
     for _ in range(6):
         embed_with_retries(provider, texts, sleep=lambda s: None)
     assert openai_stub.limit_violations == 0
-    providers._pacers.clear()
+    pacing._pacers.clear()
 
 
 def test_local_provider_handles_a_batch_of_punctuation_only_texts():
-    from knowledge.embed.providers import LocalHashingEmbeddingProvider
+    from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
 
     vectors = LocalHashingEmbeddingProvider(dimensions=64).embed(["\\' & ! <-> :*", "!!!"])
     assert all(abs(sum(x * x for x in vector) - 1.0) < 1e-9 for vector in vectors)
