@@ -169,14 +169,3 @@ def _rows_of(queryset: QuerySet) -> Q:
     """A Count(filter=...) condition for the rows of `queryset`, so a rule kept in a QuerySet
     method (content gaps, the curation queue) is used as it is, not written out again."""
     return Q(pk__in=queryset.values("pk"))
-
-
-def overview_counts() -> list[tuple[str, int]]:
-    """Row counts for the home page, for every domain model that exists so far."""
-    counts = []
-    for app_label in ("knowledge", "sessions_app", "dispatch"):
-        for model in apps.get_app_config(app_label).get_models():
-            counts.append(
-                (str(model._meta.verbose_name_plural).capitalize(), model.objects.count())
-            )
-    return counts
