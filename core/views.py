@@ -5,7 +5,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from core.health import health_report
-from core.queries import overview_counts
+from core.queries import home_dashboard
 
 
 @require_GET
@@ -19,4 +19,4 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/home.html", {"counts": overview_counts()})
+    return render(request, "core/home.html", {"dashboard": home_dashboard()})
