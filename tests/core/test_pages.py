@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 from pytest_django.fixtures import Settings
 
 from core.queries import DispatchFigures, StatusCount
-from knowledge.embedding import pipeline_pause
+from knowledge.embed.pipeline import pipeline_pause
 from knowledge.models import (
     AnswerFeedback,
     AnswerOutcome,

@@ -9,8 +9,8 @@ from django.utils import timezone
 from pytest_django.fixtures import DjangoAssertNumQueries, Settings
 
 from core.queries import StatusCount, dispatch_figures, home_dashboard
-from knowledge.answering import normalize_question
-from knowledge.embedding import pipeline_pause, pipeline_resume
+from knowledge.answer.answering import normalize_question
+from knowledge.embed.pipeline import pipeline_pause, pipeline_resume
 from knowledge.models import (
     Answer,
     AnswerFeedback,
@@ -24,9 +24,9 @@ from knowledge.models import (
 from knowledge.queries import current_embedding_model
 from sessions_app.archiver import session_archive
 from sessions_app.models import ChatSession
+from tests.knowledge.embed.test_vector_index import FAQ_MD
 from tests.knowledge.factories import BATTERY, E21, make_source
-from tests.knowledge.test_index import FAQ_MD
-from tests.knowledge.test_ingestion import fake_embed
+from tests.knowledge.ingest.test_ingestion import fake_embed
 from tests.sessions_app.factories import make_session
 
 pytestmark = pytest.mark.django_db
@@ -126,11 +126,6 @@ def test_chunks_of_a_disabled_source_are_not_counted_as_usable(
     assert knowledge.embedded_percent == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="knowledge.queries.index_status counts expired chunks (valid_until past) as usable; "
-    "KnowledgeChunkQuerySet.searchable() does not. Passes once index_status uses that rule.",
-)
 def test_expired_chunks_are_not_counted_as_usable(library: dict[str, KnowledgeSource]) -> None:
     before = home_dashboard().knowledge
     expired = library["manual"].chunks.first()
