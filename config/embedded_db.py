@@ -6,6 +6,8 @@ the first process that needs it starts it, the others reuse it. It is started wi
 `cleanup_mode=None`, so it never stops by itself when a process exits (a SIGKILLed process cannot
 leave it running forever or stop it under its neighbours); `manage.py kioku_db stop` and the run/test
 scripts stop it explicitly.
+
+The data folder belongs to this module: `data_dir()` is the one reader of KIOKU_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from config.env import envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _lock = threading.Lock()
@@ -30,7 +34,7 @@ class EmbeddedServer:
 
 
 def data_dir() -> Path:
-    path = Path(os.environ.get("KIOKU_DATA_DIR") or BASE_DIR / ".data").expanduser().resolve()
+    path = Path(envstr("KIOKU_DATA_DIR") or BASE_DIR / ".data").expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
