@@ -9,15 +9,21 @@
 import os
 from pathlib import Path
 
+from config import embedded_db
 from config.env import database_from_url, envbool, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = envstr("SECRET_KEY") or (
-    # Development-only fallback; production must set SECRET_KEY (checked in core.checks).
-    "kioku-insecure-development-key-change-me"
-)
+# DATABASE_URL selects any PostgreSQL ≥ 15 with pgvector ≥ 0.7; without it Kioku is a local
+# instance on the embedded PostgreSQL 18 + pgvector 0.8, started on demand in the data folder
+# (config/embedded_db.py, which alone reads KIOKU_DATA_DIR).
+DATABASE_URL = envstr("DATABASE_URL")
+# A deployment (DATABASE_URL set) must set SECRET_KEY: the kioku.E004 check (core/checks.py)
+# stops commands, the worker and the web server without DEBUG when it is missing, published or
+# weak. A local instance uses a random key made on first use and kept beside its database in the
+# data folder, so ./scripts/run, ./scripts/test and manage.py need no setup.
+SECRET_KEY = envstr("SECRET_KEY") or ("" if DATABASE_URL else embedded_db.local_secret_key())
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
@@ -70,10 +76,6 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# DATABASE_URL selects any PostgreSQL ≥ 15 with pgvector ≥ 0.7; without it the embedded
-# PostgreSQL 18 + pgvector 0.8 starts on demand in the data folder (config/embedded_db.py, which
-# alone reads KIOKU_DATA_DIR).
-DATABASE_URL = envstr("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
 else:

@@ -1,14 +1,20 @@
-"""config/settings.py: which settings come from the environment (and the README says so), and
-the tuning block."""
+"""config/settings.py: which settings come from the environment (and the README says so), the
+tuning block, and where SECRET_KEY comes from."""
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ROOT / "config" / "settings.py"
 README = ROOT / "README.md"
 TUNING_MARKER = "# === Tuning settings"
+DEPLOYMENT_DATABASE_URL = "postgres://kioku:kioku@127.0.0.1:9/kioku"
 
 
 def environment_reads(path: Path) -> set[str]:
@@ -87,3 +93,39 @@ def test_the_queue_retries_a_task_only_after_its_timeout():
     from django.conf import settings
 
     assert settings.Q_CLUSTER["retry"] == settings.Q_CLUSTER["timeout"] + 60
+
+
+def settings_secret_key(environ: dict[str, str]) -> str:
+    """SECRET_KEY as config/settings.py sets it for this environment (in a fresh process)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL"}}
+    result = subprocess.run(
+        [sys.executable, "-c", "import config.settings as s; print(s.SECRET_KEY)"],
+        cwd=ROOT,
+        env={**env, **environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_local_instance_uses_the_key_kept_in_its_data_folder(tmp_path):
+    key = settings_secret_key({"KIOKU_DATA_DIR": str(tmp_path)})
+    assert key == (tmp_path / "secret_key").read_text().strip()
+    assert settings_secret_key({"KIOKU_DATA_DIR": str(tmp_path)}) == key
+
+
+def test_a_deployment_makes_no_key_of_its_own(tmp_path):
+    environ = {"KIOKU_DATA_DIR": str(tmp_path), "DATABASE_URL": DEPLOYMENT_DATABASE_URL}
+    assert settings_secret_key(environ) == ""
+    assert not (tmp_path / "secret_key").exists()
+
+
+@pytest.mark.parametrize("database_url", ["", DEPLOYMENT_DATABASE_URL])
+def test_a_secret_key_from_the_environment_wins(tmp_path, database_url):
+    environ = {"KIOKU_DATA_DIR": str(tmp_path), "SECRET_KEY": "from-the-environment"}
+    if database_url:
+        environ["DATABASE_URL"] = database_url
+    assert settings_secret_key(environ) == "from-the-environment"
+    assert not (tmp_path / "secret_key").exists()
