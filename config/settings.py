@@ -136,8 +136,8 @@ KIOKU_EMBEDDING_DIMENSIONS = envint("KIOKU_EMBEDDING_DIMENSIONS", 1536, minimum=
 KIOKU_CHAT_MODEL = envstr("KIOKU_CHAT_MODEL", "gpt-4o-mini")
 # tiktoken encoding that counts tokens against the provider's limits; it follows the models.
 KIOKU_TOKEN_ENCODING = envstr("KIOKU_TOKEN_ENCODING", "cl100k_base")
-# Embedding requests (knowledge/providers.py). The limits below default to OpenAI's; lower them
-# for an OpenAI-compatible server with a smaller context (e.g. 512 tokens for many local models).
+# Embedding requests. The limits below default to OpenAI's; lower them for an OpenAI-compatible
+# server with a smaller context (e.g. 512 tokens for many local models).
 KIOKU_EMBEDDING_TIMEOUT_SECONDS = envint("KIOKU_EMBEDDING_TIMEOUT_SECONDS", 30, minimum=1)
 # A worker sleeps through a server's Retry-After up to this long; a longer wait hands the rows
 # back to the queue (RetryLaterError) instead of blocking the worker.
@@ -155,7 +155,7 @@ KIOKU_EMBEDDING_MAX_REQUEST_TOKENS = envint(
 # The provider's rate limits, kept by waiting (per process; 0 = no limit).
 KIOKU_EMBEDDING_RPM = envint("KIOKU_EMBEDDING_RPM", 0, minimum=0)
 KIOKU_EMBEDDING_TPM = envint("KIOKU_EMBEDDING_TPM", 0, minimum=0)
-# Timeout of one chat request for an answer (knowledge/chat.py).
+# Timeout of one chat request for an answer.
 KIOKU_CHAT_TIMEOUT_SECONDS = envint("KIOKU_CHAT_TIMEOUT_SECONDS", 60, minimum=1)
 # Longest answer, in tokens.
 KIOKU_CHAT_MAX_TOKENS = envint("KIOKU_CHAT_MAX_TOKENS", 800, minimum=16)
@@ -232,7 +232,7 @@ LOGGING = {
 #     KIOKU_SEARCH_RRF_K = 80
 # Tests change them with pytest-django's `settings` fixture.
 
-# Embedding processor (knowledge/embedding.py).
+# Embedding processor.
 # Rows claimed per batch.
 KIOKU_EMBEDDING_CLAIM_ROWS = 1000
 # How long a claim (lease) lasts: rows of a worker that died go back to the queue after it.
@@ -244,7 +244,7 @@ KIOKU_EMBEDDING_CONCURRENCY = 2
 # Pause of the whole pipeline after the provider's quota runs out (no attempts are used up).
 KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS = 900
 
-# Search (knowledge/search.py).
+# Search.
 # Smallest HNSW candidate list (ef_search); a query raises it to 2 × its top_k.
 KIOKU_SEARCH_EF_SEARCH = 40
 # A filtered vector search over at most this many chunks computes every distance (exact) instead
@@ -265,11 +265,11 @@ KIOKU_SEARCH_PIN_BOOST = 0.01
 # Longest query accepted (SEARCH_QUERY_TOO_LONG).
 KIOKU_SEARCH_MAX_QUERY_CHARS = 2000
 
-# Answers (knowledge/answering.py). A retrieved passage counts as relevant when its vector
-# similarity reaches the threshold of the embedding provider in use, or when it shares the
-# question's words: a keyword match with ts_rank ≥ KIOKU_ASK_MIN_KEYWORD_SCORE, or for CJK
-# questions at least half of the question's content bigrams. No relevant passage → the
-# "no relevant documents" answer, no model call.
+# Answers. A retrieved passage counts as relevant when its vector similarity reaches the
+# threshold of the embedding provider in use, or when it shares the question's words: a keyword
+# match with ts_rank ≥ KIOKU_ASK_MIN_KEYWORD_SCORE, or for CJK questions at least half of the
+# question's content bigrams. No relevant passage → the "no relevant documents" answer, no model
+# call.
 # Passages retrieved per question (the API and CLI may ask for 1–20).
 KIOKU_ASK_TOP_K = 5
 # Vector similarity that makes a passage relevant with OpenAI's embeddings.
@@ -285,7 +285,7 @@ KIOKU_ASK_GAP_CANDIDATES = 500
 # Chat requests per answer when failures are transient (429, 5xx, timeouts).
 KIOKU_CHAT_MAX_ATTEMPTS = 3
 
-# Per source type chunk sizes over the built-in ones (knowledge/chunking.py), e.g.
+# Per source type chunk sizes over the built-in ones, e.g.
 # {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
 KIOKU_CHUNKING: dict = {}
 
@@ -304,7 +304,7 @@ KIOKU_INDEX_BUILD_MEMORY_MB = 512
 # revoked or deleted elsewhere stops working within this time. 0 reads it on every request.
 KIOKU_API_KEY_CACHE_SECONDS = 10
 
-# Sessions (sessions_app/services.py, sessions_app/archiver.py).
+# Sessions: appends and the archiver.
 # Messages returned to a bot with every append (its recent context).
 KIOKU_SESSION_CONTEXT_MESSAGES = 20
 # The most messages one append request may carry (more is refused with SESSION_TOO_MANY_MESSAGES).
