@@ -30,7 +30,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY . .
 
 # collectstatic needs no database; the unreachable DATABASE_URL makes sure nothing tries one
-# (without it the settings would select the embedded PostgreSQL backend).
+# (without it the settings would select the embedded PostgreSQL backend and make a local secret
+# key in the image). This SECRET_KEY lives for this step only and is published: the kioku.E004
+# check refuses it at run time, where the deployment passes its own.
 RUN SECRET_KEY=collectstatic-only \
     DATABASE_URL=postgres://build:build@127.0.0.1:1/build \
     python manage.py collectstatic --noinput

@@ -6,15 +6,22 @@ the first process that needs it starts it, the others reuse it. It is started wi
 `cleanup_mode=None`, so it never stops by itself when a process exits (a SIGKILLed process cannot
 leave it running forever or stop it under its neighbours); `manage.py kioku_db stop` and the run/test
 scripts stop it explicitly.
+
+The data folder belongs to this module: `data_dir()` is the one reader of KIOKU_DATA_DIR. Beside the
+database it keeps the local instance's secret key (`local_secret_key()`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from config.env import envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _lock = threading.Lock()
@@ -30,9 +37,32 @@ class EmbeddedServer:
 
 
 def data_dir() -> Path:
-    path = Path(os.environ.get("KIOKU_DATA_DIR") or BASE_DIR / ".data").expanduser().resolve()
+    path = Path(envstr("KIOKU_DATA_DIR") or BASE_DIR / ".data").expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def local_secret_key() -> str:
+    """The SECRET_KEY of a local instance (no DATABASE_URL, no SECRET_KEY): random, made on first
+    use and kept in `<data dir>/secret_key` beside the embedded database. It has the database's
+    scope: every process on this machine shares it, and it lasts as long as the data it signs
+    for. A deployment sets SECRET_KEY instead (see the kioku.E004 check)."""
+    path = data_dir() / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    # Written to a private file (mode 0600) and linked into place: of two processes starting at
+    # once, one key wins and the other reads it, never a half-written file.
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=".secret_key.", delete=False
+    ) as new:
+        new.write(secrets.token_urlsafe(50))
+    try:
+        os.link(new.name, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(new.name)
+    return path.read_text().strip()
 
 
 def pgdata_dir() -> Path:

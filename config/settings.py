@@ -1,18 +1,29 @@
-"""Kioku settings. Everything that differs between machines comes from environment variables;
-the README has the table."""
+"""Kioku settings, of two kinds; the README has a table of each.
+
+- What differs between deployments comes from environment variables, read through the helpers in
+  config/env.py, which fail loudly on bad values.
+- The tuning settings at the end are constants of Kioku's algorithms with their defaults here.
+  Change one in a settings module of your own (see the block), not in the environment.
+"""
 
 import os
 from pathlib import Path
 
-from config.env import database_from_url, envbool, envfloat, envint, envlist, envstr
+from config import embedded_db
+from config.env import database_from_url, envbool, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = envstr("SECRET_KEY") or (
-    # Development-only fallback; production must set SECRET_KEY (checked in core.checks).
-    "kioku-insecure-development-key-change-me"
-)
+# DATABASE_URL selects any PostgreSQL ≥ 15 with pgvector ≥ 0.7; without it Kioku is a local
+# instance on the embedded PostgreSQL 18 + pgvector 0.8, started on demand in the data folder
+# (config/embedded_db.py, which alone reads KIOKU_DATA_DIR).
+DATABASE_URL = envstr("DATABASE_URL")
+# A deployment (DATABASE_URL set) must set SECRET_KEY: the kioku.E004 check (core/checks.py)
+# stops commands, the worker and the web server without DEBUG when it is missing, published or
+# weak. A local instance uses a random key made on first use and kept beside its database in the
+# data folder, so ./scripts/run, ./scripts/test and manage.py need no setup.
+SECRET_KEY = envstr("SECRET_KEY") or ("" if DATABASE_URL else embedded_db.local_secret_key())
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
@@ -65,9 +76,6 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# DATABASE_URL selects any PostgreSQL ≥ 15 with pgvector ≥ 0.7; without it the embedded
-# PostgreSQL 18 + pgvector 0.8 starts on demand in KIOKU_DATA_DIR (config/embedded_db.py).
-DATABASE_URL = envstr("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
 else:
@@ -95,8 +103,6 @@ else:
 if envstr("KIOKU_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": envstr("KIOKU_TEST_DB_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-KIOKU_DATA_DIR = envstr("KIOKU_DATA_DIR") or str(BASE_DIR / ".data")
 
 # --- Auth -----------------------------------------------------------------------------------
 LOGIN_URL = "login"
@@ -128,19 +134,31 @@ OPENAI_BASE_URL = envstr("OPENAI_BASE_URL") or None
 KIOKU_EMBEDDING_MODEL = envstr("KIOKU_EMBEDDING_MODEL", "text-embedding-3-small")
 KIOKU_EMBEDDING_DIMENSIONS = envint("KIOKU_EMBEDDING_DIMENSIONS", 1536, minimum=1)
 KIOKU_CHAT_MODEL = envstr("KIOKU_CHAT_MODEL", "gpt-4o-mini")
-# Embedding requests (knowledge/embed/providers.py). The limits default to OpenAI's; lower them for an
-# OpenAI-compatible server with a smaller context (e.g. 512 tokens for many local models).
+# tiktoken encoding that counts tokens against the provider's limits; it follows the models.
+KIOKU_TOKEN_ENCODING = envstr("KIOKU_TOKEN_ENCODING", "cl100k_base")
+# Embedding requests. The limits below default to OpenAI's; lower them for an OpenAI-compatible
+# server with a smaller context (e.g. 512 tokens for many local models).
 KIOKU_EMBEDDING_TIMEOUT_SECONDS = envint("KIOKU_EMBEDDING_TIMEOUT_SECONDS", 30, minimum=1)
 # A worker sleeps through a server's Retry-After up to this long; a longer wait hands the rows
 # back to the queue (RetryLaterError) instead of blocking the worker.
 KIOKU_EMBEDDING_MAX_RETRY_WAIT_SECONDS = envint(
     "KIOKU_EMBEDDING_MAX_RETRY_WAIT_SECONDS", 20, minimum=0
 )
+# Inputs in one embeddings request.
 KIOKU_EMBEDDING_MAX_INPUTS = envint("KIOKU_EMBEDDING_MAX_INPUTS", 2048, minimum=1)
+# Tokens in one input: the model's context.
 KIOKU_EMBEDDING_MAX_INPUT_TOKENS = envint("KIOKU_EMBEDDING_MAX_INPUT_TOKENS", 8192, minimum=1)
+# Tokens in one request, all inputs together.
 KIOKU_EMBEDDING_MAX_REQUEST_TOKENS = envint(
     "KIOKU_EMBEDDING_MAX_REQUEST_TOKENS", 300_000, minimum=1
 )
+# The provider's rate limits, kept by waiting (per process; 0 = no limit).
+KIOKU_EMBEDDING_RPM = envint("KIOKU_EMBEDDING_RPM", 0, minimum=0)
+KIOKU_EMBEDDING_TPM = envint("KIOKU_EMBEDDING_TPM", 0, minimum=0)
+# Timeout of one chat request for an answer.
+KIOKU_CHAT_TIMEOUT_SECONDS = envint("KIOKU_CHAT_TIMEOUT_SECONDS", 60, minimum=1)
+# Longest answer, in tokens.
+KIOKU_CHAT_MAX_TOKENS = envint("KIOKU_CHAT_MAX_TOKENS", 800, minimum=16)
 
 # --- Knowledge ------------------------------------------------------------------------------
 KIOKU_MAX_UPLOAD_BYTES = envint("KIOKU_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
@@ -148,116 +166,37 @@ KIOKU_MAX_UPLOAD_BYTES = envint("KIOKU_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, mini
 # so the API can answer with its own SOURCE_TOO_LARGE code.
 DATA_UPLOAD_MAX_MEMORY_SIZE = KIOKU_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-KIOKU_TOKEN_ENCODING = envstr("KIOKU_TOKEN_ENCODING", "cl100k_base")
 KIOKU_WEB_TIMEOUT_SECONDS = envint("KIOKU_WEB_TIMEOUT_SECONDS", 20, minimum=1)
 KIOKU_WEB_MAX_BYTES = envint("KIOKU_WEB_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 # Intranet pages (private, loopback addresses) are refused unless allowed: stops the fetcher
 # from being pointed at internal services.
 KIOKU_WEB_ALLOW_PRIVATE_HOSTS = envbool("KIOKU_WEB_ALLOW_PRIVATE_HOSTS", False)
-# Embedding processor: rows claimed per batch, how long a claim (lease) lasts, attempts before a
-# row becomes a dead letter, parallel batches per worker, pause after the quota runs out.
-# The provider's rate limits, kept by waiting (per process; 0 = no limit).
-KIOKU_EMBEDDING_RPM = envint("KIOKU_EMBEDDING_RPM", 0, minimum=0)
-KIOKU_EMBEDDING_TPM = envint("KIOKU_EMBEDDING_TPM", 0, minimum=0)
+# Embed right after ingestion (a task queued on commit); off, only the every-minute schedule
+# embeds. A switch for tests and benchmarks that drive the processor themselves.
 KIOKU_EMBED_ON_WRITE = envbool("KIOKU_EMBED_ON_WRITE", True)
-KIOKU_EMBEDDING_CLAIM_ROWS = envint("KIOKU_EMBEDDING_CLAIM_ROWS", 1000, minimum=1)
-KIOKU_EMBEDDING_LEASE_SECONDS = envint("KIOKU_EMBEDDING_LEASE_SECONDS", 120, minimum=5)
-KIOKU_EMBEDDING_MAX_ATTEMPTS = envint("KIOKU_EMBEDDING_MAX_ATTEMPTS", 5, minimum=1)
-KIOKU_EMBEDDING_CONCURRENCY = envint("KIOKU_EMBEDDING_CONCURRENCY", 2, minimum=1)
-KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS = envint("KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS", 900, minimum=1)
-# Search: metadata keys that may be filtered on (allow-list), HNSW candidate list, RRF k,
-# the score bonus of pinned chunks.
+# Metadata keys that search may filter on (an allow-list: the keys a deployment's sources carry).
 KIOKU_SEARCH_METADATA_FILTERS = envlist(
     "KIOKU_SEARCH_METADATA_FILTERS", "brand,models,language,tags"
 )
-KIOKU_SEARCH_EF_SEARCH = envint("KIOKU_SEARCH_EF_SEARCH", 40, minimum=1)
-KIOKU_SEARCH_EXACT_MAX_ROWS = envint("KIOKU_SEARCH_EXACT_MAX_ROWS", 10_000, minimum=0)
-# Words in at least this share of the chunks (PostgreSQL's statistics) are left out of keyword
-# search's "some terms" tier when the query has rarer terms.
-KIOKU_SEARCH_COMMON_TERM_SHARE = envfloat(
-    "KIOKU_SEARCH_COMMON_TERM_SHARE", 0.1, minimum=0, maximum=1
-)
-KIOKU_SEARCH_KEYWORD_CANDIDATES = envint("KIOKU_SEARCH_KEYWORD_CANDIDATES", 100, minimum=10)
-# Threads (each with its own connection) that run hybrid search's keyword query beside the vector
-# query; 0 runs both in turn.
-KIOKU_SEARCH_SIDE_WORKERS = envint("KIOKU_SEARCH_SIDE_WORKERS", 4, minimum=0)
-KIOKU_SEARCH_RRF_K = envint("KIOKU_SEARCH_RRF_K", 60, minimum=1)
-KIOKU_SEARCH_PIN_BOOST = 0.01
-KIOKU_SEARCH_MAX_QUERY_CHARS = envint("KIOKU_SEARCH_MAX_QUERY_CHARS", 2000, minimum=10)
-# Per source type chunk sizes, e.g. {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
-# Answers (knowledge/answer/answering.py). A retrieved passage counts as relevant when its vector
-# similarity reaches the threshold of the embedding provider in use (the local offline vectors
-# score lower than OpenAI's), or when it shares the question's words: a keyword match with
-# ts_rank ≥ KIOKU_ASK_MIN_KEYWORD_SCORE, or for CJK questions at least half of the question's
-# content bigrams. No relevant passage → the "no relevant documents" answer, no model call.
-KIOKU_ASK_TOP_K = envint("KIOKU_ASK_TOP_K", 5, minimum=1)
-# Content gaps: unanswered questions whose wording is this similar (pg_trgm) form one group; the
-# grouping looks at the most asked KIOKU_ASK_GAP_CANDIDATES distinct wordings.
-KIOKU_ASK_GAP_SIMILARITY = envfloat("KIOKU_ASK_GAP_SIMILARITY", 0.5, minimum=0, maximum=1)
-KIOKU_ASK_GAP_CANDIDATES = envint("KIOKU_ASK_GAP_CANDIDATES", 500, minimum=1)
-KIOKU_ASK_MIN_SIMILARITY = envfloat("KIOKU_ASK_MIN_SIMILARITY", 0.35, minimum=-1, maximum=1)
-KIOKU_ASK_MIN_SIMILARITY_OFFLINE = envfloat(
-    "KIOKU_ASK_MIN_SIMILARITY_OFFLINE", 0.5, minimum=-1, maximum=1
-)
-KIOKU_ASK_MIN_KEYWORD_SCORE = envfloat("KIOKU_ASK_MIN_KEYWORD_SCORE", 0.05, minimum=0)
-KIOKU_CHAT_TIMEOUT_SECONDS = envint("KIOKU_CHAT_TIMEOUT_SECONDS", 60, minimum=1)
-KIOKU_CHAT_MAX_ATTEMPTS = envint("KIOKU_CHAT_MAX_ATTEMPTS", 3, minimum=1)
-# A person is waiting for the answer: a server that asks for a longer wait fails the answer.
-KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS = 20
-KIOKU_CHAT_MAX_TOKENS = envint("KIOKU_CHAT_MAX_TOKENS", 800, minimum=16)
-
-KIOKU_CHUNKING: dict = {}
-# Chunk count past which the index dashboard and /api/v1/index/status warn: time to check search
-# latency and plan partitioning (the platform decision set the alert at 500,000 rows).
-KIOKU_INDEX_ROW_ALERT = envint("KIOKU_INDEX_ROW_ALERT", 500_000, minimum=1)
-# Index builds (HNSW after a bulk load or for a new embedding space, GIN after an import): the
-# parallel workers PostgreSQL may add to the building process (capped by its
-# max_parallel_workers), and the memory the build may use (an HNSW graph that outgrows it builds
-# far slower: about 3.3 kB per 1536-d chunk).
-KIOKU_INDEX_BUILD_WORKERS = envint(
-    "KIOKU_INDEX_BUILD_WORKERS", max(1, min(4, (os.cpu_count() or 2) - 1)), minimum=0
-)
-KIOKU_INDEX_BUILD_MEMORY_MB = envint("KIOKU_INDEX_BUILD_MEMORY_MB", 512, minimum=64)
-# Seconds an authenticated API key is trusted without reading it again (per process); a key
-# revoked or deleted elsewhere stops working within this time. 0 reads it on every request.
-KIOKU_API_KEY_CACHE_SECONDS = envint("KIOKU_API_KEY_CACHE_SECONDS", 10, minimum=0)
 
 # --- Sessions (short-term memory) ------------------------------------------------------------
-# Messages returned to a bot with every append (its recent context), and the most one append
-# request may carry (more is refused with SESSION_TOO_MANY_MESSAGES).
-KIOKU_SESSION_CONTEXT_MESSAGES = envint("KIOKU_SESSION_CONTEXT_MESSAGES", 20, minimum=0)
-KIOKU_SESSION_MAX_APPEND = envint("KIOKU_SESSION_MAX_APPEND", 500, minimum=1)
-KIOKU_SESSION_MAX_MESSAGE_CHARS = envint("KIOKU_SESSION_MAX_MESSAGE_CHARS", 32_000, minimum=100)
-# Archiver: sessions idle this long become knowledge; fewer user messages than the minimum (or
-# only bot messages) are skipped with a reason; the last K messages stay as live context.
-KIOKU_SESSION_IDLE_MINUTES = envint("KIOKU_SESSION_IDLE_MINUTES", 30, minimum=1)
-KIOKU_SESSION_MIN_USER_MESSAGES = envint("KIOKU_SESSION_MIN_USER_MESSAGES", 2, minimum=1)
-KIOKU_SESSION_KEEP_MESSAGES = envint("KIOKU_SESSION_KEEP_MESSAGES", 10, minimum=0)
-# Sliding window: a chunk holds messages up to this many tokens, and starts with the last
-# OVERLAP messages of the previous chunk (のりしろ).
-KIOKU_SESSION_WINDOW_TOKENS = envint("KIOKU_SESSION_WINDOW_TOKENS", 600, minimum=50)
-KIOKU_SESSION_OVERLAP_MESSAGES = envint("KIOKU_SESSION_OVERLAP_MESSAGES", 2, minimum=0)
-KIOKU_SESSION_ARCHIVE_BATCH = envint("KIOKU_SESSION_ARCHIVE_BATCH", 200, minimum=1)
 # Extra personal-data patterns masked in archived chunks (regular expressions separated by
 # newlines), on top of e-mail addresses and phone numbers.
 KIOKU_SESSION_PII_PATTERNS = [
     line.strip() for line in envstr("KIOKU_SESSION_PII_PATTERNS").splitlines() if line.strip()
 ]
-# An archive whose chunks all match existing session chunks at least this closely (pg_trgm
-# similarity) is linked to that knowledge instead of stored again.
-KIOKU_SESSION_DUPLICATE_SIMILARITY = (
-    envint("KIOKU_SESSION_DUPLICATE_SIMILARITY_PERCENT", 90, minimum=1) / 100
-)
 
 # --- Background work (django-q2, ORM broker) ------------------------------------------------
+# Seconds before a task is killed.
+KIOKU_Q_TIMEOUT = envint("KIOKU_Q_TIMEOUT", 300, minimum=1)
 # `sync` is read by django-q2 at import time; tests set KIOKU_Q_SYNC=1 (or django_q.conf.Conf.SYNC).
 Q_CLUSTER = {
     "name": "kioku",
     "orm": "default",
     "workers": envint("KIOKU_Q_WORKERS", 2, minimum=1),
-    "timeout": envint("KIOKU_Q_TIMEOUT", 300, minimum=1),
+    "timeout": KIOKU_Q_TIMEOUT,
     # retry must exceed timeout, or a slow task is handed to a second worker while still running.
-    "retry": envint("KIOKU_Q_TIMEOUT", 300, minimum=1) + 60,
+    "retry": KIOKU_Q_TIMEOUT + 60,
     "max_attempts": 3,
     "queue_limit": 50,
     "bulk": 10,
@@ -280,3 +219,112 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
     },
 }
+
+# === Tuning settings =========================================================================
+# The rule: an environment variable is for what differs between deployments — where the
+# database, the secrets, the hosts and the provider are, what that provider allows, how many
+# workers the machine runs, the operator's policies (upload and fetch limits, private hosts,
+# personal-data patterns, metadata keys), logging, and the switches the tests need. Everything
+# below is a constant of Kioku's own algorithms: a default measured once (BENCHMARKS.md) that
+# holds for every deployment. No environment variable reads them. To change one, use a settings
+# module of your own and point DJANGO_SETTINGS_MODULE at it:
+#     from config.settings import *  # noqa: F403
+#     KIOKU_SEARCH_RRF_K = 80
+# Tests change them with pytest-django's `settings` fixture.
+
+# Embedding processor.
+# Rows claimed per batch.
+KIOKU_EMBEDDING_CLAIM_ROWS = 1000
+# How long a claim (lease) lasts: rows of a worker that died go back to the queue after it.
+KIOKU_EMBEDDING_LEASE_SECONDS = 120
+# Attempts before a row becomes a dead letter (kept with its errors until retried).
+KIOKU_EMBEDDING_MAX_ATTEMPTS = 5
+# Batches in flight per worker.
+KIOKU_EMBEDDING_CONCURRENCY = 2
+# Pause of the whole pipeline after the provider's quota runs out (no attempts are used up).
+KIOKU_EMBEDDING_QUOTA_PAUSE_SECONDS = 900
+
+# Search.
+# Smallest HNSW candidate list (ef_search); a query raises it to 2 × its top_k.
+KIOKU_SEARCH_EF_SEARCH = 40
+# A filtered vector search over at most this many chunks computes every distance (exact) instead
+# of walking the HNSW graph, so a small or distant subset is never missed.
+KIOKU_SEARCH_EXACT_MAX_ROWS = 10_000
+# Words in at least this share of the chunks (PostgreSQL's statistics) are left out of keyword
+# search's "some terms" tier when the query has rarer terms.
+KIOKU_SEARCH_COMMON_TERM_SHARE = 0.1
+# Keyword matches ranked per tier (all terms, then some terms): bounds the cost of common words.
+KIOKU_SEARCH_KEYWORD_CANDIDATES = 100
+# Threads (each with its own connection) that run hybrid search's keyword query beside the vector
+# query; 0 runs both in turn.
+KIOKU_SEARCH_SIDE_WORKERS = 4
+# Reciprocal Rank Fusion constant of hybrid search.
+KIOKU_SEARCH_RRF_K = 60
+# Score bonus of pinned chunks.
+KIOKU_SEARCH_PIN_BOOST = 0.01
+# Longest query accepted (SEARCH_QUERY_TOO_LONG).
+KIOKU_SEARCH_MAX_QUERY_CHARS = 2000
+
+# Answers. A retrieved passage counts as relevant when its vector similarity reaches the
+# threshold of the embedding provider in use, or when it shares the question's words: a keyword
+# match with ts_rank ≥ KIOKU_ASK_MIN_KEYWORD_SCORE, or for CJK questions at least half of the
+# question's content bigrams. No relevant passage → the "no relevant documents" answer, no model
+# call.
+# Passages retrieved per question (the API and CLI may ask for 1–20).
+KIOKU_ASK_TOP_K = 5
+# Vector similarity that makes a passage relevant with OpenAI's embeddings.
+KIOKU_ASK_MIN_SIMILARITY = 0.35
+# The same with the local offline embeddings, whose similarities are lower and noisier.
+KIOKU_ASK_MIN_SIMILARITY_OFFLINE = 0.5
+# Keyword ts_rank that makes a passage relevant.
+KIOKU_ASK_MIN_KEYWORD_SCORE = 0.05
+# Content gaps: unanswered questions whose wording is this similar (pg_trgm) form one group.
+KIOKU_ASK_GAP_SIMILARITY = 0.5
+# The grouping looks at this many of the most asked distinct wordings.
+KIOKU_ASK_GAP_CANDIDATES = 500
+# Chat requests per answer when failures are transient (429, 5xx, timeouts).
+KIOKU_CHAT_MAX_ATTEMPTS = 3
+# A person is waiting for the answer: a server asking for a longer wait fails the answer at once.
+KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS = 20
+
+# Per source type chunk sizes over the built-in ones, e.g.
+# {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
+KIOKU_CHUNKING: dict = {}
+
+# Index and API keys.
+# Chunk count past which the index dashboard and /api/v1/index/status warn: time to check search
+# latency and plan partitioning (the platform decision set the alert at 500,000 rows).
+KIOKU_INDEX_ROW_ALERT = 500_000
+# Index builds (HNSW after a bulk load or for a new embedding space, GIN after an import): the
+# parallel workers PostgreSQL may add to the building process (capped by its
+# max_parallel_workers).
+KIOKU_INDEX_BUILD_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
+# The memory such a build may use: an HNSW graph that outgrows it builds far slower (about 3.3 kB
+# per 1536-d chunk).
+KIOKU_INDEX_BUILD_MEMORY_MB = 512
+# Seconds an authenticated API key is trusted without reading it again (per process); a key
+# revoked or deleted elsewhere stops working within this time. 0 reads it on every request.
+KIOKU_API_KEY_CACHE_SECONDS = 10
+
+# Sessions: appends and the archiver.
+# Messages returned to a bot with every append (its recent context).
+KIOKU_SESSION_CONTEXT_MESSAGES = 20
+# The most messages one append request may carry (more is refused with SESSION_TOO_MANY_MESSAGES).
+KIOKU_SESSION_MAX_APPEND = 500
+# Longest message accepted (SESSION_MESSAGE_TOO_LONG).
+KIOKU_SESSION_MAX_MESSAGE_CHARS = 32_000
+# Archiver: sessions idle this long become knowledge.
+KIOKU_SESSION_IDLE_MINUTES = 30
+# Sessions with fewer user messages (or only bot messages) are skipped with a reason.
+KIOKU_SESSION_MIN_USER_MESSAGES = 2
+# The last messages a session keeps as live context after archiving.
+KIOKU_SESSION_KEEP_MESSAGES = 10
+# Token budget of one archived chunk: a sliding window of whole messages.
+KIOKU_SESSION_WINDOW_TOKENS = 600
+# Last messages of a chunk repeated at the start of the next one (のりしろ).
+KIOKU_SESSION_OVERLAP_MESSAGES = 2
+# Sessions archived per scheduled run.
+KIOKU_SESSION_ARCHIVE_BATCH = 200
+# An archive whose chunks all match existing session chunks at least this closely (pg_trgm
+# similarity) is linked to that knowledge instead of stored again.
+KIOKU_SESSION_DUPLICATE_SIMILARITY = 0.9

@@ -8,7 +8,7 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from core import checks  # noqa: F401  (registers the pgvector check)
+        from core import checks  # noqa: F401  (registers the system checks)
         from core.models import ApiKey
         from core.services import api_key_cache_clear
 

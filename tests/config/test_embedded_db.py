@@ -98,3 +98,25 @@ def test_dead_handles_are_pruned_and_the_server_restarts(data_dir):
     _manage(data_dir, "check", "--database", "default")
     assert 999_999_999 not in json.loads(handles.read_text())
     assert "running: True" in _manage(data_dir, "kioku_db", "status")
+
+
+def test_local_secret_key_is_made_once_and_kept_private(tmp_path, monkeypatch):
+    from config import embedded_db
+
+    monkeypatch.setenv("KIOKU_DATA_DIR", str(tmp_path))
+    key = embedded_db.local_secret_key()
+    assert len(key) >= 50
+    assert embedded_db.local_secret_key() == key
+    path = tmp_path / "secret_key"
+    assert path.read_text() == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no temporary file left
+
+
+def test_local_secret_keys_differ_between_data_folders(tmp_path, monkeypatch):
+    from config import embedded_db
+
+    monkeypatch.setenv("KIOKU_DATA_DIR", str(tmp_path / "one"))
+    one = embedded_db.local_secret_key()
+    monkeypatch.setenv("KIOKU_DATA_DIR", str(tmp_path / "two"))
+    assert embedded_db.local_secret_key() != one

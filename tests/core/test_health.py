@@ -1,5 +1,6 @@
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ def test_healthz_is_503_with_the_reason_when_the_database_is_down():
         "DJANGO_SETTINGS_MODULE": "config.settings",
         # Nothing listens on port 9 of loopback: the connection is refused at once.
         "DATABASE_URL": "postgres://kioku:kioku@127.0.0.1:9/kioku?connect_timeout=2",
+        # With DATABASE_URL set this is a deployment, which brings its own key.
+        "SECRET_KEY": secrets.token_urlsafe(32),
     }
     result = subprocess.run(
         [sys.executable, "-c", script],
