@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
+from knowledge.offline import offline_state
+
 # Main navigation: label and URL name. Sections whose pages are not installed yet render as
 # disabled entries instead of dead links.
 NAVIGATION = [
@@ -15,7 +17,7 @@ NAVIGATION = [
 
 
 def kioku(request) -> dict:
-    """Offline mode (no OpenAI key: local embeddings, extractive answers) and the navigation."""
+    """What is offline (knowledge.offline: the one rule) and the navigation."""
     nav = []
     for label, url_name in NAVIGATION:
         try:
@@ -26,7 +28,7 @@ def kioku(request) -> dict:
             {"label": label, "url": url, "active": bool(url) and request.path.startswith(url)}
         )
     return {
-        "kioku_offline": not settings.OPENAI_API_KEY,
+        "kioku_offline": offline_state(),
         "kioku_chat_model": settings.KIOKU_CHAT_MODEL,
         "kioku_embedding_model": settings.KIOKU_EMBEDDING_MODEL,
         "kioku_nav": nav,

@@ -8,7 +8,6 @@ from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
 from knowledge.embed.spaces import SpaceState, VectorSpace, configured_space, space_state
 from knowledge.models import (
     SEARCHABLE_CHUNK,
@@ -19,6 +18,7 @@ from knowledge.models import (
     KnowledgeSource,
     SourceStatus,
 )
+from knowledge.offline import offline_state
 
 
 def sources_with_counts() -> QuerySet[KnowledgeSource]:
@@ -139,7 +139,7 @@ def index_status() -> dict:
         "dead_letters": counts["n_dead"],
         "model": active.model,
         "dimensions": active.dimensions,
-        "offline": active.model == LocalHashingEmbeddingProvider.model,
+        "offline": offline_state(space=active).search,
         "space": _space_status(state, enabled=enabled, target_embedded=counts["n_usable_target"]),
         "last_updated": last_updated,
         "available": counts["n_embedded"] > 0,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from knowledge.offline import answers_offline
 from knowledge.openai_calls import call_failure, retry_wait
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ _providers_lock = threading.Lock()
 def get_chat_provider() -> OpenAIChatProvider | None:
     """The chat model when `OPENAI_API_KEY` is set, else None (offline: extractive answers).
     Settings are read on every call; providers are cached per configuration."""
-    if not settings.OPENAI_API_KEY:
+    if answers_offline():
         return None
     key = (
         settings.OPENAI_API_KEY,

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import connection
 
 from knowledge.embed.base import ProviderError
-from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
+from knowledge.offline import offline_state
 from knowledge.search import parallel_reads
 from knowledge.search.base import (
     MODES,
@@ -85,7 +85,7 @@ def chunk_search(
         top_k=top_k,
         hits=[],
         model=space.model,
-        offline=space.model == LocalHashingEmbeddingProvider.model,
+        offline=offline_state(space=space).search,
         took_ms=0.0,
     )
     vector_hits: list[RankedRow] = []
