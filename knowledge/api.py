@@ -2,7 +2,6 @@ import json
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, File, Form, Query, Router, Schema, Status
@@ -53,20 +52,6 @@ from knowledge.services import UNSET, chunk_update, source_delete, source_update
 router = Router(tags=["sources"])
 
 
-def _upload_limit() -> int:
-    return settings.KIOKU_MAX_UPLOAD_BYTES
-
-
-def _too_large(size: int) -> ApiError:
-    limit = _upload_limit()
-    return ApiError(
-        "SOURCE_TOO_LARGE",
-        f"The document is {size:,} bytes; the limit is {limit:,} bytes (KIOKU_MAX_UPLOAD_BYTES).",
-        status=413,
-        details={"size": size, "limit": limit},
-    )
-
-
 def _ingest_response(result: IngestResult):
     if result.outcome == "failed":
         raise ApiError(
@@ -93,9 +78,6 @@ def _ingest_response(result: IngestResult):
     summary="Create or update a source from text",
 )
 def source_create_from_text(request: HttpRequest, payload: SourceTextIn):
-    size = len(payload.text.encode("utf-8", errors="replace"))
-    if size > _upload_limit():
-        raise _too_large(size)
     result = source_ingest_text(
         text=payload.text,
         text_format=payload.format,
@@ -121,8 +103,6 @@ def source_create_from_file(
     uri: Form[str] = "",
     metadata: Form[str] = "{}",
 ):
-    if file.size > _upload_limit():
-        raise _too_large(file.size)
     try:
         parsed_metadata = json.loads(metadata or "{}")
     except ValueError:

@@ -3,32 +3,12 @@
 import json
 
 from django import forms
-from django.conf import settings
-from django.template.defaultfilters import filesizeformat
 
 from knowledge.ingest.parsers import TEXT_FORMATS
 from knowledge.models import SourceStatus, SourceType
 
 TEXT_FORMAT_LABELS = {"text": "Plain text", "markdown": "Markdown", "html": "HTML"}
 UPLOAD_ACCEPT = ".txt,.text,.log,.md,.markdown,.html,.htm,.pdf"
-
-
-def check_upload_size(size: int) -> None:
-    # Read at call time so the limit follows settings changes (and tests' `settings` fixture).
-    limit = settings.KIOKU_MAX_UPLOAD_BYTES
-    if size > limit:
-        raise forms.ValidationError(
-            "Too large: %(size)s (%(size_bytes)s bytes). The upload limit is %(limit)s "
-            "(%(limit_bytes)s bytes, KIOKU_MAX_UPLOAD_BYTES). Split the document or ask an "
-            "administrator to raise the limit.",
-            code="SOURCE_TOO_LARGE",
-            params={
-                "size": filesizeformat(size),
-                "size_bytes": f"{size:,}",
-                "limit": filesizeformat(limit),
-                "limit_bytes": f"{limit:,}",
-            },
-        )
 
 
 def _boolean_choice(*, label: str, blank: str | None) -> forms.TypedChoiceField:
@@ -116,11 +96,6 @@ class SourceUploadForm(forms.Form):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
 
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        check_upload_size(upload.size)
-        return upload
-
 
 class SourceTextForm(forms.Form):
     title = forms.CharField(
@@ -142,11 +117,6 @@ class SourceTextForm(forms.Form):
         kwargs.setdefault("auto_id", "text_%s")
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
-
-    def clean_text(self) -> str:
-        text = self.cleaned_data["text"]
-        check_upload_size(len(text.encode("utf-8", errors="replace")))
-        return text
 
 
 class ChunkForm(forms.Form):

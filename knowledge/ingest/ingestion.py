@@ -10,8 +10,10 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.expressions import RawSQL
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from core.errors import ApiError
@@ -50,6 +52,23 @@ class IngestResult:
     error_message: str = ""
 
 
+def upload_size_check(size: int) -> None:
+    """The one limit on a document handed to Kioku (KIOKU_MAX_UPLOAD_BYTES), for uploads, the
+    text API, the pages and the CLI alike: larger ones are refused before anything is parsed or
+    stored."""
+    # Read at call time so the limit follows settings changes (and tests' `settings` fixture).
+    limit = settings.KIOKU_MAX_UPLOAD_BYTES
+    if size > limit:
+        raise IngestError(
+            "SOURCE_TOO_LARGE",
+            f"Too large: {filesizeformat(size)} ({size:,} bytes). The upload limit is "
+            f"{filesizeformat(limit)} ({limit:,} bytes, KIOKU_MAX_UPLOAD_BYTES). Split the "
+            "document or ask an administrator to raise the limit.",
+            status=413,
+            details={"size": size, "limit": limit},
+        )
+
+
 def content_hash(data: bytes | str) -> str:
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -67,6 +86,7 @@ def source_ingest_file(
     metadata: dict | None = None,
 ) -> IngestResult:
     """Ingest uploaded or local file bytes (text, Markdown, HTML or PDF)."""
+    upload_size_check(len(data))
     return _ingest(
         raw_hash=content_hash(data),
         byte_size=len(data),
@@ -89,9 +109,11 @@ def source_ingest_text(
     metadata: dict | None = None,
 ) -> IngestResult:
     """Ingest raw text given through the service or the API (format text, markdown or html)."""
+    byte_size = len(text.encode("utf-8", errors="replace"))
+    upload_size_check(byte_size)
     return _ingest(
         raw_hash=content_hash(text),
-        byte_size=len(text.encode("utf-8", errors="replace")),
+        byte_size=byte_size,
         parse=lambda: extract_text(text, format=text_format),
         source_type=source_type,
         title=title,

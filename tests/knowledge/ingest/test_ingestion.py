@@ -209,3 +209,26 @@ def test_words_inside_angle_brackets_are_indexed():
             [chunk.pk],
         )
         assert cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "ingest",
+    [
+        lambda: source_ingest_text(text="é" * 60, title="Accents"),  # 120 bytes in UTF-8
+        lambda: source_ingest_file(data=b"x" * 101, filename="big.txt"),
+    ],
+)
+def test_the_service_refuses_a_document_over_the_upload_limit(ingest, settings):
+    # The one upload limit: the API, the pages and the CLI all reach it through the service.
+    settings.KIOKU_MAX_UPLOAD_BYTES = 100
+    with pytest.raises(IngestError) as excinfo:
+        ingest()
+    assert excinfo.value.code == "SOURCE_TOO_LARGE" and excinfo.value.status == 413
+    assert excinfo.value.details["limit"] == 100 and excinfo.value.details["size"] > 100
+    assert not KnowledgeSource.objects.exists()
+
+
+def test_a_document_at_the_upload_limit_is_accepted(settings):
+    settings.KIOKU_MAX_UPLOAD_BYTES = 100
+    result = source_ingest_file(data=b"word " * 20, filename="exact.txt")
+    assert result.outcome == "created"
