@@ -38,7 +38,7 @@ def error_response(request: HttpRequest, status: int, code: str, message: str, d
 
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    return error_response(request, exc.status, exc.code, exc.message, exc.details)
+    return api.create_response(request, exc.body(), status=exc.status)
 
 
 @api.exception_handler(ValidationError)

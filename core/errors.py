@@ -43,15 +43,35 @@ class ApiError(Exception):
     status = 400
 
     def __init__(
-        self, code: str, message: str, *, status: int | None = None, details: dict | None = None
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        details: dict | None = None,
+        aliases: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details or {}
+        # Earlier names of the same code, sent along so clients written against them still match.
+        self.aliases = aliases
         if status is not None:
             self.status = status
 
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, self.details, aliases=self.aliases)
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"code": code, "message": message, "details": details or {}}
+
+def error_body(
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    aliases: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "details": details or {}}
+    if aliases:
+        body["aliases"] = list(aliases)
+    return body

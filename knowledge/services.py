@@ -9,6 +9,12 @@ from django.utils import timezone
 
 from core.errors import ApiError
 from knowledge.embed.enqueue import embedding_enqueue
+from knowledge.errors import (
+    CHUNK_EMPTY_CONTENT,
+    SOURCE_INVALID_SUPERSEDE,
+    SOURCE_INVALID_TITLE,
+    SOURCE_INVALID_TYPE,
+)
 from knowledge.ingest.ingestion import content_hash
 from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, embedding_requeue_fields
 from knowledge.tokens import get_token_counter
@@ -38,11 +44,11 @@ def source_update(
     """Change what describes a source; its text and chunks stay as they are."""
     if title is not None:
         if not title.strip():
-            raise CurationError("SOURCE_INVALID_TITLE", "A source needs a non-empty title.")
+            raise CurationError(SOURCE_INVALID_TITLE, "A source needs a non-empty title.")
         source.title = title.strip()[:500]
     if source_type is not None:
         if source_type not in SourceType.values:
-            raise CurationError("SOURCE_INVALID_TYPE", f"Unknown source type {source_type!r}.")
+            raise CurationError(SOURCE_INVALID_TYPE, f"Unknown source type {source_type!r}.")
         source.source_type = source_type
     if metadata is not None:
         source.metadata = metadata if replace_metadata else {**source.metadata, **metadata}
@@ -64,10 +70,10 @@ def source_delete(*, source: KnowledgeSource) -> None:
 def source_supersede(*, old: KnowledgeSource, new: KnowledgeSource) -> KnowledgeSource:
     """Mark `old` as replaced by a newer revision: it leaves search and links to `new`."""
     if old.pk == new.pk:
-        raise CurationError("SOURCE_INVALID_SUPERSEDE", "A source cannot supersede itself.")
+        raise CurationError(SOURCE_INVALID_SUPERSEDE, "A source cannot supersede itself.")
     if new.superseded_by_id == old.pk:
         raise CurationError(
-            "SOURCE_INVALID_SUPERSEDE", "That would make the two sources supersede each other."
+            SOURCE_INVALID_SUPERSEDE, "That would make the two sources supersede each other."
         )
     old.superseded_by = new
     old.enabled = False
@@ -88,9 +94,7 @@ def chunk_update(
     if content is not None:
         content = content.strip()
         if not content:
-            raise CurationError(
-                "CHUNK_EMPTY_CONTENT", "A chunk cannot be empty; disable it instead."
-            )
+            raise CurationError(CHUNK_EMPTY_CONTENT, "A chunk cannot be empty; disable it instead.")
         if content != chunk.content:
             chunk.content = content
             chunk.content_hash = content_hash(content)

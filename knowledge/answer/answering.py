@@ -29,6 +29,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -36,6 +37,15 @@ from django.urls import reverse
 
 from core.errors import ApiError
 from knowledge.answer.chat import ChatError, ChatUsage, get_chat_provider
+from knowledge.errors import (
+    ALIASES,
+    ANSWER_FEEDBACK_TOO_LONG,
+    ASK_EMPTY_CONTENT,
+    ASK_EMPTY_QUESTION,
+    ASK_INVALID_TOP_K,
+    ASK_LLM_API_ERROR,
+    SEARCH_INDEX_EMPTY,
+)
 from knowledge.models import Answer, AnswerFeedback, AnswerMode, AnswerOutcome, AnswerSource
 from knowledge.search.base import SearchError, SearchHit, SearchResult, validate_top_k
 from knowledge.search.filters import parse_filters
@@ -49,6 +59,10 @@ EXTRACTIVE_SENTENCES = 2
 
 class AskError(ApiError):
     """A question that cannot be answered as asked, or a model that failed to answer."""
+
+    def __init__(self, code: str, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("aliases", ALIASES.get(code, ()))
+        super().__init__(code, message, **kwargs)
 
 
 # --- Language -----------------------------------------------------------------------------------
@@ -254,8 +268,10 @@ class _Ask:
 
 def _validate(question, top_k) -> tuple[str, int]:
     if not isinstance(question, str) or not question.strip():
-        raise AskError("VECTOR_INDEX_EMPTY_QUESTION", "The question is empty: type a question.")
-    return question.strip(), validate_top_k(top_k, maximum=MAX_TOP_K, error=AskError)
+        raise AskError(ASK_EMPTY_QUESTION, "The question is empty: type a question.")
+    return question.strip(), validate_top_k(
+        top_k, maximum=MAX_TOP_K, error=AskError, code=ASK_INVALID_TOP_K
+    )
 
 
 def source_payload(number: int, hit: SearchHit) -> dict:
@@ -278,7 +294,7 @@ def _events(ask: _Ask, *, streaming: bool) -> Iterator[AskEvent]:
     try:
         result = chunk_search(ask.question, mode="hybrid", top_k=ask.top_k, filters=ask.filters)
     except SearchError as exc:
-        if exc.code == "VECTOR_INDEX_EMPTY":
+        if exc.code == SEARCH_INDEX_EMPTY:
             text = INDEX_NOT_BUILT[ask.language]
             yield AskEvent("sources", {"sources": [], "mode": ask.mode, "language": ask.language})
             yield AskEvent("delta", {"text": text})
@@ -322,17 +338,17 @@ def _events(ask: _Ask, *, streaming: bool) -> Iterator[AskEvent]:
                 ask.usage = reply.usage
                 pieces.append(reply.content)
         except ChatError as exc:
-            _store_failure(ask, "VECTOR_INDEX_LLM_API_ERROR", exc.message)
+            _store_failure(ask, ASK_LLM_API_ERROR, exc.message)
             raise AskError(
-                "VECTOR_INDEX_LLM_API_ERROR",
+                ASK_LLM_API_ERROR,
                 f"The language model failed: {exc.message}",
                 status=502,
             ) from exc
         text = "".join(pieces)
         if not text.strip():
             message = "The language model returned an empty answer."
-            _store_failure(ask, "VECTOR_INDEX_EMPTY_CONTENT", message)
-            raise AskError("VECTOR_INDEX_EMPTY_CONTENT", message, status=502)
+            _store_failure(ask, ASK_EMPTY_CONTENT, message)
+            raise AskError(ASK_EMPTY_CONTENT, message, status=502)
     text, cited = parse_citations(text, source_count=len(ask.hits))
     yield _done(_store(ask, text, AnswerOutcome.ANSWERED, cited=cited))
 
@@ -457,7 +473,7 @@ def answer_ask_stream(
         ask = _start(question, top_k, filters, channel, user, api_key)
         yield from _events(ask, streaming=True)
     except ApiError as exc:
-        yield AskEvent("error", {"code": exc.code, "message": exc.message, "details": exc.details})
+        yield AskEvent("error", exc.body())
 
 
 # --- Feedback -----------------------------------------------------------------------------------
@@ -469,7 +485,7 @@ def answer_feedback(*, answer: Answer, is_helpful: bool, comment: str = "", by: 
     from django.utils import timezone
 
     if len(comment) > 2000:
-        raise AskError("ANSWER_FEEDBACK_TOO_LONG", "The comment is longer than 2000 characters.")
+        raise AskError(ANSWER_FEEDBACK_TOO_LONG, "The comment is longer than 2000 characters.")
     answer.feedback = AnswerFeedback.HELPFUL if is_helpful else AnswerFeedback.NOT_HELPFUL
     answer.feedback_comment = comment.strip()
     answer.feedback_at = timezone.now()

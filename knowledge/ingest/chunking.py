@@ -37,17 +37,17 @@ from typing import NamedTuple
 
 from django.conf import settings
 
+from knowledge.errors import CHUNKING_INVALID_CONFIG
 from knowledge.ingest.base import ChunkDraft, Section
 from knowledge.tokens import TokenCounter, get_token_counter
 
 logger = logging.getLogger(__name__)
 
-INVALID_CONFIG_CODE = "VECTOR_INDEX_INVALID_TEXT_SPLITTER_CONFIG"
 MIN_MAX_TOKENS = 16
 
 
 class ChunkingConfigError(ValueError):
-    code = INVALID_CONFIG_CODE
+    code = CHUNKING_INVALID_CONFIG
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from core.errors import ApiError
 from knowledge.embed.enqueue import embedding_enqueue
 from knowledge.embed.spaces import space_state_locked
+from knowledge.errors import SOURCE_INVALID_TYPE, SOURCE_TOO_LARGE
 from knowledge.ingest.base import ChunkDraft, ExtractedDocument
 from knowledge.ingest.chunk_copy import ChunkRow, chunks_copy
 from knowledge.ingest.chunking import chunk_sections, config_for_source_type
@@ -60,7 +61,7 @@ def upload_size_check(size: int) -> None:
     limit = settings.KIOKU_MAX_UPLOAD_BYTES
     if size > limit:
         raise IngestError(
-            "SOURCE_TOO_LARGE",
+            SOURCE_TOO_LARGE,
             f"Too large: {filesizeformat(size)} ({size:,} bytes). The upload limit is "
             f"{filesizeformat(limit)} ({limit:,} bytes, KIOKU_MAX_UPLOAD_BYTES). Split the "
             "document or ask an administrator to raise the limit.",
@@ -196,7 +197,7 @@ def _ingest(
 ) -> IngestResult:
     if source_type not in SourceType.values:
         raise IngestError(
-            "SOURCE_INVALID_TYPE",
+            SOURCE_INVALID_TYPE,
             f"Unknown source type {source_type!r}; use one of {', '.join(SourceType.values)}.",
         )
     uri = (uri or "").strip()

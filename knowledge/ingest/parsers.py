@@ -22,15 +22,16 @@ from bs4.element import PreformattedString
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
+from knowledge.errors import (
+    SOURCE_BINARY_CONTENT,
+    SOURCE_BROKEN_FILE,
+    SOURCE_EMPTY,
+    SOURCE_ENCRYPTED_PDF,
+    SOURCE_INVALID_ENCODING,
+    SOURCE_UNSUPPORTED_FORMAT,
+)
 from knowledge.ingest.base import ExtractedDocument, Section
 from knowledge.text import normalize_text
-
-SOURCE_UNSUPPORTED_FORMAT = "SOURCE_UNSUPPORTED_FORMAT"
-SOURCE_EMPTY = "SOURCE_EMPTY"
-SOURCE_INVALID_ENCODING = "SOURCE_INVALID_ENCODING"
-SOURCE_ENCRYPTED_PDF = "SOURCE_ENCRYPTED_PDF"
-SOURCE_BROKEN_FILE = "SOURCE_BROKEN_FILE"
-SOURCE_BINARY_CONTENT = "SOURCE_BINARY_CONTENT"
 
 FORMATS = ("text", "markdown", "html", "pdf")
 TEXT_FORMATS = ("text", "markdown", "html")

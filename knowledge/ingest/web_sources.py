@@ -14,6 +14,13 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from core.errors import ApiError
+from knowledge.errors import (
+    WEB_FETCH_FAILED,
+    WEB_FETCH_TIMEOUT,
+    WEB_FORBIDDEN_HOST,
+    WEB_INVALID_URL,
+    WEB_TOO_LARGE,
+)
 from knowledge.ingest.ingestion import IngestResult, source_ingest_file
 from knowledge.models import KnowledgeSource, SourceStatus, SourceType
 from knowledge.services import source_update
@@ -25,7 +32,7 @@ USER_AGENT = "Kioku/0.1 (+knowledge-base fetcher)"
 class WebFetchError(ApiError):
     def __init__(self, code: str, message: str) -> None:
         # A bad URL is the caller's to fix; anything else went wrong at the remote site.
-        super().__init__(code, message, status=422 if code == "WEB_INVALID_URL" else 502)
+        super().__init__(code, message, status=422 if code == WEB_INVALID_URL else 502)
 
 
 def validate_url(url: str) -> str:
@@ -33,16 +40,16 @@ def validate_url(url: str) -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"}:
-        raise WebFetchError("WEB_INVALID_URL", "Only http:// and https:// URLs can be fetched.")
+        raise WebFetchError(WEB_INVALID_URL, "Only http:// and https:// URLs can be fetched.")
     if not parts.hostname:
-        raise WebFetchError("WEB_INVALID_URL", "The URL has no host name.")
+        raise WebFetchError(WEB_INVALID_URL, "The URL has no host name.")
     if not settings.KIOKU_WEB_ALLOW_PRIVATE_HOSTS:
         for address in _addresses(
             parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
         ):
             if not address.is_global:
                 raise WebFetchError(
-                    "WEB_FORBIDDEN_HOST",
+                    WEB_FORBIDDEN_HOST,
                     f"{parts.hostname} resolves to a private or local address ({address}); "
                     "set KIOKU_WEB_ALLOW_PRIVATE_HOSTS=true to allow intranet pages.",
                 )
@@ -53,7 +60,7 @@ def _addresses(host: str, port: int) -> list:
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise WebFetchError("WEB_FETCH_FAILED", f"Cannot resolve {host}: {exc.strerror}.") from None
+        raise WebFetchError(WEB_FETCH_FAILED, f"Cannot resolve {host}: {exc.strerror}.") from None
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 
@@ -73,7 +80,7 @@ def fetch_url(url: str) -> tuple[bytes, str | None, str]:
         ):
             if response.status_code >= 400:
                 raise WebFetchError(
-                    "WEB_FETCH_FAILED",
+                    WEB_FETCH_FAILED,
                     f"The server answered HTTP {response.status_code} for {url}.",
                 )
             if response.url != url:
@@ -89,16 +96,16 @@ def fetch_url(url: str) -> tuple[bytes, str | None, str]:
             return bytes(body), response.headers.get("Content-Type"), str(response.url)
     except httpx.TimeoutException:
         raise WebFetchError(
-            "WEB_FETCH_TIMEOUT",
+            WEB_FETCH_TIMEOUT,
             f"No answer from {url} within {settings.KIOKU_WEB_TIMEOUT_SECONDS} s.",
         ) from None
     except httpx.HTTPError as exc:
-        raise WebFetchError("WEB_FETCH_FAILED", f"Could not fetch {url}: {exc}.") from None
+        raise WebFetchError(WEB_FETCH_FAILED, f"Could not fetch {url}: {exc}.") from None
 
 
 def _too_large(limit: int) -> WebFetchError:
     return WebFetchError(
-        "WEB_TOO_LARGE", f"The page is larger than {limit:,} bytes (KIOKU_WEB_MAX_BYTES)."
+        WEB_TOO_LARGE, f"The page is larger than {limit:,} bytes (KIOKU_WEB_MAX_BYTES)."
     )
 
 

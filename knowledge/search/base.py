@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.errors import ApiError
+from knowledge.errors import SEARCH_INVALID_TOP_K
 
 MODES = ("vector", "keyword", "hybrid")
 
@@ -60,11 +61,17 @@ class SearchResult:
     filters: dict = field(default_factory=dict)
 
 
-def validate_top_k(top_k, *, maximum: int = 100, error: type[ApiError] = SearchError) -> int:
+def validate_top_k(
+    top_k: object,
+    *,
+    maximum: int = 100,
+    error: type[ApiError] = SearchError,
+    code: str = SEARCH_INVALID_TOP_K,
+) -> int:
     """The seed's top_k rule (an integer from 1 to `maximum`), for search and for answers."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= maximum:
         raise error(
-            "VECTOR_INDEX_INVALID_TOP_K",
+            code,
             f"top_k must be an integer from 1 to {maximum}.",
             details={"top_k": top_k},
         )

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils.dateparse import parse_date, parse_datetime
 
+from knowledge.errors import SEARCH_INVALID_FILTER
 from knowledge.models import (
     SourceType,
     searchable_chunk_sql,
@@ -16,7 +17,7 @@ from knowledge.search.sql import SOURCE
 
 
 def _invalid_filter(message: str, key: str) -> SearchError:
-    return SearchError("SEARCH_INVALID_FILTER", message, details={"filter": key})
+    return SearchError(SEARCH_INVALID_FILTER, message, details={"filter": key})
 
 
 def _as_list(value, key: str) -> list:

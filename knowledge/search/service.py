@@ -21,6 +21,15 @@ from django.db import connection
 
 from knowledge.embed.base import ProviderError
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
+from knowledge.errors import (
+    SEARCH_EMBEDDING_FAILED,
+    SEARCH_EMPTY_QUERY,
+    SEARCH_INDEX_EMPTY,
+    SEARCH_INDEX_NOT_AVAILABLE,
+    SEARCH_INVALID_MODE,
+    SEARCH_INVALID_THRESHOLD,
+    SEARCH_QUERY_TOO_LONG,
+)
 from knowledge.offline import offline_state
 from knowledge.search import parallel_reads
 from knowledge.search.base import (
@@ -49,19 +58,19 @@ def chunk_search(
 ) -> SearchResult:
     started = time.perf_counter()
     if not isinstance(query, str) or not query.strip():
-        raise SearchError("SEARCH_EMPTY_QUERY", "The query is empty: type something to search for.")
+        raise SearchError(SEARCH_EMPTY_QUERY, "The query is empty: type something to search for.")
     if len(query) > settings.KIOKU_SEARCH_MAX_QUERY_CHARS:
         raise SearchError(
-            "SEARCH_QUERY_TOO_LONG",
+            SEARCH_QUERY_TOO_LONG,
             f"The query is longer than {settings.KIOKU_SEARCH_MAX_QUERY_CHARS} characters.",
         )
     if mode not in MODES:
         raise SearchError(
-            "SEARCH_INVALID_MODE", f"Unknown mode {mode!r}; use vector, keyword or hybrid."
+            SEARCH_INVALID_MODE, f"Unknown mode {mode!r}; use vector, keyword or hybrid."
         )
     top_k = validate_top_k(top_k)
     if min_similarity is not None and not (-1.0 <= min_similarity <= 1.0):
-        raise SearchError("SEARCH_INVALID_THRESHOLD", "min_similarity must be between -1 and 1.")
+        raise SearchError(SEARCH_INVALID_THRESHOLD, "min_similarity must be between -1 and 1.")
     parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
     keyword = build_keyword_query(query)
     scope = resolve_scope(parsed)
@@ -98,7 +107,7 @@ def chunk_search(
         except ProviderError as exc:
             if mode == "vector":
                 raise SearchError(
-                    "VECTOR_INDEX_EMBEDDING_GENERATION_FAILED",
+                    SEARCH_EMBEDDING_FAILED,
                     f"Could not embed the query: {exc.message}",
                     status=503,
                 ) from exc
@@ -146,14 +155,14 @@ def _check_index(mode: str, space: VectorSpace, result: SearchResult) -> None:
             pending = cursor.fetchone()[0]
     if not has_chunks:
         raise SearchError(
-            "VECTOR_INDEX_EMPTY",
+            SEARCH_INDEX_EMPTY,
             "The knowledge base is empty: ingest documents first (Sources page, API or `manage.py ingest`).",
             status=409,
         )
     if mode != "keyword" and not has_vectors:
         if mode == "vector":
             raise SearchError(
-                "VECTOR_INDEX_NOT_AVAILABLE",
+                SEARCH_INDEX_NOT_AVAILABLE,
                 f"No chunk has been embedded with {model} yet ({pending} waiting); try again shortly "
                 "or search by keyword.",
                 status=409,

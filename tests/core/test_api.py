@@ -9,7 +9,9 @@ def assert_error_shape(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"code", "message", "details"}
+    assert set(body) - {"aliases"} == {"code", "message", "details"}
+    # "aliases": earlier names of the same code, only where a code was renamed.
+    assert body.get("aliases", ["X"]) and all(isinstance(a, str) for a in body.get("aliases", []))
     assert body["code"] == code
     assert body["message"]
     return body

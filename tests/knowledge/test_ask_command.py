@@ -28,5 +28,5 @@ def test_it_prints_the_answer_citations_and_mode(library, capsys):
 
 
 def test_it_reports_error_codes(library):
-    with pytest.raises(CommandError, match="VECTOR_INDEX_INVALID_TOP_K"):
+    with pytest.raises(CommandError, match="ASK_INVALID_TOP_K"):
         call_command("ask", "batteries", "--top-k", "0")

@@ -56,7 +56,7 @@ def test_without_javascript_the_form_opens_the_stored_answer(curator, library, s
 def test_an_empty_question_shows_its_error_code(curator, library):
     response = curator.post(ASK, {"q": " "})
     assert response.status_code == 400
-    assert "VECTOR_INDEX_EMPTY_QUESTION" in response.content.decode()
+    assert "ASK_EMPTY_QUESTION" in response.content.decode()
 
 
 def test_the_stream_endpoint_sends_events(curator, library):

@@ -71,7 +71,7 @@ def chunk_of(source) -> KnowledgeChunk:
 def test_an_empty_question_is_rejected(offline_library, question):
     with pytest.raises(AskError) as excinfo:
         answer_ask(question=question)
-    assert excinfo.value.code == "VECTOR_INDEX_EMPTY_QUESTION"
+    assert excinfo.value.code == "ASK_EMPTY_QUESTION"
     assert not Answer.objects.exists()
 
 
@@ -79,7 +79,7 @@ def test_an_empty_question_is_rejected(offline_library, question):
 def test_a_bad_top_k_is_rejected(offline_library, top_k):
     with pytest.raises(AskError) as excinfo:
         answer_ask(question="How do I replace the batteries?", top_k=top_k)
-    assert excinfo.value.code == "VECTOR_INDEX_INVALID_TOP_K"
+    assert excinfo.value.code == "ASK_INVALID_TOP_K"
 
 
 def test_a_bad_filter_keeps_the_search_error_code(offline_library):
@@ -247,10 +247,10 @@ def test_empty_model_output_is_an_error_and_is_logged(online_library, openai_stu
     openai_stub.chat_reply = ""
     with pytest.raises(AskError) as excinfo:
         answer_ask(question="How do I replace the batteries on the lock?")
-    assert excinfo.value.code == "VECTOR_INDEX_EMPTY_CONTENT"
+    assert excinfo.value.code == "ASK_EMPTY_CONTENT"
     failed = Answer.objects.get()
     assert failed.outcome == AnswerOutcome.FAILED
-    assert failed.error_code == "VECTOR_INDEX_EMPTY_CONTENT"
+    assert failed.error_code == "ASK_EMPTY_CONTENT"
 
 
 def fail_chat(openai_stub, times: int) -> None:
@@ -279,9 +279,9 @@ def test_a_model_that_keeps_failing_gives_the_llm_error(online_library, openai_s
     fail_chat(openai_stub, 2)
     with pytest.raises(AskError) as excinfo:
         answer_ask(question="How do I replace the batteries on the lock?")
-    assert excinfo.value.code == "VECTOR_INDEX_LLM_API_ERROR"
+    assert excinfo.value.code == "ASK_LLM_API_ERROR"
     assert openai_stub.chat_requests == 2
-    assert Answer.objects.get().error_code == "VECTOR_INDEX_LLM_API_ERROR"
+    assert Answer.objects.get().error_code == "ASK_LLM_API_ERROR"
 
 
 def test_an_authentication_failure_is_not_retried(online_library, openai_stub):
@@ -289,7 +289,7 @@ def test_an_authentication_failure_is_not_retried(online_library, openai_stub):
     openai_stub.fail_next(401, count=2)
     with pytest.raises(AskError) as excinfo:
         answer_ask(question="How do I replace the batteries on the lock?")
-    assert excinfo.value.code == "VECTOR_INDEX_LLM_API_ERROR"
+    assert excinfo.value.code == "ASK_LLM_API_ERROR"
     assert openai_stub.chat_requests == 1
 
 
@@ -335,12 +335,12 @@ def test_a_stream_error_is_its_last_event(online_library, openai_stub):
     openai_stub.chat_reply = ""
     events = list(answer_ask_stream(question="How do I replace the batteries on the lock?"))
     assert events[-1].kind == "error"
-    assert events[-1].data["code"] == "VECTOR_INDEX_EMPTY_CONTENT"
+    assert events[-1].data["code"] == "ASK_EMPTY_CONTENT"
 
 
 def test_a_stream_with_an_empty_question_is_one_error_event(offline_library):
     events = list(answer_ask_stream(question=" "))
-    assert [(e.kind, e.data["code"]) for e in events] == [("error", "VECTOR_INDEX_EMPTY_QUESTION")]
+    assert [(e.kind, e.data["code"]) for e in events] == [("error", "ASK_EMPTY_QUESTION")]
 
 
 # --- Feedback, curation queue, content gaps ---------------------------------------------------
