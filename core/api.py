@@ -3,7 +3,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 
 from core.auth import admin_auth, read_auth
-from core.errors import ApiError
+from core.errors import ApiError, ErrorCode
 from core.models import ApiKey, ApiScope
 from core.services import ApiKeyError, api_key_create, api_key_revoke
 
@@ -58,7 +58,7 @@ def api_key_post(request: HttpRequest, payload: ApiKeyIn):
     try:
         api_key, raw_key = api_key_create(name=payload.name, scopes=payload.scopes)
     except ApiKeyError as exc:
-        raise ApiError("API_KEY_INVALID", str(exc)) from None
+        raise ApiError(ErrorCode.API_KEY_INVALID, str(exc)) from None
     api_key.key = raw_key
     return Status(201, api_key)
 

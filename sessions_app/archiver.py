@@ -41,9 +41,10 @@ from knowledge.ingest.chunking import ChunkingConfig, chunk_text
 from knowledge.ingest.ingestion import content_hash, source_ingest_chunks
 from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, searchable_chunk_sql
 from knowledge.tokens import get_token_counter
+from sessions_app.errors import SESSION_ARCHIVE_CONFLICT, SessionError
 from sessions_app.masking import pii_mask
 from sessions_app.models import ChatSession, Message, SessionStatus, SkipReason
-from sessions_app.services import MESSAGE_TABLE, SessionError, session_source_uri
+from sessions_app.services import MESSAGE_TABLE, session_source_uri
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ def session_archive(
         outcome.attempts = attempt
         return outcome
     raise SessionError(
-        "SESSION_ARCHIVE_CONFLICT",
+        SESSION_ARCHIVE_CONFLICT,
         f"The session kept receiving messages; {MAX_ATTEMPTS} archive attempts conflicted. "
         "It will be archived once it is idle.",
         status=409,
@@ -443,7 +444,7 @@ def sessions_archive_idle(*, limit: int | None = None) -> ArchiveRun:
         try:
             run.outcomes.append(session_archive(session_id=session_id, require_idle=True))
         except SessionError as exc:
-            if exc.code != "SESSION_ARCHIVE_CONFLICT":
+            if exc.code != SESSION_ARCHIVE_CONFLICT:
                 raise
             run.conflicts.append(session_id)
     return run

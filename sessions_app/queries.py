@@ -3,8 +3,8 @@
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
+from sessions_app.errors import SESSION_NOT_FOUND, SessionError
 from sessions_app.models import ChatSession, Message
-from sessions_app.services import SessionError
 
 
 def message_count_annotation():
@@ -52,7 +52,7 @@ def session_by_key(key: str) -> ChatSession:
     )
     if session is None:
         raise SessionError(
-            "SESSION_NOT_FOUND", f"No session with key {key!r}.", status=404, details={"key": key}
+            SESSION_NOT_FOUND, f"No session with key {key!r}.", status=404, details={"key": key}
         )
     return session
 

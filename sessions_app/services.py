@@ -16,9 +16,17 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection, transaction
 
-from core.errors import ApiError
 from knowledge.models import KnowledgeSource
 from knowledge.services import source_delete
+from sessions_app.errors import (
+    SESSION_EMPTY_MESSAGE,
+    SESSION_INVALID_KEY,
+    SESSION_INVALID_ROLE,
+    SESSION_MESSAGE_TOO_LONG,
+    SESSION_NO_MESSAGES,
+    SESSION_TOO_MANY_MESSAGES,
+    SessionError,
+)
 from sessions_app.models import ChatSession, Message, MessageRole
 
 SESSION_TABLE = ChatSession._meta.db_table
@@ -26,12 +34,6 @@ MESSAGE_TABLE = Message._meta.db_table
 
 # Keys travel in URL paths: letters, digits and . _ : @ # + = - only.
 KEY_PATTERN = re.compile(r"^[\w.:@#+=-]{1,200}$")
-
-
-class SessionError(ApiError):
-    """Errors of the sessions app. Codes: SESSION_NOT_FOUND, SESSION_INVALID_KEY,
-    SESSION_NO_MESSAGES, SESSION_TOO_MANY_MESSAGES, SESSION_EMPTY_MESSAGE,
-    SESSION_MESSAGE_TOO_LONG, SESSION_INVALID_ROLE, SESSION_ARCHIVE_CONFLICT."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def session_key_for(*, platform: str = "", channel: str = "", thread: str = "") 
     parts = [part.strip() for part in (platform, channel, thread)]
     if not parts[0] or not parts[1]:
         raise SessionError(
-            "SESSION_INVALID_KEY", "Give a session key, or a platform and a channel.", status=422
+            SESSION_INVALID_KEY, "Give a session key, or a platform and a channel.", status=422
         )
     key = ":".join(part for part in parts if part)
     return session_key_validate(key)
@@ -80,7 +82,7 @@ def session_key_for(*, platform: str = "", channel: str = "", thread: str = "") 
 def session_key_validate(key: str) -> str:
     if not isinstance(key, str) or not KEY_PATTERN.match(key):
         raise SessionError(
-            "SESSION_INVALID_KEY",
+            SESSION_INVALID_KEY,
             "A session key is 1–200 characters: letters, digits and . _ : @ # + = - only.",
             status=422,
             details={"key": key if isinstance(key, str) else None},
@@ -91,10 +93,10 @@ def session_key_validate(key: str) -> str:
 def _validate_messages(messages: list[MessageIn]) -> None:
     limit = settings.KIOKU_SESSION_MAX_APPEND
     if not messages:
-        raise SessionError("SESSION_NO_MESSAGES", "Send at least one message.", status=422)
+        raise SessionError(SESSION_NO_MESSAGES, "Send at least one message.", status=422)
     if len(messages) > limit:
         raise SessionError(
-            "SESSION_TOO_MANY_MESSAGES",
+            SESSION_TOO_MANY_MESSAGES,
             f"{len(messages)} messages in one request; the limit is {limit} "
             "(KIOKU_SESSION_MAX_APPEND). Split the batch.",
             status=413,
@@ -104,21 +106,21 @@ def _validate_messages(messages: list[MessageIn]) -> None:
     for index, message in enumerate(messages):
         if message.role not in MessageRole.values:
             raise SessionError(
-                "SESSION_INVALID_ROLE",
+                SESSION_INVALID_ROLE,
                 f"Message {index}: unknown role {message.role!r}; use user, assistant or system.",
                 status=422,
                 details={"index": index},
             )
         if not message.content or not message.content.strip():
             raise SessionError(
-                "SESSION_EMPTY_MESSAGE",
+                SESSION_EMPTY_MESSAGE,
                 f"Message {index} has no text.",
                 status=422,
                 details={"index": index},
             )
         if len(message.content) > max_chars:
             raise SessionError(
-                "SESSION_MESSAGE_TOO_LONG",
+                SESSION_MESSAGE_TOO_LONG,
                 f"Message {index} has {len(message.content):,} characters; the limit is "
                 f"{max_chars:,} (KIOKU_SESSION_MAX_MESSAGE_CHARS).",
                 status=413,
