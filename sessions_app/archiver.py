@@ -43,8 +43,8 @@ from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, search
 from knowledge.tokens import get_token_counter
 from sessions_app.errors import SESSION_ARCHIVE_CONFLICT, SessionError
 from sessions_app.masking import pii_mask
-from sessions_app.models import ChatSession, Message, SessionStatus, SkipReason
-from sessions_app.services import MESSAGE_TABLE, session_source_uri
+from sessions_app.models import MESSAGE_TABLE, ChatSession, Message, SessionStatus, SkipReason
+from sessions_app.services import session_source_uri
 
 logger = logging.getLogger(__name__)
 

@@ -117,3 +117,8 @@ class Message(models.Model):
     def is_user_message(self) -> bool:
         """Counts toward the archiver's minimum: a person's message, not a bot's."""
         return self.role == MessageRole.USER and not self.is_bot
+
+
+# Table names for the raw SQL of the hot paths (append, recent context, pruning).
+SESSION_TABLE = ChatSession._meta.db_table
+MESSAGE_TABLE = Message._meta.db_table

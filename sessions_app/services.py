@@ -27,10 +27,8 @@ from sessions_app.errors import (
     SESSION_TOO_MANY_MESSAGES,
     SessionError,
 )
-from sessions_app.models import ChatSession, Message, MessageRole
-
-SESSION_TABLE = ChatSession._meta.db_table
-MESSAGE_TABLE = Message._meta.db_table
+from sessions_app.models import MESSAGE_TABLE, SESSION_TABLE, ChatSession, MessageRole
+from sessions_app.queries import ContextMessage, session_recent_messages
 
 # Keys travel in URL paths: letters, digits and . _ : @ # + = - only.
 KEY_PATTERN = re.compile(r"^[\w.:@#+=-]{1,200}$")
@@ -44,17 +42,6 @@ class MessageIn:
     is_bot: bool = False
     external_id: str | None = None
     created_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ContextMessage:
-    id: int
-    role: str
-    author: str
-    is_bot: bool
-    content: str
-    external_id: str
-    created_at: datetime
 
 
 @dataclass
@@ -193,7 +180,7 @@ def session_append(
         stored = cursor.fetchall()
         stored_ids = [row[0] for row in stored if row[0]]
         duplicates = _duplicates([m.external_id for m in messages], stored_ids)
-        context = _recent_messages(cursor, session_id, context_size)
+        context = session_recent_messages(session_id=session_id, limit=context_size)
     return AppendResult(
         session_id=session_id,
         key=key,
@@ -217,25 +204,6 @@ def _duplicates(sent: list[str | None], stored: list[str]) -> list[str]:
         else:
             duplicates.append(external_id)
     return duplicates
-
-
-def _recent_messages(cursor, session_id: int, limit: int) -> list[ContextMessage]:
-    if limit <= 0:
-        return []
-    cursor.execute(
-        f"""
-        SELECT id, role, author, is_bot, content, external_id, created_at FROM {MESSAGE_TABLE}
-        WHERE session_id = %s ORDER BY id DESC LIMIT %s
-        """,
-        [session_id, limit],
-    )
-    return [ContextMessage(*row) for row in reversed(cursor.fetchall())]
-
-
-def session_context(*, session: ChatSession, limit: int | None = None) -> list[ContextMessage]:
-    limit = settings.KIOKU_SESSION_CONTEXT_MESSAGES if limit is None else limit
-    with connection.cursor() as cursor:
-        return _recent_messages(cursor, session.pk, limit)
 
 
 @transaction.atomic
