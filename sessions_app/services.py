@@ -15,6 +15,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 from knowledge.models import KnowledgeSource
 from knowledge.services import source_delete
@@ -131,55 +132,21 @@ def session_append(
     key = session_key_validate(key)
     _validate_messages(messages)
     if not platform and not channel:
-        # A derived key ("discord:guild-channel:thread") says where the session happens.
-        platform, channel, thread = ([*key.split(":", 2), "", ""] if ":" in key else ["", "", ""])[
-            :3
-        ]
+        platform, channel, thread = _place_from_key(key)
     humans = list(dict.fromkeys(m.author for m in messages if m.author and not m.is_bot))
     context_size = settings.KIOKU_SESSION_CONTEXT_MESSAGES if context_size is None else context_size
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {SESSION_TABLE} AS s (
-                key, platform, channel, thread, title, participants, status, version,
-                last_active_at, created_at, archived_through_id, archived_message_count,
-                archive_attempts, skip_reason, archive_note
-            ) VALUES (%s, %s, %s, %s, %s, %s::varchar[], 'active', 1, now(), now(), 0, 0, 0, '', '')
-            ON CONFLICT (key) DO UPDATE SET
-                version = s.version + 1,
-                last_active_at = greatest(s.last_active_at, now()),
-                status = 'active',
-                skip_reason = '',
-                participants = s.participants || ARRAY(
-                    SELECT unnest(EXCLUDED.participants) EXCEPT SELECT unnest(s.participants)
-                )
-            RETURNING id, version, (xmax = 0) AS created
-            """,
-            [key, platform[:50], channel[:200], thread[:200], title[:200], humans],
+        session_id, version, created = _session_upsert(
+            cursor,
+            key=key,
+            platform=platform,
+            channel=channel,
+            thread=thread,
+            title=title,
+            participants=humans,
         )
-        session_id, version, created = cursor.fetchone()
-        cursor.execute(
-            f"""
-            INSERT INTO {MESSAGE_TABLE} (session_id, role, author, is_bot, content, external_id, created_at)
-            SELECT %s, m.role, m.author, m.is_bot, m.content, m.external_id, coalesce(m.created_at, now())
-            FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::timestamptz[])
-                AS m(role, author, is_bot, content, external_id, created_at)
-            ON CONFLICT (session_id, external_id) WHERE external_id <> '' DO NOTHING
-            RETURNING external_id
-            """,
-            [
-                session_id,
-                [m.role for m in messages],
-                [m.author[:200] for m in messages],
-                [m.is_bot for m in messages],
-                [m.content for m in messages],
-                [m.external_id or "" for m in messages],
-                [m.created_at for m in messages],
-            ],
-        )
-        stored = cursor.fetchall()
-        stored_ids = [row[0] for row in stored if row[0]]
-        duplicates = _duplicates([m.external_id for m in messages], stored_ids)
+        stored = _messages_insert(cursor, session_id=session_id, messages=messages)
+        duplicates = _duplicates([m.external_id for m in messages], [eid for eid in stored if eid])
         context = session_recent_messages(session_id=session_id, limit=context_size)
     return AppendResult(
         session_id=session_id,
@@ -190,6 +157,74 @@ def session_append(
         duplicate_external_ids=duplicates,
         context=context,
     )
+
+
+def _place_from_key(key: str) -> list[str]:
+    """Platform, channel and thread read from a derived key ("discord:guild-channel:thread"),
+    which says where the session happens; empty for a key without ':'."""
+    return ([*key.split(":", 2), "", ""] if ":" in key else ["", "", ""])[:3]
+
+
+def _session_upsert(
+    cursor: CursorWrapper,
+    *,
+    key: str,
+    platform: str,
+    channel: str,
+    thread: str,
+    title: str,
+    participants: list[str],
+) -> tuple[int, int, bool]:
+    """Create the session, or lock its row and bump its version (before any message id is
+    drawn: the archiver's watermark relies on it). Returns (id, version, created)."""
+    cursor.execute(
+        f"""
+        INSERT INTO {SESSION_TABLE} AS s (
+            key, platform, channel, thread, title, participants, status, version,
+            last_active_at, created_at, archived_through_id, archived_message_count,
+            archive_attempts, skip_reason, archive_note
+        ) VALUES (%s, %s, %s, %s, %s, %s::varchar[], 'active', 1, now(), now(), 0, 0, 0, '', '')
+        ON CONFLICT (key) DO UPDATE SET
+            version = s.version + 1,
+            last_active_at = greatest(s.last_active_at, now()),
+            status = 'active',
+            skip_reason = '',
+            participants = s.participants || ARRAY(
+                SELECT unnest(EXCLUDED.participants) EXCEPT SELECT unnest(s.participants)
+            )
+        RETURNING id, version, (xmax = 0) AS created
+        """,
+        [key, platform[:50], channel[:200], thread[:200], title[:200], participants],
+    )
+    session_id, version, created = cursor.fetchone()
+    return session_id, version, created
+
+
+def _messages_insert(
+    cursor: CursorWrapper, *, session_id: int, messages: list[MessageIn]
+) -> list[str]:
+    """Insert every message in one statement, skipping external ids the session already holds.
+    Returns the external id ('' for none) of each message stored."""
+    cursor.execute(
+        f"""
+        INSERT INTO {MESSAGE_TABLE} (session_id, role, author, is_bot, content, external_id, created_at)
+        SELECT %s, m.role, m.author, m.is_bot, m.content, m.external_id, coalesce(m.created_at, now())
+        FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::timestamptz[])
+            AS m(role, author, is_bot, content, external_id, created_at)
+        ON CONFLICT (session_id, external_id) WHERE external_id <> '' DO NOTHING
+        RETURNING external_id
+        """,
+        [
+            session_id,
+            [m.role for m in messages],
+            [m.author[:200] for m in messages],
+            [m.is_bot for m in messages],
+            [m.content for m in messages],
+            [m.external_id or "" for m in messages],
+            [m.created_at for m in messages],
+        ],
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 def _duplicates(sent: list[str | None], stored: list[str]) -> list[str]:
