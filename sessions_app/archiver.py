@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from knowledge.ingest.base import ChunkDraft
 from knowledge.ingest.chunking import ChunkingConfig, chunk_text
-from knowledge.ingest.ingestion import content_hash, source_ingest_chunks
+from knowledge.ingest.ingestion import IngestResult, content_hash, source_ingest_chunks
 from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, searchable_chunk_sql
 from knowledge.tokens import get_token_counter
 from sessions_app.errors import SESSION_ARCHIVE_CONFLICT, SessionError
@@ -398,7 +398,7 @@ def _skip_reason(messages: list[Message]) -> str:
     return ""
 
 
-def _write_session(session: ChatSession, read_version: int, **changes) -> None:
+def _write_session(session: ChatSession, read_version: int, **changes: Any) -> None:
     """The optimistic write: applies only if nobody changed the session since our read."""
     updated = ChatSession.objects.filter(pk=session.pk, version=read_version).update(
         version=F("version") + 1, **changes
@@ -407,7 +407,14 @@ def _write_session(session: ChatSession, read_version: int, **changes) -> None:
         raise _VersionConflict
 
 
-def _store(session: ChatSession, drafts: list[ChunkDraft], *, uri: str, new, kept):
+def _store(
+    session: ChatSession,
+    drafts: list[ChunkDraft],
+    *,
+    uri: str,
+    new: list[Message],
+    kept: list[Message],
+) -> IngestResult:
     """Append the new chunks to the session's source (the earlier chunks stay, with their
     embeddings, through the ingestion path's reuse by hash)."""
     existing = KnowledgeSource.objects.filter(uri=uri).first()

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
@@ -22,7 +24,7 @@ class MessageRole(models.TextChoices):
 
 
 class ChatSessionQuerySet(models.QuerySet):
-    def archive_due(self, *, idle_before) -> "ChatSessionQuerySet":
+    def archive_due(self, *, idle_before: datetime) -> "ChatSessionQuerySet":
         """Sessions the archiver should look at: messages not archived yet, idle long enough."""
         return self.filter(status=SessionStatus.ACTIVE, last_active_at__lt=idle_before)
 

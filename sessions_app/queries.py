@@ -23,7 +23,7 @@ class ContextMessage:
     created_at: datetime
 
 
-def message_count_annotation():
+def message_count_annotation() -> Coalesce:
     """Messages of each session, counted only for the rows fetched (a correlated subquery on the
     (session, id) index) rather than grouping every message of every session."""
     counts = (

@@ -242,7 +242,7 @@ def _duplicates(sent: list[str | None], stored: list[str]) -> list[str]:
 
 
 @transaction.atomic
-def session_delete(*, session: ChatSession) -> dict:
+def session_delete(*, session: ChatSession) -> dict[str, int]:
     """Delete a session, its messages and the knowledge archived from it (personal-data
     requests). Knowledge the session was merely linked to as a near-duplicate belongs to
     another session and stays. The row lock makes a concurrent archive fail its optimistic
