@@ -22,7 +22,7 @@ from knowledge.embed.providers import (
     plan_batches,
 )
 from knowledge.tokens import EstimatedTokenCounter
-from tests.openai_stub import OpenAIStub, stub_embedding
+from support.openai_stub import OpenAIStub, stub_embedding
 
 
 class StubTokenCounter:
