@@ -7,7 +7,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.openai_stub import count_tokens
+from support.openai_stub import count_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ class RemoteStub:
 
     def __init__(self, *, latency: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.openai_stub", "--latency", str(latency)],
+            [sys.executable, "-m", "support.openai_stub", "--latency", str(latency)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,9 +1,10 @@
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 
 from core.auth import admin_auth, read_auth
-from core.errors import ApiError
+from core.errors import ApiError, ErrorCode
 from core.models import ApiKey, ApiScope
 from core.services import ApiKeyError, api_key_create, api_key_revoke
 
@@ -47,18 +48,18 @@ def whoami(request: HttpRequest) -> WhoAmIOut:
 
 
 @router.get("/api-keys", response=list[ApiKeyOut], auth=admin_auth, summary="List API keys")
-def api_key_list(request: HttpRequest):
+def api_key_list(request: HttpRequest) -> QuerySet[ApiKey]:
     return ApiKey.objects.order_by("name")
 
 
 @router.post(
     "/api-keys", response={201: ApiKeyCreatedOut}, auth=admin_auth, summary="Create an API key"
 )
-def api_key_post(request: HttpRequest, payload: ApiKeyIn):
+def api_key_post(request: HttpRequest, payload: ApiKeyIn) -> Status[ApiKey]:
     try:
         api_key, raw_key = api_key_create(name=payload.name, scopes=payload.scopes)
     except ApiKeyError as exc:
-        raise ApiError("API_KEY_INVALID", str(exc)) from None
+        raise ApiError(ErrorCode.API_KEY_INVALID, str(exc)) from None
     api_key.key = raw_key
     return Status(201, api_key)
 
@@ -66,6 +67,6 @@ def api_key_post(request: HttpRequest, payload: ApiKeyIn):
 @router.delete(
     "/api-keys/{key_id}", response={204: None}, auth=admin_auth, summary="Revoke an API key"
 )
-def api_key_delete(request: HttpRequest, key_id: int):
+def api_key_delete(request: HttpRequest, key_id: int) -> Status[None]:
     api_key_revoke(api_key=get_object_or_404(ApiKey, pk=key_id))
     return Status(204, None)

@@ -13,7 +13,7 @@ class CoreConfig(AppConfig):
         from core.services import api_key_cache_clear
 
         # Keys changed or deleted in this process (admin, API) stop being trusted at once.
-        def forget_keys(**_) -> None:
+        def forget_keys(**_: object) -> None:
             api_key_cache_clear()
 
         post_save.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_saved")

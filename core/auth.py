@@ -13,7 +13,7 @@ class ApiKeyAuth(HttpBearer):
         super().__init__()
         self.scope = scope
 
-    def __call__(self, request: HttpRequest):
+    def __call__(self, request: HttpRequest) -> ApiKey:
         header = request.headers.get(self.header)
         if not header:
             raise ApiError(

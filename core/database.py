@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from django.db.backends.base.base import BaseDatabaseWrapper
+
 MIN_PGVECTOR = (0, 7, 0)
 MIN_POSTGRES = 15
 
@@ -40,7 +42,7 @@ class DatabaseCapabilities:
         return None
 
 
-def database_capabilities(connection) -> DatabaseCapabilities:
+def database_capabilities(connection: BaseDatabaseWrapper) -> DatabaseCapabilities:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"

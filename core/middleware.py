@@ -1,4 +1,5 @@
 import logging
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -12,7 +13,7 @@ class ApiErrorShapeMiddleware:
     """Under /api/, any error that did not come from our API handlers (Django's 404 for an
     unknown route, 405, CSRF, an exception outside ninja) still gets the JSON error shape."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -25,7 +26,7 @@ class ApiErrorShapeMiddleware:
             return _shaped(response.status_code, _message_for(response))
         return response
 
-    def process_exception(self, request: HttpRequest, exception: Exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:
         if request.path.startswith(API_PREFIX):
             logger.exception("Unhandled error on %s %s", request.method, request.path)
             return _shaped(500, "Something went wrong on our side; it was logged.")

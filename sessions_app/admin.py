@@ -1,4 +1,8 @@
+from typing import Any
+
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from core.errors import ApiError
 from sessions_app.archiver import session_archive
@@ -15,7 +19,7 @@ class MessageInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ["id"]
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: ChatSession | None = None) -> bool:
         return False
 
 
@@ -51,7 +55,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
     inlines = [MessageInline]
     actions = ["archive_now", "delete_with_knowledge"]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChatSession]:
         return (
             super()
             .get_queryset(request)
@@ -59,13 +63,13 @@ class ChatSessionAdmin(admin.ModelAdmin):
             .select_related("source")
         )
 
-    def get_actions(self, request):
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         # Django's bulk delete would leave the archived knowledge behind.
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: ChatSession | None = None) -> bool:
         # Deleting goes through the action, which removes the knowledge too.
         return False
 
@@ -74,7 +78,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         return session.n_messages
 
     @admin.action(description="Archive now into knowledge")
-    def archive_now(self, request, queryset):
+    def archive_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
         done: dict[str, int] = {}
         for session in queryset:
             try:
@@ -90,7 +94,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         description="Delete sessions with their messages and archived knowledge",
         permissions=["change"],
     )
-    def delete_with_knowledge(self, request, queryset):
+    def delete_with_knowledge(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
         sessions = messages_deleted = sources = 0
         for session in queryset:
             counts = session_delete(session=session)

@@ -2,10 +2,10 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from core.auth import admin_auth, read_auth, write_auth
-from core.pagination import page_of
+from core.pagination import Page, page_of
 from sessions_app import queries
-from sessions_app.archiver import session_archive
-from sessions_app.models import SessionStatus
+from sessions_app.archiver import ArchiveOutcome, session_archive
+from sessions_app.models import ChatSession, SessionStatus
 from sessions_app.schemas import (
     AppendIn,
     AppendOut,
@@ -14,7 +14,13 @@ from sessions_app.schemas import (
     SessionDetailOut,
     SessionPage,
 )
-from sessions_app.services import MessageIn, session_append, session_delete, session_key_validate
+from sessions_app.services import (
+    AppendResult,
+    MessageIn,
+    session_append,
+    session_delete,
+    session_key_validate,
+)
 
 router = Router(tags=["sessions"])
 
@@ -25,7 +31,7 @@ router = Router(tags=["sessions"])
     auth=write_auth,
     summary="Append messages (creates the session on first use); returns the recent context",
 )
-def message_append(request: HttpRequest, key: str, payload: AppendIn):
+def message_append(request: HttpRequest, key: str, payload: AppendIn) -> Status[AppendResult]:
     result = session_append(
         key=key,
         messages=[MessageIn(**item.model_dump()) for item in payload.messages],
@@ -47,7 +53,7 @@ def session_list(
     q: str | None = Query(None, max_length=200),
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0),
-):
+) -> Page:
     sessions = queries.session_list(status=status, platform=platform, channel=channel, query=q)
     return page_of(sessions, limit=limit, offset=offset)
 
@@ -63,7 +69,7 @@ def session_get(
     key: str,
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0),
-):
+) -> ChatSession:
     session = queries.session_by_key(session_key_validate(key))
     messages = queries.session_messages(session)
     session.messages_page = page_of(
@@ -78,7 +84,7 @@ def session_get(
     auth=write_auth,
     summary="Archive the session into knowledge now (idle or not)",
 )
-def session_archive_now(request: HttpRequest, key: str):
+def session_archive_now(request: HttpRequest, key: str) -> ArchiveOutcome:
     session = queries.session_by_key(session_key_validate(key))
     return session_archive(session_id=session.pk)
 
@@ -89,7 +95,7 @@ def session_archive_now(request: HttpRequest, key: str):
     auth=admin_auth,
     summary="Delete a session, its messages and its archived knowledge (personal data)",
 )
-def session_remove(request: HttpRequest, key: str):
+def session_remove(request: HttpRequest, key: str) -> dict[str, int]:
     session = queries.session_by_key(session_key_validate(key))
     counts = session_delete(session=session)
     return {"deleted_messages": counts["messages"], "deleted_sources": counts["sources"]}

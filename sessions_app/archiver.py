@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -38,12 +38,13 @@ from django.utils import timezone
 
 from knowledge.ingest.base import ChunkDraft
 from knowledge.ingest.chunking import ChunkingConfig, chunk_text
-from knowledge.ingest.ingestion import content_hash, source_ingest_chunks
+from knowledge.ingest.ingestion import IngestResult, content_hash, source_ingest_chunks
 from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, searchable_chunk_sql
 from knowledge.tokens import get_token_counter
+from sessions_app.errors import SESSION_ARCHIVE_CONFLICT, SessionError
 from sessions_app.masking import pii_mask
-from sessions_app.models import ChatSession, Message, SessionStatus, SkipReason
-from sessions_app.services import MESSAGE_TABLE, SessionError, session_source_uri
+from sessions_app.models import MESSAGE_TABLE, ChatSession, Message, SessionStatus, SkipReason
+from sessions_app.services import session_source_uri
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ def session_archive(
         outcome.attempts = attempt
         return outcome
     raise SessionError(
-        "SESSION_ARCHIVE_CONFLICT",
+        SESSION_ARCHIVE_CONFLICT,
         f"The session kept receiving messages; {MAX_ATTEMPTS} archive attempts conflicted. "
         "It will be archived once it is idle.",
         status=409,
@@ -249,12 +250,11 @@ def _archive_once(
     before_write: Callable[[int], None] | None,
     attempt: int,
 ) -> ArchiveOutcome:
+    """One attempt: read the session and its new messages from one snapshot, then decide
+    (unchanged, skipped, linked or archived) and write. Raises _VersionConflict when the session
+    changed after the read."""
     with transaction.atomic():
-        if not connection.savepoint_ids:
-            # Only possible as the transaction's first statement: inside an outer transaction
-            # (tests, demo loading) that transaction's isolation level applies.
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        _use_repeatable_read()
         session = ChatSession.objects.filter(pk=session_id).first()
         if session is None:
             return ArchiveOutcome(session_id, "gone")
@@ -266,77 +266,127 @@ def _archive_once(
         if before_write is not None:
             before_write(attempt)
         if not new:
-            if session.status != SessionStatus.ARCHIVED:
-                _write_session(session, read_version, status=SessionStatus.ARCHIVED)
-            return ArchiveOutcome(session_id, "unchanged", source_id=session.source_id)
-
+            return _mark_unchanged(session, read_version)
         reason = _skip_reason(new)
         if reason:
-            _write_session(
-                session,
-                read_version,
-                status=SessionStatus.SKIPPED,
-                skip_reason=reason,
-                archive_attempts=F("archive_attempts") + 1,
-            )
-            return ArchiveOutcome(
-                session_id, "skipped", messages=len(new), reason=SkipReason(reason).label
-            )
+            return _mark_skipped(session, read_version, new=new, reason=reason)
+        return _archive_messages(session, read_version, new=new)
 
-        overlap = settings.KIOKU_SESSION_OVERLAP_MESSAGES
-        kept = (
-            list(
-                session.messages.filter(id__lte=session.archived_through_id).order_by("-id")[
-                    :overlap
-                ]
-            )[::-1]
-            if overlap and session.archived_through_id
-            else []
-        )
-        drafts = session_chunk_drafts(kept + new, first_new=len(kept))
-        uri = session_source_uri(session)
-        watermark = new[-1].pk
-        common = {
-            "archived_through_id": watermark,
-            "archived_at": timezone.now(),
-            "archived_message_count": F("archived_message_count") + len(new),
-            "archive_attempts": F("archive_attempts") + 1,
-            "skip_reason": "",
-        }
 
-        duplicate = None if session.source_id else near_duplicate_source(drafts, exclude_uri=uri)
-        if duplicate is not None:
-            note = f"Near-duplicate of '{duplicate.title}' (source {duplicate.pk}); linked, not stored."
-            _write_session(
-                session,
-                read_version,
-                status=SessionStatus.ARCHIVED,
-                duplicate_of_id=duplicate.pk,
-                archive_note=note[:300],
-                **common,
-            )
-            _prune(session.pk, watermark)
-            return ArchiveOutcome(
-                session_id, "linked", messages=len(new), source_id=duplicate.pk, reason=note
-            )
+def _use_repeatable_read() -> None:
+    # Only possible as the transaction's first statement: inside an outer transaction
+    # (tests, demo loading) that transaction's isolation level applies.
+    if not connection.savepoint_ids:
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
-        result = _store(session, drafts, uri=uri, new=new, kept=kept)
-        _write_session(
-            session,
-            read_version,
-            status=SessionStatus.ARCHIVED,
-            source_id=result.source.pk,
-            archive_note=f"{len(new)} messages → {len(drafts)} new chunks.",
-            **common,
+
+def _mark_unchanged(session: ChatSession, read_version: int) -> ArchiveOutcome:
+    """Nothing new since the last archive: the session is archived as it stands."""
+    if session.status != SessionStatus.ARCHIVED:
+        _write_session(session, read_version, status=SessionStatus.ARCHIVED)
+    return ArchiveOutcome(session.pk, "unchanged", source_id=session.source_id)
+
+
+def _mark_skipped(
+    session: ChatSession, read_version: int, *, new: list[Message], reason: str
+) -> ArchiveOutcome:
+    """Declined (bot-only, too few user messages): the messages stay for a later archive."""
+    _write_session(
+        session,
+        read_version,
+        status=SessionStatus.SKIPPED,
+        skip_reason=reason,
+        archive_attempts=F("archive_attempts") + 1,
+    )
+    return ArchiveOutcome(session.pk, "skipped", messages=len(new), reason=SkipReason(reason).label)
+
+
+def _archive_messages(
+    session: ChatSession, read_version: int, *, new: list[Message]
+) -> ArchiveOutcome:
+    """Chunk the new messages (after the kept overlap), link them to a near-duplicate or store
+    them in the session's source, move the watermark, then prune."""
+    kept = _overlap_messages(session)
+    drafts = session_chunk_drafts(kept + new, first_new=len(kept))
+    uri = session_source_uri(session)
+    watermark = new[-1].pk
+    archived = {
+        "archived_through_id": watermark,
+        "archived_at": timezone.now(),
+        "archived_message_count": F("archived_message_count") + len(new),
+        "archive_attempts": F("archive_attempts") + 1,
+        "skip_reason": "",
+    }
+    duplicate = None if session.source_id else near_duplicate_source(drafts, exclude_uri=uri)
+    if duplicate is not None:
+        outcome = _link_to_duplicate(session, read_version, duplicate, new=new, archived=archived)
+    else:
+        outcome = _store_and_mark(
+            session, read_version, drafts, uri=uri, new=new, kept=kept, archived=archived
         )
-        _prune(session.pk, watermark)
-        return ArchiveOutcome(
-            session_id,
-            "archived",
-            messages=len(new),
-            chunks=len(drafts),
-            source_id=result.source.pk,
-        )
+    _prune(session.pk, watermark)
+    return outcome
+
+
+def _overlap_messages(session: ChatSession) -> list[Message]:
+    """The last KIOKU_SESSION_OVERLAP_MESSAGES archived messages the session kept, oldest first:
+    the first new chunk starts with them."""
+    overlap = settings.KIOKU_SESSION_OVERLAP_MESSAGES
+    if not (overlap and session.archived_through_id):
+        return []
+    kept = session.messages.filter(id__lte=session.archived_through_id).order_by("-id")[:overlap]
+    return list(kept)[::-1]
+
+
+def _link_to_duplicate(
+    session: ChatSession,
+    read_version: int,
+    duplicate: KnowledgeSource,
+    *,
+    new: list[Message],
+    archived: dict[str, Any],
+) -> ArchiveOutcome:
+    note = f"Near-duplicate of '{duplicate.title}' (source {duplicate.pk}); linked, not stored."
+    _write_session(
+        session,
+        read_version,
+        status=SessionStatus.ARCHIVED,
+        duplicate_of_id=duplicate.pk,
+        archive_note=note[:300],
+        **archived,
+    )
+    return ArchiveOutcome(
+        session.pk, "linked", messages=len(new), source_id=duplicate.pk, reason=note
+    )
+
+
+def _store_and_mark(
+    session: ChatSession,
+    read_version: int,
+    drafts: list[ChunkDraft],
+    *,
+    uri: str,
+    new: list[Message],
+    kept: list[Message],
+    archived: dict[str, Any],
+) -> ArchiveOutcome:
+    result = _store(session, drafts, uri=uri, new=new, kept=kept)
+    _write_session(
+        session,
+        read_version,
+        status=SessionStatus.ARCHIVED,
+        source_id=result.source.pk,
+        archive_note=f"{len(new)} messages → {len(drafts)} new chunks.",
+        **archived,
+    )
+    return ArchiveOutcome(
+        session.pk,
+        "archived",
+        messages=len(new),
+        chunks=len(drafts),
+        source_id=result.source.pk,
+    )
 
 
 def _skip_reason(messages: list[Message]) -> str:
@@ -348,7 +398,7 @@ def _skip_reason(messages: list[Message]) -> str:
     return ""
 
 
-def _write_session(session: ChatSession, read_version: int, **changes) -> None:
+def _write_session(session: ChatSession, read_version: int, **changes: Any) -> None:
     """The optimistic write: applies only if nobody changed the session since our read."""
     updated = ChatSession.objects.filter(pk=session.pk, version=read_version).update(
         version=F("version") + 1, **changes
@@ -357,7 +407,14 @@ def _write_session(session: ChatSession, read_version: int, **changes) -> None:
         raise _VersionConflict
 
 
-def _store(session: ChatSession, drafts: list[ChunkDraft], *, uri: str, new, kept):
+def _store(
+    session: ChatSession,
+    drafts: list[ChunkDraft],
+    *,
+    uri: str,
+    new: list[Message],
+    kept: list[Message],
+) -> IngestResult:
     """Append the new chunks to the session's source (the earlier chunks stay, with their
     embeddings, through the ingestion path's reuse by hash)."""
     existing = KnowledgeSource.objects.filter(uri=uri).first()
@@ -443,7 +500,7 @@ def sessions_archive_idle(*, limit: int | None = None) -> ArchiveRun:
         try:
             run.outcomes.append(session_archive(session_id=session_id, require_idle=True))
         except SessionError as exc:
-            if exc.code != "SESSION_ARCHIVE_CONFLICT":
+            if exc.code != SESSION_ARCHIVE_CONFLICT:
                 raise
             run.conflicts.append(session_id)
     return run

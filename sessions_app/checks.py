@@ -2,14 +2,19 @@
 bad pattern is reported when the app starts instead of failing every archive later."""
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
+from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, register
 
 
 @register()
-def pii_patterns_compile(app_configs=None, **kwargs):
-    errors = []
+def pii_patterns_compile(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     for number, pattern in enumerate(settings.KIOKU_SESSION_PII_PATTERNS, 1):
         try:
             re.compile(pattern)

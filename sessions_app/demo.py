@@ -1,12 +1,16 @@
 """Demo chat sessions about the demo corpus's Kagiya / Lumio locks (English, Japanese,
 Traditional Chinese): two archived into knowledge, one still live, one bot-only (skipped)."""
 
+from collections.abc import Iterable
+
 from sessions_app.archiver import session_archive
 from sessions_app.models import ChatSession
 from sessions_app.services import MessageIn, session_append
 
 
-def transcript_messages(lines, *, id_prefix: str) -> list[MessageIn]:
+def transcript_messages(
+    lines: Iterable[tuple[str, bool, str]], *, id_prefix: str
+) -> list[MessageIn]:
     """Messages for a transcript of (author, is_bot, text) lines: bots speak as the assistant,
     and each line gets the external id `<id_prefix>-<index>` (so loading it again adds nothing)."""
     return [

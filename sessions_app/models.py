@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
@@ -22,7 +24,7 @@ class MessageRole(models.TextChoices):
 
 
 class ChatSessionQuerySet(models.QuerySet):
-    def archive_due(self, *, idle_before) -> "ChatSessionQuerySet":
+    def archive_due(self, *, idle_before: datetime) -> "ChatSessionQuerySet":
         """Sessions the archiver should look at: messages not archived yet, idle long enough."""
         return self.filter(status=SessionStatus.ACTIVE, last_active_at__lt=idle_before)
 
@@ -117,3 +119,8 @@ class Message(models.Model):
     def is_user_message(self) -> bool:
         """Counts toward the archiver's minimum: a person's message, not a bot's."""
         return self.role == MessageRole.USER and not self.is_bot
+
+
+# Table names for the raw SQL of the hot paths (append, recent context, pruning).
+SESSION_TABLE = ChatSession._meta.db_table
+MESSAGE_TABLE = Message._meta.db_table

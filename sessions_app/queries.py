@@ -1,13 +1,29 @@
-"""Reads shared by the API, the pages and the admin."""
+"""Reads shared by the API, the pages, the admin and the append service (the recent context)."""
 
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from sessions_app.models import ChatSession, Message
-from sessions_app.services import SessionError
+from sessions_app.errors import SESSION_NOT_FOUND, SessionError
+from sessions_app.models import MESSAGE_TABLE, ChatSession, Message
 
 
-def message_count_annotation():
+@dataclass(frozen=True)
+class ContextMessage:
+    id: int
+    role: str
+    author: str
+    is_bot: bool
+    content: str
+    external_id: str
+    created_at: datetime
+
+
+def message_count_annotation() -> Coalesce:
     """Messages of each session, counted only for the rows fetched (a correlated subquery on the
     (session, id) index) rather than grouping every message of every session."""
     counts = (
@@ -52,7 +68,7 @@ def session_by_key(key: str) -> ChatSession:
     )
     if session is None:
         raise SessionError(
-            "SESSION_NOT_FOUND", f"No session with key {key!r}.", status=404, details={"key": key}
+            SESSION_NOT_FOUND, f"No session with key {key!r}.", status=404, details={"key": key}
         )
     return session
 
@@ -68,3 +84,27 @@ def session_platforms() -> list[str]:
         .values_list("platform", flat=True)
         .distinct()
     )
+
+
+def session_recent_messages(*, session_id: int, limit: int) -> list[ContextMessage]:
+    """The session's last `limit` messages, oldest first: the context a bot gets back. On the
+    append path it runs inside the append's transaction (same connection), so it sees the
+    messages just stored."""
+    if limit <= 0:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT id, role, author, is_bot, content, external_id, created_at FROM {MESSAGE_TABLE}
+            WHERE session_id = %s ORDER BY id DESC LIMIT %s
+            """,
+            [session_id, limit],
+        )
+        rows = cursor.fetchall()
+    return [ContextMessage(*row) for row in reversed(rows)]
+
+
+def session_context(*, session: ChatSession, limit: int | None = None) -> list[ContextMessage]:
+    """The last KIOKU_SESSION_CONTEXT_MESSAGES (or `limit`) messages of `session`."""
+    limit = settings.KIOKU_SESSION_CONTEXT_MESSAGES if limit is None else limit
+    return session_recent_messages(session_id=session.pk, limit=limit)

@@ -2,7 +2,8 @@ from datetime import datetime
 
 from ninja import Field, Schema
 
-from sessions_app.models import SessionStatus
+from core.pagination import Page
+from sessions_app.models import ChatSession, SessionStatus
 
 
 class MessageItemIn(Schema):
@@ -90,7 +91,7 @@ class SessionDetailOut(SessionOut):
     messages: MessagePage
 
     @staticmethod
-    def resolve_messages(obj) -> dict:
+    def resolve_messages(obj: ChatSession) -> Page:
         return obj.messages_page  # set by the endpoint: one page of messages
 
 

@@ -15,23 +15,24 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 
-from core.errors import ApiError
 from knowledge.models import KnowledgeSource
 from knowledge.services import source_delete
-from sessions_app.models import ChatSession, Message, MessageRole
-
-SESSION_TABLE = ChatSession._meta.db_table
-MESSAGE_TABLE = Message._meta.db_table
+from sessions_app.errors import (
+    SESSION_EMPTY_MESSAGE,
+    SESSION_INVALID_KEY,
+    SESSION_INVALID_ROLE,
+    SESSION_MESSAGE_TOO_LONG,
+    SESSION_NO_MESSAGES,
+    SESSION_TOO_MANY_MESSAGES,
+    SessionError,
+)
+from sessions_app.models import MESSAGE_TABLE, SESSION_TABLE, ChatSession, MessageRole
+from sessions_app.queries import ContextMessage, session_recent_messages
 
 # Keys travel in URL paths: letters, digits and . _ : @ # + = - only.
 KEY_PATTERN = re.compile(r"^[\w.:@#+=-]{1,200}$")
-
-
-class SessionError(ApiError):
-    """Errors of the sessions app. Codes: SESSION_NOT_FOUND, SESSION_INVALID_KEY,
-    SESSION_NO_MESSAGES, SESSION_TOO_MANY_MESSAGES, SESSION_EMPTY_MESSAGE,
-    SESSION_MESSAGE_TOO_LONG, SESSION_INVALID_ROLE, SESSION_ARCHIVE_CONFLICT."""
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,6 @@ class MessageIn:
     is_bot: bool = False
     external_id: str | None = None
     created_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ContextMessage:
-    id: int
-    role: str
-    author: str
-    is_bot: bool
-    content: str
-    external_id: str
-    created_at: datetime
 
 
 @dataclass
@@ -71,7 +61,7 @@ def session_key_for(*, platform: str = "", channel: str = "", thread: str = "") 
     parts = [part.strip() for part in (platform, channel, thread)]
     if not parts[0] or not parts[1]:
         raise SessionError(
-            "SESSION_INVALID_KEY", "Give a session key, or a platform and a channel.", status=422
+            SESSION_INVALID_KEY, "Give a session key, or a platform and a channel.", status=422
         )
     key = ":".join(part for part in parts if part)
     return session_key_validate(key)
@@ -80,7 +70,7 @@ def session_key_for(*, platform: str = "", channel: str = "", thread: str = "") 
 def session_key_validate(key: str) -> str:
     if not isinstance(key, str) or not KEY_PATTERN.match(key):
         raise SessionError(
-            "SESSION_INVALID_KEY",
+            SESSION_INVALID_KEY,
             "A session key is 1–200 characters: letters, digits and . _ : @ # + = - only.",
             status=422,
             details={"key": key if isinstance(key, str) else None},
@@ -91,10 +81,10 @@ def session_key_validate(key: str) -> str:
 def _validate_messages(messages: list[MessageIn]) -> None:
     limit = settings.KIOKU_SESSION_MAX_APPEND
     if not messages:
-        raise SessionError("SESSION_NO_MESSAGES", "Send at least one message.", status=422)
+        raise SessionError(SESSION_NO_MESSAGES, "Send at least one message.", status=422)
     if len(messages) > limit:
         raise SessionError(
-            "SESSION_TOO_MANY_MESSAGES",
+            SESSION_TOO_MANY_MESSAGES,
             f"{len(messages)} messages in one request; the limit is {limit} "
             "(KIOKU_SESSION_MAX_APPEND). Split the batch.",
             status=413,
@@ -104,21 +94,21 @@ def _validate_messages(messages: list[MessageIn]) -> None:
     for index, message in enumerate(messages):
         if message.role not in MessageRole.values:
             raise SessionError(
-                "SESSION_INVALID_ROLE",
+                SESSION_INVALID_ROLE,
                 f"Message {index}: unknown role {message.role!r}; use user, assistant or system.",
                 status=422,
                 details={"index": index},
             )
         if not message.content or not message.content.strip():
             raise SessionError(
-                "SESSION_EMPTY_MESSAGE",
+                SESSION_EMPTY_MESSAGE,
                 f"Message {index} has no text.",
                 status=422,
                 details={"index": index},
             )
         if len(message.content) > max_chars:
             raise SessionError(
-                "SESSION_MESSAGE_TOO_LONG",
+                SESSION_MESSAGE_TOO_LONG,
                 f"Message {index} has {len(message.content):,} characters; the limit is "
                 f"{max_chars:,} (KIOKU_SESSION_MAX_MESSAGE_CHARS).",
                 status=413,
@@ -142,56 +132,22 @@ def session_append(
     key = session_key_validate(key)
     _validate_messages(messages)
     if not platform and not channel:
-        # A derived key ("discord:guild-channel:thread") says where the session happens.
-        platform, channel, thread = ([*key.split(":", 2), "", ""] if ":" in key else ["", "", ""])[
-            :3
-        ]
+        platform, channel, thread = _place_from_key(key)
     humans = list(dict.fromkeys(m.author for m in messages if m.author and not m.is_bot))
     context_size = settings.KIOKU_SESSION_CONTEXT_MESSAGES if context_size is None else context_size
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {SESSION_TABLE} AS s (
-                key, platform, channel, thread, title, participants, status, version,
-                last_active_at, created_at, archived_through_id, archived_message_count,
-                archive_attempts, skip_reason, archive_note
-            ) VALUES (%s, %s, %s, %s, %s, %s::varchar[], 'active', 1, now(), now(), 0, 0, 0, '', '')
-            ON CONFLICT (key) DO UPDATE SET
-                version = s.version + 1,
-                last_active_at = greatest(s.last_active_at, now()),
-                status = 'active',
-                skip_reason = '',
-                participants = s.participants || ARRAY(
-                    SELECT unnest(EXCLUDED.participants) EXCEPT SELECT unnest(s.participants)
-                )
-            RETURNING id, version, (xmax = 0) AS created
-            """,
-            [key, platform[:50], channel[:200], thread[:200], title[:200], humans],
+        session_id, version, created = _session_upsert(
+            cursor,
+            key=key,
+            platform=platform,
+            channel=channel,
+            thread=thread,
+            title=title,
+            participants=humans,
         )
-        session_id, version, created = cursor.fetchone()
-        cursor.execute(
-            f"""
-            INSERT INTO {MESSAGE_TABLE} (session_id, role, author, is_bot, content, external_id, created_at)
-            SELECT %s, m.role, m.author, m.is_bot, m.content, m.external_id, coalesce(m.created_at, now())
-            FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::timestamptz[])
-                AS m(role, author, is_bot, content, external_id, created_at)
-            ON CONFLICT (session_id, external_id) WHERE external_id <> '' DO NOTHING
-            RETURNING external_id
-            """,
-            [
-                session_id,
-                [m.role for m in messages],
-                [m.author[:200] for m in messages],
-                [m.is_bot for m in messages],
-                [m.content for m in messages],
-                [m.external_id or "" for m in messages],
-                [m.created_at for m in messages],
-            ],
-        )
-        stored = cursor.fetchall()
-        stored_ids = [row[0] for row in stored if row[0]]
-        duplicates = _duplicates([m.external_id for m in messages], stored_ids)
-        context = _recent_messages(cursor, session_id, context_size)
+        stored = _messages_insert(cursor, session_id=session_id, messages=messages)
+        duplicates = _duplicates([m.external_id for m in messages], [eid for eid in stored if eid])
+        context = session_recent_messages(session_id=session_id, limit=context_size)
     return AppendResult(
         session_id=session_id,
         key=key,
@@ -201,6 +157,74 @@ def session_append(
         duplicate_external_ids=duplicates,
         context=context,
     )
+
+
+def _place_from_key(key: str) -> list[str]:
+    """Platform, channel and thread read from a derived key ("discord:guild-channel:thread"),
+    which says where the session happens; empty for a key without ':'."""
+    return ([*key.split(":", 2), "", ""] if ":" in key else ["", "", ""])[:3]
+
+
+def _session_upsert(
+    cursor: CursorWrapper,
+    *,
+    key: str,
+    platform: str,
+    channel: str,
+    thread: str,
+    title: str,
+    participants: list[str],
+) -> tuple[int, int, bool]:
+    """Create the session, or lock its row and bump its version (before any message id is
+    drawn: the archiver's watermark relies on it). Returns (id, version, created)."""
+    cursor.execute(
+        f"""
+        INSERT INTO {SESSION_TABLE} AS s (
+            key, platform, channel, thread, title, participants, status, version,
+            last_active_at, created_at, archived_through_id, archived_message_count,
+            archive_attempts, skip_reason, archive_note
+        ) VALUES (%s, %s, %s, %s, %s, %s::varchar[], 'active', 1, now(), now(), 0, 0, 0, '', '')
+        ON CONFLICT (key) DO UPDATE SET
+            version = s.version + 1,
+            last_active_at = greatest(s.last_active_at, now()),
+            status = 'active',
+            skip_reason = '',
+            participants = s.participants || ARRAY(
+                SELECT unnest(EXCLUDED.participants) EXCEPT SELECT unnest(s.participants)
+            )
+        RETURNING id, version, (xmax = 0) AS created
+        """,
+        [key, platform[:50], channel[:200], thread[:200], title[:200], participants],
+    )
+    session_id, version, created = cursor.fetchone()
+    return session_id, version, created
+
+
+def _messages_insert(
+    cursor: CursorWrapper, *, session_id: int, messages: list[MessageIn]
+) -> list[str]:
+    """Insert every message in one statement, skipping external ids the session already holds.
+    Returns the external id ('' for none) of each message stored."""
+    cursor.execute(
+        f"""
+        INSERT INTO {MESSAGE_TABLE} (session_id, role, author, is_bot, content, external_id, created_at)
+        SELECT %s, m.role, m.author, m.is_bot, m.content, m.external_id, coalesce(m.created_at, now())
+        FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::timestamptz[])
+            AS m(role, author, is_bot, content, external_id, created_at)
+        ON CONFLICT (session_id, external_id) WHERE external_id <> '' DO NOTHING
+        RETURNING external_id
+        """,
+        [
+            session_id,
+            [m.role for m in messages],
+            [m.author[:200] for m in messages],
+            [m.is_bot for m in messages],
+            [m.content for m in messages],
+            [m.external_id or "" for m in messages],
+            [m.created_at for m in messages],
+        ],
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 def _duplicates(sent: list[str | None], stored: list[str]) -> list[str]:
@@ -217,27 +241,8 @@ def _duplicates(sent: list[str | None], stored: list[str]) -> list[str]:
     return duplicates
 
 
-def _recent_messages(cursor, session_id: int, limit: int) -> list[ContextMessage]:
-    if limit <= 0:
-        return []
-    cursor.execute(
-        f"""
-        SELECT id, role, author, is_bot, content, external_id, created_at FROM {MESSAGE_TABLE}
-        WHERE session_id = %s ORDER BY id DESC LIMIT %s
-        """,
-        [session_id, limit],
-    )
-    return [ContextMessage(*row) for row in reversed(cursor.fetchall())]
-
-
-def session_context(*, session: ChatSession, limit: int | None = None) -> list[ContextMessage]:
-    limit = settings.KIOKU_SESSION_CONTEXT_MESSAGES if limit is None else limit
-    with connection.cursor() as cursor:
-        return _recent_messages(cursor, session.pk, limit)
-
-
 @transaction.atomic
-def session_delete(*, session: ChatSession) -> dict:
+def session_delete(*, session: ChatSession) -> dict[str, int]:
     """Delete a session, its messages and the knowledge archived from it (personal-data
     requests). Knowledge the session was merely linked to as a near-duplicate belongs to
     another session and stays. The row lock makes a concurrent archive fail its optimistic

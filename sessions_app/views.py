@@ -1,6 +1,8 @@
 """Session pages: the list (filters swap the table over HTMX) and one session with its archive
 status, linked knowledge and messages. Staff may archive now or delete (personal data)."""
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,7 +16,7 @@ from core.errors import ApiError
 from core.pages import staff_required, wants_fragment
 from sessions_app import queries
 from sessions_app.archiver import session_archive
-from sessions_app.models import SessionStatus
+from sessions_app.models import ChatSession, SessionStatus
 from sessions_app.services import session_delete
 
 SESSIONS_PER_PAGE = 50
@@ -34,7 +36,7 @@ class SessionFilterForm(forms.Form):
     )
 
 
-def _session_or_404(key: str):
+def _session_or_404(key: str) -> ChatSession:
     try:
         return queries.session_by_key(key)
     except ApiError as exc:
@@ -63,7 +65,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     return render(request, "sessions_app/session_list.html", context)
 
 
-def _detail_context(request: HttpRequest, key: str) -> dict:
+def _detail_context(request: HttpRequest, key: str) -> dict[str, Any]:
     session = queries.session_by_key(key)
     return {
         "session": session,

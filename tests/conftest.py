@@ -117,7 +117,7 @@ def api_as(client, make_api_key):
 
 @pytest.fixture(scope="session")
 def _openai_stub_server():
-    from tests.openai_stub import OpenAIStub
+    from support.openai_stub import OpenAIStub
 
     stub = OpenAIStub()
     stub.start()

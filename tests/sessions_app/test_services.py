@@ -1,13 +1,8 @@
 import pytest
 
+from sessions_app.errors import SessionError
 from sessions_app.models import ChatSession, Message, SessionStatus
-from sessions_app.services import (
-    MessageIn,
-    SessionError,
-    session_append,
-    session_delete,
-    session_key_for,
-)
+from sessions_app.services import MessageIn, session_append, session_delete, session_key_for
 from tests.sessions_app.factories import make_session
 
 pytestmark = pytest.mark.django_db

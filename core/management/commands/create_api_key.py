@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.models import ApiScope
 from core.services import ApiKeyError, api_key_create
@@ -7,7 +9,7 @@ from core.services import ApiKeyError, api_key_create
 class Command(BaseCommand):
     help = "Create an API key and print it once (only its hash is stored)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument(
             "--scope",
@@ -17,7 +19,7 @@ class Command(BaseCommand):
             help="read, write or admin; repeat for several.",
         )
 
-    def handle(self, *args, name: str, scope: list[str], **options):
+    def handle(self, *args: str, name: str, scope: list[str], **options: Any) -> None:
         try:
             api_key, raw_key = api_key_create(name=name, scopes=scope)
         except ApiKeyError as exc:

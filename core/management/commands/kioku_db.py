@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config import embedded_db
 
@@ -7,10 +9,10 @@ class Command(BaseCommand):
     help = "Start, stop or show the embedded PostgreSQL (used when DATABASE_URL is not set)."
     requires_system_checks = []
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=["start", "stop", "status"])
 
-    def handle(self, *args, action: str, **options):
+    def handle(self, *args: str, action: str, **options: Any) -> None:
         from django.conf import settings
 
         if settings.DATABASE_URL:

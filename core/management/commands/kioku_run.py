@@ -3,10 +3,12 @@ import signal
 import subprocess
 import sys
 import time
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from config import embedded_db
 from core.demo import DEV_ADMIN_USERNAME, demo_load_if_empty, dev_admin_ensure
@@ -18,12 +20,14 @@ class Command(BaseCommand):
         "empty, then run the web server and the django-q2 worker together until Ctrl-C."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--bind", default=os.environ.get("KIOKU_BIND", "127.0.0.1:8000"))
         parser.add_argument("--no-worker", action="store_true", help="Run the web server only.")
         parser.add_argument("--web-workers", type=int, default=2)
 
-    def handle(self, *args, bind: str, no_worker: bool, web_workers: int, **options):
+    def handle(
+        self, *args: str, bind: str, no_worker: bool, web_workers: int, **options: Any
+    ) -> None:
         embedded = not settings.DATABASE_URL
         started_db = embedded and not embedded_db.status()["running"]
         try:
@@ -83,7 +87,7 @@ class Command(BaseCommand):
         )
         stop_requested = False
 
-        def request_stop(signum, frame):
+        def request_stop(signum: int, frame: FrameType | None) -> None:
             nonlocal stop_requested
             stop_requested = True
 

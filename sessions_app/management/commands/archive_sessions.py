@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import ApiError
 from sessions_app.archiver import session_archive, sessions_archive_idle
@@ -11,11 +13,11 @@ class Command(BaseCommand):
         "(or the sessions named by --key, idle or not)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--key", action="append", default=[], help="Archive this session now.")
         parser.add_argument("--limit", type=int, default=None, help="At most this many sessions.")
 
-    def handle(self, *args, key: list[str], limit: int | None, **options):
+    def handle(self, *args: str, key: list[str], limit: int | None, **options: Any) -> None:
         if key:
             for session_key in key:
                 session = ChatSession.objects.filter(key=session_key).first()

@@ -21,7 +21,7 @@ from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
 from knowledge.embed.providers import get_embedding_provider
 from knowledge.embed.retries import embed_with_retries
 from knowledge.tokens import EstimatedTokenCounter
-from tests.openai_stub import OpenAIStub, stub_embedding
+from support.openai_stub import OpenAIStub, stub_embedding
 
 
 class StubTokenCounter:

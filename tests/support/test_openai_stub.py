@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.openai_stub import OpenAIStub, count_tokens, stub_embedding
+from support.openai_stub import OpenAIStub, count_tokens, stub_embedding
 
 EMBED_MODEL = "text-embedding-3-small"
 CHAT_MODEL = "gpt-4o-mini"

@@ -3,7 +3,7 @@
 Standard library only (no pytest import), so both pytest fixtures and the scripts under
 ``bench/`` can use it::
 
-    from tests.openai_stub import OpenAIStub
+    from support.openai_stub import OpenAIStub
 
     with OpenAIStub() as stub:
         client = OpenAI(api_key=stub.api_key, base_url=stub.base_url, max_retries=0)
@@ -1057,7 +1057,7 @@ class OpenAIStub:
 
 
 def main() -> None:
-    """Run the stub in its own process: `python -m tests.openai_stub --latency 0.1`. Prints the
+    """Run the stub in its own process: `python -m support.openai_stub --latency 0.1`. Prints the
     base URL, then serves until killed (benchmarks keep its CPU out of the measured process)."""
     import argparse
     import signal
