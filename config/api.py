@@ -1,6 +1,7 @@
 """The django-ninja API root at /api/v1/ and the one error format every endpoint answers with."""
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -32,7 +33,13 @@ api = NinjaAPI(
 )
 
 
-def error_response(request: HttpRequest, status: int, code: str, message: str, details=None):
+def error_response(
+    request: HttpRequest,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+) -> HttpResponse:
     return api.create_response(request, error_body(code, message, details), status=status)
 
 

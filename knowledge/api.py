@@ -1,15 +1,15 @@
 import json
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.http import HttpRequest
+from django.http import HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Field, File, Form, Query, Router, Schema, Status
+from ninja import File, Form, Query, Router, Status
 from ninja.files import UploadedFile
 
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
-from core.pagination import page_of
+from core.pagination import Page, page_of
 from knowledge import queries
 from knowledge.answer.answering import (
     answer_ask,
@@ -37,22 +37,31 @@ from knowledge.schemas import (
     ChunkOut,
     ChunkPage,
     ChunkPatchIn,
+    DeadLetterPage,
+    DeadLetterRetryIn,
+    DeadLetterRetryOut,
     FeedbackIn,
+    IndexBuildOut,
+    IndexClearOut,
+    IndexStatusOut,
+    IndexSwitchOut,
     IngestOut,
+    SearchIn,
+    SearchOut,
     SourceOut,
     SourcePage,
     SourcePatchIn,
     SourceTextIn,
     SourceWebIn,
 )
+from knowledge.search.base import SearchResult
 from knowledge.search.service import chunk_search
-from knowledge.search_schemas import SearchIn, SearchOut
 from knowledge.services import UNSET, chunk_update, source_delete, source_update
 
 router = Router(tags=["sources"])
 
 
-def _ingest_response(result: IngestResult):
+def _ingest_response(result: IngestResult) -> Status[dict]:
     if result.outcome == "failed":
         raise ApiError(
             result.error_code,
@@ -77,7 +86,7 @@ def _ingest_response(result: IngestResult):
     auth=write_auth,
     summary="Create or update a source from text",
 )
-def source_create_from_text(request: HttpRequest, payload: SourceTextIn):
+def source_create_from_text(request: HttpRequest, payload: SourceTextIn) -> Status[dict]:
     result = source_ingest_text(
         text=payload.text,
         text_format=payload.format,
@@ -102,7 +111,7 @@ def source_create_from_file(
     title: Form[str] = "",
     uri: Form[str] = "",
     metadata: Form[str] = "{}",
-):
+) -> Status[dict]:
     try:
         parsed_metadata = json.loads(metadata or "{}")
     except ValueError:
@@ -127,7 +136,7 @@ def source_create_from_file(
     auth=write_auth,
     summary="Fetch a web page as a source",
 )
-def source_create_from_url(request: HttpRequest, payload: SourceWebIn):
+def source_create_from_url(request: HttpRequest, payload: SourceWebIn) -> Status[dict]:
     interval = (
         timedelta(minutes=payload.fetch_interval_minutes)
         if payload.fetch_interval_minutes
@@ -152,13 +161,13 @@ def source_list(
     q: str | None = Query(None, max_length=200),
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0),
-):
+) -> Page:
     sources = queries.source_list(source_type=source_type, status=status, enabled=enabled, query=q)
     return page_of(sources, limit=limit, offset=offset)
 
 
 @router.get("/sources/{source_id}", response=SourceOut, auth=read_auth, summary="Get a source")
-def source_get(request: HttpRequest, source_id: int):
+def source_get(request: HttpRequest, source_id: int) -> KnowledgeSource:
     return get_object_or_404(queries.sources_with_counts(), pk=source_id)
 
 
@@ -168,7 +177,7 @@ def source_get(request: HttpRequest, source_id: int):
     auth=write_auth,
     summary="Update a source's metadata",
 )
-def source_patch(request: HttpRequest, source_id: int, payload: SourcePatchIn):
+def source_patch(request: HttpRequest, source_id: int, payload: SourcePatchIn) -> KnowledgeSource:
     source = get_object_or_404(KnowledgeSource, pk=source_id)
     interval = UNSET
     if "fetch_interval_minutes" in payload.model_fields_set:
@@ -192,7 +201,7 @@ def source_patch(request: HttpRequest, source_id: int, payload: SourcePatchIn):
     auth=write_auth,
     summary="Delete a source and its chunks",
 )
-def source_remove(request: HttpRequest, source_id: int):
+def source_remove(request: HttpRequest, source_id: int) -> Status[None]:
     source_delete(source=get_object_or_404(KnowledgeSource, pk=source_id))
     return Status(204, None)
 
@@ -208,18 +217,18 @@ def source_chunk_list(
     source_id: int,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
-):
+) -> Page:
     get_object_or_404(KnowledgeSource, pk=source_id)
     return page_of(queries.source_chunks(source_id=source_id), limit=limit, offset=offset)
 
 
 @router.get("/chunks/{chunk_id}", response=ChunkOut, auth=read_auth, summary="Get a chunk")
-def chunk_get(request: HttpRequest, chunk_id: int):
+def chunk_get(request: HttpRequest, chunk_id: int) -> KnowledgeChunk:
     return get_object_or_404(KnowledgeChunk, pk=chunk_id)
 
 
 @router.patch("/chunks/{chunk_id}", response=ChunkOut, auth=write_auth, summary="Edit a chunk")
-def chunk_patch(request: HttpRequest, chunk_id: int, payload: ChunkPatchIn):
+def chunk_patch(request: HttpRequest, chunk_id: int, payload: ChunkPatchIn) -> KnowledgeChunk:
     chunk = get_object_or_404(KnowledgeChunk, pk=chunk_id)
     valid_until = UNSET
     if payload.clear_valid_until:
@@ -238,109 +247,6 @@ def chunk_patch(request: HttpRequest, chunk_id: int, payload: ChunkPatchIn):
 # --- The vector index ---------------------------------------------------------------------------
 
 
-class IndexSourceCountsOut(Schema):
-    total: int
-    by_status: dict[str, int]
-
-
-class IndexChunkCountsOut(Schema):
-    total: int
-    enabled: int = Field(description="Chunks search can use: enabled, of an enabled source.")
-    enabled_embedded: int = Field(description="Of those, embedded with the current model.")
-
-
-class IndexThroughputOut(Schema):
-    chunks: int
-    per_minute: float
-
-
-class IndexPipelineOut(Schema):
-    paused: bool
-    reason: str
-    paused_until: datetime | None
-    state: str = Field(description='"running", or "blocked: <reason>" while paused.')
-
-
-class IndexSizeOut(Schema):
-    bytes: int | None = Field(description="None when the index is missing (bulk import).")
-    pretty: str
-
-
-class IndexSizesOut(Schema):
-    table: IndexSizeOut
-    hnsw_index: IndexSizeOut
-    gin_index: IndexSizeOut
-
-
-class IndexSpaceOut(Schema):
-    model: str
-    dimensions: int
-
-
-class IndexActiveSpaceOut(IndexSpaceOut):
-    slot: int = Field(description="Vector slot search reads (1: `embedding`, 2: `embedding_alt`).")
-    index: str = Field(description="Its HNSW index.")
-
-
-class IndexSwitchProgressOut(IndexSpaceOut):
-    started_at: datetime | None
-    queued: bool = Field(description="Every row lacking a new vector has been queued.")
-    embedded: int = Field(description="Usable chunks with a vector of the new model.")
-    total: int
-    progress: float
-
-
-class IndexSpacesOut(Schema):
-    active: IndexActiveSpaceOut = Field(description="What search reads and embeds queries with.")
-    configured: IndexSpaceOut = Field(description="What the settings ask for.")
-    switch: IndexSwitchProgressOut | None = Field(description="A model switch in progress.")
-    switch_needed: bool = Field(
-        description="The settings ask for another model or size: start a switch "
-        "(POST /index/switch or `manage.py reembed`); until then search keeps the active one."
-    )
-    switched_at: datetime | None
-    retiring: str | None = Field(description="Old vectors still being cleared after a switch.")
-
-
-class IndexStatusOut(Schema):
-    sources: IndexSourceCountsOut
-    chunks: IndexChunkCountsOut
-    embedded: int = Field(description="Chunks embedded with the current model.")
-    embedded_other_model: int = Field(description="Chunks embedded by another model: owed again.")
-    pending: int
-    dead_letters: int
-    model: str = Field(description="Model of the vectors search reads (the active space).")
-    dimensions: int
-    offline: bool
-    space: IndexSpacesOut
-    last_updated: datetime | None = Field(description="Latest fetch of any source.")
-    available: bool = Field(description="At least one chunk is embedded with the current model.")
-    throughput_last_hour: IndexThroughputOut
-    pipeline: IndexPipelineOut
-    sizes: IndexSizesOut
-    row_alert: int
-    warning: str | None
-    progress: float = Field(description="Percent of usable chunks embedded with the current model.")
-
-
-class IndexBuildOut(Schema):
-    documents: int
-    entries: int
-    duration_ms: int
-
-
-class IndexClearOut(Schema):
-    cleared: int
-
-
-class IndexSwitchOut(Schema):
-    outcome: str = Field(description='"current", "started", "switching" or "completed".')
-    message: str
-    active: str
-    target: str | None
-    queued: int
-
-
 @router.get(
     "/index/status",
     response=IndexStatusOut,
@@ -348,7 +254,7 @@ class IndexSwitchOut(Schema):
     tags=["index"],
     summary="How far the vector index is built",
 )
-def index_status_get(request: HttpRequest):
+def index_status_get(request: HttpRequest) -> dict:
     return queries.index_status()
 
 
@@ -359,7 +265,7 @@ def index_status_get(request: HttpRequest):
     tags=["index"],
     summary="Re-chunk every source and queue what needs embedding",
 )
-def index_rebuild_run(request: HttpRequest):
+def index_rebuild_run(request: HttpRequest) -> dict[str, int]:
     result = index_rebuild()
     return {
         "documents": result.total_documents,
@@ -375,7 +281,7 @@ def index_rebuild_run(request: HttpRequest):
     tags=["index"],
     summary="Drop every vector (chunks and text stay) and queue them for embedding",
 )
-def index_clear_run(request: HttpRequest):
+def index_clear_run(request: HttpRequest) -> dict[str, int]:
     return {"cleared": index_clear()}
 
 
@@ -388,35 +294,8 @@ def index_clear_run(request: HttpRequest):
     description="Search keeps using the current vectors until every row has a new one. Safe to "
     "call again: it reports progress.",
 )
-def index_switch_run(request: HttpRequest):
+def index_switch_run(request: HttpRequest) -> dict:
     return asdict(embedding_switch_start())
-
-
-class DeadLetterOut(Schema):
-    id: int
-    source_id: int
-    ordinal: int
-    content: str
-    attempts: int = Field(alias="embedding_attempts")
-    last_error: str = Field(alias="embedding_last_error")
-    errors: list[dict] = Field(alias="embedding_errors")
-
-
-class DeadLetterPage(Schema):
-    count: int
-    limit: int
-    offset: int
-    items: list[DeadLetterOut]
-
-
-class DeadLetterRetryIn(Schema):
-    ids: list[int] | None = Field(
-        None, description="Only these chunks (default: every dead letter)."
-    )
-
-
-class DeadLetterRetryOut(Schema):
-    queued: int
 
 
 @router.get(
@@ -428,7 +307,7 @@ class DeadLetterRetryOut(Schema):
 )
 def dead_letter_list(
     request: HttpRequest, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)
-):
+) -> Page:
     return page_of(DeadLetterChunk.objects.order_by("id"), limit=limit, offset=offset)
 
 
@@ -439,7 +318,7 @@ def dead_letter_list(
     tags=["index"],
     summary="Retry dead letters",
 )
-def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn):
+def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn) -> dict[str, int]:
     return {"queued": dead_letters_retry(ids=payload.ids)}
 
 
@@ -450,7 +329,7 @@ def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn):
     tags=["search"],
     summary="Search the knowledge base",
 )
-def knowledge_search(request: HttpRequest, payload: SearchIn):
+def knowledge_search(request: HttpRequest, payload: SearchIn) -> SearchResult:
     """Vector, keyword or hybrid (default) search. Errors: SEARCH_EMPTY_QUERY,
     VECTOR_INDEX_INVALID_TOP_K, SEARCH_INVALID_FILTER, SEARCH_INVALID_MODE, VECTOR_INDEX_EMPTY,
     VECTOR_INDEX_NOT_AVAILABLE, VECTOR_INDEX_EMBEDDING_GENERATION_FAILED."""
@@ -464,7 +343,7 @@ def knowledge_search(request: HttpRequest, payload: SearchIn):
 
 
 @router.post("/ask", response=AnswerOut, auth=read_auth, tags=["answers"], summary="Ask a question")
-def ask(request: HttpRequest, payload: AskIn):
+def ask(request: HttpRequest, payload: AskIn) -> Answer:
     """The answer with numbered citations [n] to the passages it used. Without an index: the
     "index not built" answer; nothing relevant: the "no relevant documents" answer (no model
     call). Offline (no OpenAI key): an extractive answer, `mode: offline`."""
@@ -486,7 +365,7 @@ def ask(request: HttpRequest, payload: AskIn):
     response={200: None},
     openapi_extra={"responses": {200: {"content": {"text/event-stream": {}}}}},
 )
-def ask_stream(request: HttpRequest, payload: AskIn):
+def ask_stream(request: HttpRequest, payload: AskIn) -> StreamingHttpResponse:
     """`text/event-stream` events: `sources` ({sources: [{number, chunk_id, chunk_url,
     source_id, source_title, …}], mode, language}), `delta` ({text}) as the answer is written,
     then `done` ({answer_id, answer, outcome, cited}) or `error` ({code, message}). A request
@@ -509,7 +388,7 @@ def ask_stream(request: HttpRequest, payload: AskIn):
     tags=["answers"],
     summary="One stored answer",
 )
-def answer_get(request: HttpRequest, answer_id: int):
+def answer_get(request: HttpRequest, answer_id: int) -> Answer:
     return get_object_or_404(queries.answers_with_sources(), pk=answer_id)
 
 
@@ -520,7 +399,7 @@ def answer_get(request: HttpRequest, answer_id: int):
     tags=["answers"],
     summary="Helpful or not (+ comment)",
 )
-def answer_feedback_create(request: HttpRequest, answer_id: int, payload: FeedbackIn):
+def answer_feedback_create(request: HttpRequest, answer_id: int, payload: FeedbackIn) -> Answer:
     """Not helpful puts the answer in the curation queue. Read keys may give feedback: the
     clients that ask (bots, widgets) are the ones that hear whether an answer helped."""
     answer = get_object_or_404(Answer, pk=answer_id)

@@ -2,7 +2,7 @@ from datetime import datetime, timedelta
 
 from ninja import Field, Schema
 
-from knowledge.models import SourceStatus, SourceType
+from knowledge.models import Answer, AnswerSource, KnowledgeSource, SourceStatus, SourceType
 
 
 class SourceTextIn(Schema):
@@ -57,17 +57,17 @@ class SourceOut(Schema):
     updated_at: datetime
 
     @staticmethod
-    def resolve_chunk_count(obj) -> int:
+    def resolve_chunk_count(obj: KnowledgeSource) -> int:
         return obj.n_chunks if hasattr(obj, "n_chunks") else obj.chunks.count()
 
     @staticmethod
-    def resolve_embedded_count(obj) -> int:
+    def resolve_embedded_count(obj: KnowledgeSource) -> int:
         if hasattr(obj, "n_embedded"):
             return obj.n_embedded
         return obj.chunks.filter(embedding_status="done").count()
 
     @staticmethod
-    def resolve_fetch_interval_minutes(obj) -> int | None:
+    def resolve_fetch_interval_minutes(obj: KnowledgeSource) -> int | None:
         interval: timedelta | None = obj.fetch_interval
         return int(interval.total_seconds() // 60) if interval else None
 
@@ -140,7 +140,7 @@ class AnswerSourceOut(Schema):
     cited: bool
 
     @staticmethod
-    def resolve_number(obj) -> int:
+    def resolve_number(obj: AnswerSource) -> int:
         return obj.rank
 
 
@@ -165,18 +165,198 @@ class AnswerOut(Schema):
     sources: list[AnswerSourceOut] = Field(description="Every passage retrieved, in rank order.")
 
     @staticmethod
-    def resolve_offline(obj) -> bool:
+    def resolve_offline(obj: Answer) -> bool:
         return obj.mode == "offline"
 
     @staticmethod
-    def resolve_citations(obj) -> list:
+    def resolve_citations(obj: Answer) -> list[AnswerSource]:
         return [source for source in obj.sources.all() if source.cited]
 
     @staticmethod
-    def resolve_sources(obj) -> list:
+    def resolve_sources(obj: Answer) -> list[AnswerSource]:
         return list(obj.sources.all())
 
 
 class FeedbackIn(Schema):
     helpful: bool
     comment: str = Field("", max_length=2000)
+
+
+# --- Search ---------------------------------------------------------------------------------------
+
+
+class SearchIn(Schema):
+    query: str = Field(description="What to look for (any language).")
+    mode: str = Field("hybrid", description="vector, keyword or hybrid")
+    top_k: int = Field(10, description="1–100")
+    filters: dict = Field(
+        default_factory=dict,
+        description=(
+            "source_type(s), source_id(s), metadata {key: value} for keys in "
+            "KIOKU_SEARCH_METADATA_FILTERS, created_from/created_to, fetched_from/fetched_to "
+            "(ISO dates), channel, user (session chunks)."
+        ),
+    )
+    min_similarity: float | None = Field(None, description="Vector similarity threshold (−1…1).")
+
+
+class SearchHitOut(Schema):
+    chunk_id: int
+    content: str
+    snippet: str = Field(description="Safe HTML: escaped text with matches in <mark>.")
+    source_id: int
+    source_title: str
+    source_type: str
+    source_uri: str
+    location: dict
+    pinned: bool
+    score: float
+    vector_rank: int | None
+    vector_score: float | None
+    keyword_rank: int | None
+    keyword_score: float | None
+
+
+class SearchOut(Schema):
+    query: str
+    mode: str
+    top_k: int
+    model: str
+    offline: bool
+    degraded: bool
+    degraded_reason: str
+    took_ms: float
+    hits: list[SearchHitOut]
+
+
+# --- Index and dead letters -----------------------------------------------------------------------
+
+
+class IndexSourceCountsOut(Schema):
+    total: int
+    by_status: dict[str, int]
+
+
+class IndexChunkCountsOut(Schema):
+    total: int
+    enabled: int = Field(description="Chunks search can use: enabled, of an enabled source.")
+    enabled_embedded: int = Field(description="Of those, embedded with the current model.")
+
+
+class IndexThroughputOut(Schema):
+    chunks: int
+    per_minute: float
+
+
+class IndexPipelineOut(Schema):
+    paused: bool
+    reason: str
+    paused_until: datetime | None
+    state: str = Field(description='"running", or "blocked: <reason>" while paused.')
+
+
+class IndexSizeOut(Schema):
+    bytes: int | None = Field(description="None when the index is missing (bulk import).")
+    pretty: str
+
+
+class IndexSizesOut(Schema):
+    table: IndexSizeOut
+    hnsw_index: IndexSizeOut
+    gin_index: IndexSizeOut
+
+
+class IndexSpaceOut(Schema):
+    model: str
+    dimensions: int
+
+
+class IndexActiveSpaceOut(IndexSpaceOut):
+    slot: int = Field(description="Vector slot search reads (1: `embedding`, 2: `embedding_alt`).")
+    index: str = Field(description="Its HNSW index.")
+
+
+class IndexSwitchProgressOut(IndexSpaceOut):
+    started_at: datetime | None
+    queued: bool = Field(description="Every row lacking a new vector has been queued.")
+    embedded: int = Field(description="Usable chunks with a vector of the new model.")
+    total: int
+    progress: float
+
+
+class IndexSpacesOut(Schema):
+    active: IndexActiveSpaceOut = Field(description="What search reads and embeds queries with.")
+    configured: IndexSpaceOut = Field(description="What the settings ask for.")
+    switch: IndexSwitchProgressOut | None = Field(description="A model switch in progress.")
+    switch_needed: bool = Field(
+        description="The settings ask for another model or size: start a switch "
+        "(POST /index/switch or `manage.py reembed`); until then search keeps the active one."
+    )
+    switched_at: datetime | None
+    retiring: str | None = Field(description="Old vectors still being cleared after a switch.")
+
+
+class IndexStatusOut(Schema):
+    sources: IndexSourceCountsOut
+    chunks: IndexChunkCountsOut
+    embedded: int = Field(description="Chunks embedded with the current model.")
+    embedded_other_model: int = Field(description="Chunks embedded by another model: owed again.")
+    pending: int
+    dead_letters: int
+    model: str = Field(description="Model of the vectors search reads (the active space).")
+    dimensions: int
+    offline: bool
+    space: IndexSpacesOut
+    last_updated: datetime | None = Field(description="Latest fetch of any source.")
+    available: bool = Field(description="At least one chunk is embedded with the current model.")
+    throughput_last_hour: IndexThroughputOut
+    pipeline: IndexPipelineOut
+    sizes: IndexSizesOut
+    row_alert: int
+    warning: str | None
+    progress: float = Field(description="Percent of usable chunks embedded with the current model.")
+
+
+class IndexBuildOut(Schema):
+    documents: int
+    entries: int
+    duration_ms: int
+
+
+class IndexClearOut(Schema):
+    cleared: int
+
+
+class IndexSwitchOut(Schema):
+    outcome: str = Field(description='"current", "started", "switching" or "completed".')
+    message: str
+    active: str
+    target: str | None
+    queued: int
+
+
+class DeadLetterOut(Schema):
+    id: int
+    source_id: int
+    ordinal: int
+    content: str
+    attempts: int = Field(alias="embedding_attempts")
+    last_error: str = Field(alias="embedding_last_error")
+    errors: list[dict] = Field(alias="embedding_errors")
+
+
+class DeadLetterPage(Schema):
+    count: int
+    limit: int
+    offset: int
+    items: list[DeadLetterOut]
+
+
+class DeadLetterRetryIn(Schema):
+    ids: list[int] | None = Field(
+        None, description="Only these chunks (default: every dead letter)."
+    )
+
+
+class DeadLetterRetryOut(Schema):
+    queued: int

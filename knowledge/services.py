@@ -1,7 +1,7 @@
 """Curation: what staff do to sources and chunks (admin, pages and API call these)."""
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -39,7 +39,7 @@ def source_update(
     metadata: dict | None = None,
     replace_metadata: bool = False,
     enabled: bool | None = None,
-    fetch_interval=UNSET,
+    fetch_interval: timedelta | None | object = UNSET,
 ) -> KnowledgeSource:
     """Change what describes a source; its text and chunks stay as they are."""
     if title is not None:
@@ -138,7 +138,7 @@ def _reset_embedding(chunk: KnowledgeChunk, *, drop_vector: bool) -> None:
         setattr(chunk, field, value)
 
 
-def _mark_sources_pending(source_ids) -> None:
+def _mark_sources_pending(source_ids: Iterable[int]) -> None:
     KnowledgeSource.objects.filter(pk__in=source_ids).exclude(status="failed").update(
         status="pending", updated_at=timezone.now()
     )

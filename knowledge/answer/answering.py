@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.urls import reverse
 
 from core.errors import ApiError
+from core.models import ApiKey
 from knowledge.answer.chat import ChatError, ChatUsage, get_chat_provider
 from knowledge.errors import (
     ALIASES,
@@ -257,8 +259,8 @@ class _Ask:
     top_k: int
     filters: dict
     channel: str
-    user: object | None
-    api_key: object | None
+    user: User | None
+    api_key: ApiKey | None
     started: float
     mode: str = AnswerMode.OFFLINE
     model: str = ""
@@ -266,7 +268,7 @@ class _Ask:
     usage: ChatUsage = field(default_factory=ChatUsage)
 
 
-def _validate(question, top_k) -> tuple[str, int]:
+def _validate(question: object, top_k: object) -> tuple[str, int]:
     if not isinstance(question, str) or not question.strip():
         raise AskError(ASK_EMPTY_QUESTION, "The question is empty: type a question.")
     return question.strip(), validate_top_k(
@@ -417,7 +419,7 @@ def _store_failure(ask: _Ask, code: str, message: str) -> Answer:
     return _store(ask, "", AnswerOutcome.FAILED, cited=[], error_code=code, error_message=message)
 
 
-def ask_validate(*, question, top_k: int | None, filters: dict | None) -> tuple[str, int]:
+def ask_validate(*, question: object, top_k: int | None, filters: dict | None) -> tuple[str, int]:
     """Check a question before anything runs (the streaming API answers a bad request with a
     plain error instead of an event stream). Returns the question and top_k to use."""
     if top_k is None:
@@ -427,7 +429,14 @@ def ask_validate(*, question, top_k: int | None, filters: dict | None) -> tuple[
     return question, top_k
 
 
-def _start(question, top_k, filters, channel, user, api_key) -> _Ask:
+def _start(
+    question: object,
+    top_k: int | None,
+    filters: dict | None,
+    channel: str,
+    user: User | None,
+    api_key: ApiKey | None,
+) -> _Ask:
     question, top_k = ask_validate(question=question, top_k=top_k, filters=filters)
     return _Ask(
         question=question,
@@ -447,8 +456,8 @@ def answer_ask(
     top_k: int | None = None,
     filters: dict | None = None,
     channel: str = "api",
-    user=None,
-    api_key=None,
+    user: User | None = None,
+    api_key: ApiKey | None = None,
 ) -> Answer:
     """Answer one question and store it. Raises AskError / SearchError with a stable code."""
     ask = _start(question, top_k, filters, channel, user, api_key)
@@ -465,8 +474,8 @@ def answer_ask_stream(
     top_k: int | None = None,
     filters: dict | None = None,
     channel: str = "web",
-    user=None,
-    api_key=None,
+    user: User | None = None,
+    api_key: ApiKey | None = None,
 ) -> Iterator[AskEvent]:
     """The same ask as events. Errors become one final `error` event (the stream has started)."""
     try:

@@ -21,12 +21,13 @@ import random
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 from django.utils import timezone
 
@@ -279,7 +280,7 @@ def embedding_process_batch(
 def _write_back(
     model: type[EmbeddableModel],
     rows: list[ClaimedRow],
-    lease,
+    lease: datetime,
     vectors: dict[int, Sequence[float]],
     space: VectorSpace,
 ) -> tuple[int, int]:
@@ -330,7 +331,9 @@ def _write_back(
     return written, 0
 
 
-def _copy_results(cursor, rows: list[ClaimedRow], vectors: list[Sequence[float]]) -> None:
+def _copy_results(
+    cursor: CursorWrapper, rows: list[ClaimedRow], vectors: list[Sequence[float]]
+) -> None:
     encoded = HalfvecBinary(vectors)
     buffer = bytearray(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
     for index, row in enumerate(rows):
@@ -345,7 +348,7 @@ def _copy_results(cursor, rows: list[ClaimedRow], vectors: list[Sequence[float]]
 
 
 def _record_failures(
-    model: type[EmbeddableModel], rows: list[ClaimedRow], lease, errors: dict[int, str]
+    model: type[EmbeddableModel], rows: list[ClaimedRow], lease: datetime, errors: dict[int, str]
 ) -> tuple[int, int]:
     """Count a failed attempt against each row (only that row); dead letter after N attempts."""
     if not errors:
@@ -384,7 +387,14 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=base * (0.5 + random.random() / 2))
 
 
-def _release(model: type[EmbeddableModel], rows, lease, keep, *, delay: float) -> None:
+def _release(
+    model: type[EmbeddableModel],
+    rows: Iterable[ClaimedRow],
+    lease: datetime,
+    keep: Iterable[int],
+    *,
+    delay: float,
+) -> None:
     """Give rows back without burning their attempt (not their fault: quota, Retry-After)."""
     keep = set(keep)
     ids = [row.pk for index, row in enumerate(rows) if index not in keep]

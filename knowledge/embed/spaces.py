@@ -28,12 +28,14 @@ still the one being written.
 
 import re
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 from django.utils import timezone
 
@@ -204,7 +206,7 @@ def _concurrently() -> str:
 
 
 @contextmanager
-def index_build_settings():
+def index_build_settings() -> Iterator[CursorWrapper]:
     """A cursor whose session may build indexes in parallel, with `KIOKU_INDEX_BUILD_MEMORY_MB`.
 
     PostgreSQL sizes a parallel build by the table's main heap, which holds little here: text
@@ -398,7 +400,7 @@ def _rows_follow(space: VectorSpace) -> int:
     return queued
 
 
-def _id_ranges(model: type[EmbeddableModel]):
+def _id_ranges(model: type[EmbeddableModel]) -> Iterator[tuple[int, int]]:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT min(id), max(id) FROM {model._meta.db_table}")
         low, high = cursor.fetchone()

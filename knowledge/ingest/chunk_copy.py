@@ -2,7 +2,7 @@
 
 import json
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,7 +75,7 @@ class HalfvecBinary:
     all converted by numpy in one call: per-row Python adapters cost ~100 µs a row, this ~10 µs.
     Used by every binary COPY of vectors (bulk import, the embedding write-back)."""
 
-    def __init__(self, vectors) -> None:
+    def __init__(self, vectors: Sequence[Sequence[float]]) -> None:
         import numpy as np
 
         matrix = np.asarray(vectors, dtype=np.float32)
@@ -133,7 +133,9 @@ def chunks_copy(rows: Iterable[ChunkRow]) -> int:
     return count
 
 
-def chunks_with_vectors_copy(rows: Sequence[ChunkRow], vectors, *, model: str) -> int:
+def chunks_with_vectors_copy(
+    rows: Sequence[ChunkRow], vectors: Sequence[Sequence[float]], *, model: str
+) -> int:
     """Binary COPY of chunks that already carry vectors of `model` (imports, benchmarks).
 
     The vectors go to the slot of the space holding that model and size (the first import
@@ -219,7 +221,7 @@ KEYWORD_INDEX = "chunk_search_vector_gin"
 
 
 @contextmanager
-def chunk_indexes_deferred(names: Iterable[str] | None = None):
+def chunk_indexes_deferred(names: Iterable[str] | None = None) -> Iterator[None]:
     """For very large imports: drop the keyword (GIN) and the active vector (HNSW) indexes (or
     `names`), load, then rebuild them in one pass, which is far cheaper than maintaining them row
     by row. Search is slower while the indexes are missing, so use it for imports, not routine

@@ -7,6 +7,7 @@ replaces its chunks in one transaction, and chunks whose text is unchanged keep 
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,7 +21,7 @@ from core.errors import ApiError
 from knowledge.embed.enqueue import embedding_enqueue
 from knowledge.embed.spaces import space_state_locked
 from knowledge.errors import SOURCE_INVALID_TYPE, SOURCE_TOO_LARGE
-from knowledge.ingest.base import ChunkDraft, ExtractedDocument
+from knowledge.ingest.base import ChunkDraft, ExtractedDocument, Section
 from knowledge.ingest.chunk_copy import ChunkRow, chunks_copy
 from knowledge.ingest.chunking import chunk_sections, config_for_source_type
 from knowledge.ingest.parsers import ExtractionError, extract, extract_text
@@ -187,7 +188,7 @@ def _ingest(
     *,
     raw_hash: str,
     byte_size: int,
-    parse,
+    parse: Callable[[], ExtractedDocument],
     source_type: str,
     title: str | None,
     fallback_title: str | None,
@@ -390,9 +391,8 @@ def _record_failure(
     return IngestResult(source=source, outcome="failed", error_code=code, error_message=message)
 
 
-def _sections_from_chunks(source: KnowledgeSource):
+def _sections_from_chunks(source: KnowledgeSource) -> list[Section]:
     """Rebuild sections from stored chunks, undoing the overlap by character offsets."""
-    from knowledge.ingest.base import Section
 
     sections: list[Section] = []
     current_key = None

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -156,7 +156,7 @@ def _record_fetch_failure(source: KnowledgeSource, exc: WebFetchError) -> None:
     )
 
 
-def web_sources_due():
+def web_sources_due() -> QuerySet[KnowledgeSource]:
     """Web sources whose re-fetch interval has passed."""
     return (
         KnowledgeSource.objects.filter(fetch_interval__isnull=False)

@@ -20,7 +20,7 @@ def _invalid_filter(message: str, key: str) -> SearchError:
     return SearchError(SEARCH_INVALID_FILTER, message, details={"filter": key})
 
 
-def _as_list(value, key: str) -> list:
+def _as_list(value: object, key: str) -> list:
     if isinstance(value, list | tuple):
         return list(value)
     if isinstance(value, str | int):
@@ -28,7 +28,7 @@ def _as_list(value, key: str) -> list:
     raise _invalid_filter(f"Filter {key!r} must be a value or a list of values.", key)
 
 
-def _as_datetime(value, key: str, *, end: bool = False) -> datetime:
+def _as_datetime(value: object, key: str, *, end: bool = False) -> datetime:
     from django.utils import timezone
 
     if not isinstance(value, str):

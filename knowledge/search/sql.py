@@ -3,6 +3,8 @@ transaction-local settings in one round trip."""
 
 import json
 
+from django.db.backends.utils import CursorWrapper
+
 from knowledge.models import (
     KnowledgeChunk,
     KnowledgeSource,
@@ -19,7 +21,9 @@ SELECT_COLUMNS = (
 )
 
 
-def fetch_after_settings(cursor, values: dict[str, str], sql: str, params: list) -> list[tuple]:
+def fetch_after_settings(
+    cursor: CursorWrapper, values: dict[str, str], sql: str, params: list
+) -> list[tuple]:
     """Run `sql` under transaction-local settings, in one round trip: the settings and the
     query are sent as one multi-statement string (Django binds parameters client-side), which
     PostgreSQL executes as one implicit transaction, so the settings end with the query. Three
@@ -44,7 +48,7 @@ def split_settings_statement(sql: str, params: list) -> tuple[dict[str, str], st
     return values, rest.split("; RESET ")[0], list(params)[2 * count :]
 
 
-def jsonb_value(value) -> dict:
+def jsonb_value(value: str | dict | None) -> dict:
     # Django's PostgreSQL backend hands raw-cursor jsonb values over as text.
     if isinstance(value, str):
         return json.loads(value)
