@@ -11,17 +11,13 @@ from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
 from core.pagination import Page, page_of
 from knowledge import queries
-from knowledge.answer.answering import (
-    answer_ask,
-    answer_ask_stream,
-    answer_feedback,
-    ask_validate,
-)
+from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback, ask_validate
 from knowledge.answer.sse import event_stream_response
 from knowledge.embed.pipeline import dead_letters_retry
 from knowledge.embed.spaces import embedding_switch_start
 from knowledge.embed.vector_index import index_clear, index_rebuild
-from knowledge.ingest.ingestion import IngestResult, source_ingest_file, source_ingest_text
+from knowledge.ingest.base import IngestResult
+from knowledge.ingest.ingestion import source_ingest_file, source_ingest_text
 from knowledge.ingest.web_sources import web_source_fetch
 from knowledge.models import (
     Answer,

@@ -4,6 +4,7 @@ from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import F, Func, Q
 from django.db.models.functions import Now
+from django.urls import reverse
 from pgvector.django import HalfVectorField
 
 
@@ -171,6 +172,11 @@ class KnowledgeSource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.get_source_type_display()})"
+
+
+def chunk_url(chunk_id: int) -> str:
+    """Where a chunk is shown (its source page, scrolled to it): what citations link to."""
+    return reverse("knowledge:chunk-detail", kwargs={"chunk_id": chunk_id})
 
 
 class KnowledgeChunkQuerySet(models.QuerySet):

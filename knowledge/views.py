@@ -37,13 +37,9 @@ from knowledge.forms import (
     SourceTextForm,
     SourceUploadForm,
 )
-from knowledge.ingest.ingestion import (
-    IngestError,
-    IngestResult,
-    source_ingest_file,
-    source_ingest_text,
-)
-from knowledge.models import Answer, KnowledgeChunk, KnowledgeSource, SourceType
+from knowledge.ingest.base import IngestError, IngestResult
+from knowledge.ingest.ingestion import source_ingest_file, source_ingest_text
+from knowledge.models import Answer, KnowledgeChunk, KnowledgeSource, SourceType, chunk_url
 from knowledge.search.base import MODES, SearchError, SearchResult
 from knowledge.search.service import chunk_search
 from knowledge.services import CurationError, chunk_update, sources_set_enabled
@@ -436,8 +432,7 @@ def answer_html(answer: Answer) -> str:
         chunk_id = chunk_ids.get(int(match.group(1)))
         if chunk_id is None:
             return match.group(0)
-        url = reverse("knowledge:chunk-detail", kwargs={"chunk_id": chunk_id})
-        return f'<a class="citation" href="{url}" data-chunk="{chunk_id}">{match.group(0)}</a>'
+        return f'<a class="citation" href="{chunk_url(chunk_id)}" data-chunk="{chunk_id}">{match.group(0)}</a>'
 
     return mark_safe(CITATION_MARK.sub(link, html.escape(answer.answer)))  # noqa: S308
 

@@ -36,9 +36,9 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from knowledge.ingest.base import ChunkDraft
+from knowledge.ingest.base import ChunkDraft, IngestResult
 from knowledge.ingest.chunking import ChunkingConfig, chunk_text
-from knowledge.ingest.ingestion import IngestResult, content_hash, source_ingest_chunks
+from knowledge.ingest.ingestion import content_hash, source_ingest_chunks
 from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, searchable_chunk_sql
 from knowledge.tokens import get_token_counter
 from sessions_app.errors import SESSION_ARCHIVE_CONFLICT, SessionError

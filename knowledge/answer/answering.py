@@ -29,18 +29,16 @@ import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.urls import reverse
 
 from core.errors import ApiError
 from core.models import ApiKey
+from knowledge.answer.base import AskError, AskEvent
 from knowledge.answer.chat import ChatError, ChatUsage, get_chat_provider
 from knowledge.errors import (
-    ALIASES,
     ANSWER_FEEDBACK_TOO_LONG,
     ASK_EMPTY_CONTENT,
     ASK_EMPTY_QUESTION,
@@ -57,14 +55,6 @@ from knowledge.text import CJK_RUN, WORD_PART, cjk_content_bigrams, detect_langu
 MAX_TOP_K = 20
 EXTRACTIVE_PASSAGES = 3
 EXTRACTIVE_SENTENCES = 2
-
-
-class AskError(ApiError):
-    """A question that cannot be answered as asked, or a model that failed to answer."""
-
-    def __init__(self, code: str, message: str, **kwargs: Any) -> None:
-        kwargs.setdefault("aliases", ALIASES.get(code, ()))
-        super().__init__(code, message, **kwargs)
 
 
 # --- Language -----------------------------------------------------------------------------------
@@ -244,15 +234,6 @@ def normalize_question(question: str) -> str:
 
 
 @dataclass
-class AskEvent:
-    """`sources` (the numbered passages), `delta` (answer text), `done` (the stored answer) or
-    `error` (code and message)."""
-
-    kind: str
-    data: dict = field(default_factory=dict)
-
-
-@dataclass
 class _Ask:
     question: str
     language: str
@@ -280,7 +261,6 @@ def source_payload(number: int, hit: SearchHit) -> dict:
     return {
         "number": number,
         "chunk_id": hit.chunk_id,
-        "chunk_url": reverse("knowledge:chunk-detail", kwargs={"chunk_id": hit.chunk_id}),
         "source_id": hit.source_id,
         "source_title": hit.source_title,
         "source_type": hit.source_type,

@@ -5,11 +5,21 @@ from collections.abc import Iterable
 
 from django.http import StreamingHttpResponse
 
-from knowledge.answer.answering import AskEvent
+from knowledge.answer.base import AskEvent
+from knowledge.models import chunk_url
 
 
 def sse_encode(event: AskEvent) -> bytes:
-    payload = json.dumps(event.data, ensure_ascii=False, default=str)
+    data = event.data
+    if event.kind == "sources":
+        # Links are the web layer's: each cited passage gets the URL of the page showing it.
+        data = {
+            **data,
+            "sources": [
+                {**source, "chunk_url": chunk_url(source["chunk_id"])} for source in data["sources"]
+            ],
+        }
+    payload = json.dumps(data, ensure_ascii=False, default=str)
     return f"event: {event.kind}\ndata: {payload}\n\n".encode()
 
 

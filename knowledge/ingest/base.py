@@ -1,6 +1,11 @@
-"""Plain data passed between extraction (parsers.py), chunking (chunking.py) and ingestion."""
+"""What the ingest modules share: plain data passed between extraction (parsers.py), chunking
+(chunking.py) and ingestion, the result of an ingest, and its error."""
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+from core.errors import ApiError
+from knowledge.models import KnowledgeSource
 
 
 @dataclass(frozen=True)
@@ -33,3 +38,21 @@ class ChunkDraft:
     token_count: int
     location: dict  # heading_path (list), page (int), char_start/char_end within the section
     token_counter: str = ""  # the name of the counter behind token_count; "" when unknown
+
+
+Outcome = Literal["created", "updated", "unchanged", "failed"]
+
+
+class IngestError(ApiError):
+    """Input the caller must fix (unknown source type, empty title…)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source: KnowledgeSource
+    outcome: Outcome
+    chunks: int = 0
+    tokens: int = 0
+    embeddings_kept: int = 0
+    error_code: str = ""
+    error_message: str = ""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from django.db import transaction
 
-from knowledge.ingest.ingestion import IngestResult, source_ingest_file
+from knowledge.ingest.base import IngestResult
+from knowledge.ingest.ingestion import source_ingest_file
 from knowledge.models import KnowledgeChunk, KnowledgeSource
 
 SUPPORTED_SUFFIXES = {".txt", ".text", ".log", ".md", ".markdown", ".html", ".htm", ".pdf"}

@@ -8,8 +8,6 @@ replaces its chunks in one transaction, and chunks whose text is unchanged keep 
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 from django.conf import settings
 from django.db import transaction
@@ -17,11 +15,17 @@ from django.db.models.expressions import RawSQL
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from core.errors import ApiError
 from knowledge.embed.enqueue import embedding_enqueue
 from knowledge.embed.spaces import space_state_locked
 from knowledge.errors import SOURCE_INVALID_TYPE, SOURCE_TOO_LARGE
-from knowledge.ingest.base import ChunkDraft, ExtractedDocument, Section
+from knowledge.ingest.base import (
+    ChunkDraft,
+    ExtractedDocument,
+    IngestError,
+    IngestResult,
+    Outcome,
+    Section,
+)
 from knowledge.ingest.chunk_copy import ChunkRow, chunks_copy
 from knowledge.ingest.chunking import chunk_sections, config_for_source_type
 from knowledge.ingest.parsers import ExtractionError, extract, extract_text
@@ -35,23 +39,6 @@ from knowledge.models import (
 from knowledge.tokens import get_token_counter
 
 logger = logging.getLogger(__name__)
-
-Outcome = Literal["created", "updated", "unchanged", "failed"]
-
-
-class IngestError(ApiError):
-    """Input the caller must fix (unknown source type, empty title…)."""
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    source: KnowledgeSource
-    outcome: Outcome
-    chunks: int = 0
-    tokens: int = 0
-    embeddings_kept: int = 0
-    error_code: str = ""
-    error_message: str = ""
 
 
 def upload_size_check(size: int) -> None:

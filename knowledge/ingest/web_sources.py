@@ -21,7 +21,8 @@ from knowledge.errors import (
     WEB_INVALID_URL,
     WEB_TOO_LARGE,
 )
-from knowledge.ingest.ingestion import IngestResult, source_ingest_file
+from knowledge.ingest.base import IngestResult
+from knowledge.ingest.ingestion import source_ingest_file
 from knowledge.models import KnowledgeSource, SourceStatus, SourceType
 from knowledge.services import source_update
 

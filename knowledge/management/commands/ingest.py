@@ -3,8 +3,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from knowledge.ingest.base import IngestError
 from knowledge.ingest.files import IngestSummary, files_ingest, folder_sync, iter_files
-from knowledge.ingest.ingestion import IngestError
 from knowledge.models import SourceType
 
 

@@ -2,8 +2,8 @@ import pytest
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from knowledge.ingest.base import IngestError
 from knowledge.ingest.ingestion import (
-    IngestError,
     content_hash,
     source_ingest_file,
     source_ingest_text,
