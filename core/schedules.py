@@ -14,13 +14,16 @@ class ScheduleSpec:
 
 SCHEDULES = [
     # Sweeper: retries after backoff, leases that expired, anything ingestion did not enqueue.
-    ScheduleSpec("knowledge: embed pending rows", "knowledge.tasks.embedding_process_task", 1),
+    ScheduleSpec("knowledge: embed pending rows", "knowledge.tasks.embedding_run", 1),
+    ScheduleSpec("knowledge: re-fetch due web sources", "knowledge.tasks.web_sources_refresh", 15),
+    # After a bulk load, before autovacuum: stale statistics make the planner skip the HNSW and
+    # GIN indexes. Cheap when nothing changed (one read of pg_stat_user_tables).
     ScheduleSpec(
-        "knowledge: re-fetch due web sources", "knowledge.tasks.web_sources_refresh_task", 15
+        "knowledge: refresh statistics after bulk loads",
+        "knowledge.tasks.analyze_if_bulk_loaded",
+        10,
     ),
-    ScheduleSpec(
-        "sessions: archive idle sessions", "sessions_app.tasks.sessions_archive_idle_task", 5
-    ),
+    ScheduleSpec("sessions: archive idle sessions", "sessions_app.tasks.sessions_archive_idle", 5),
 ]
 
 

@@ -1,17 +1,17 @@
-"""django-q2 entry points: load ids, call one service, safe to run twice."""
+"""django-q2 entry points: load ids, call one service, safe to run twice. Each shares the name of
+the service it wraps."""
 
 from django.conf import settings
 
-from knowledge.embed.pipeline import embedding_run
-from knowledge.embed.vector_index import analyze_if_bulk_loaded
-from knowledge.ingest.web_sources import web_source_fetch, web_sources_refresh
+from knowledge.embed import pipeline, vector_index
+from knowledge.ingest import web_sources
 from knowledge.models import KnowledgeSource
 
 
-def embedding_process_task() -> dict:
+def embedding_run() -> dict:
     """Embed everything due, then stop (the schedule and ingestion enqueue the next run).
     Stays well inside the cluster timeout so django-q2 never kills it mid-batch."""
-    report = embedding_run(max_seconds=max(10, settings.Q_CLUSTER["timeout"] * 0.6))
+    report = pipeline.embedding_run(max_seconds=max(10, settings.Q_CLUSTER["timeout"] * 0.6))
     totals = report.totals
     return {
         "batches": report.batches,
@@ -24,16 +24,16 @@ def embedding_process_task() -> dict:
     }
 
 
-def index_maintenance_task() -> bool:
-    return analyze_if_bulk_loaded()
+def analyze_if_bulk_loaded() -> bool:
+    return vector_index.analyze_if_bulk_loaded()
 
 
-def web_sources_refresh_task() -> dict[str, int]:
-    return web_sources_refresh()
+def web_sources_refresh() -> dict[str, int]:
+    return web_sources.web_sources_refresh()
 
 
-def web_source_fetch_task(source_id: int) -> str:
+def web_source_fetch(source_id: int) -> str:
     source = KnowledgeSource.objects.filter(pk=source_id).first()
     if source is None:
         return "gone"
-    return web_source_fetch(url=source.uri, source_type=source.source_type).outcome
+    return web_sources.web_source_fetch(url=source.uri, source_type=source.source_type).outcome

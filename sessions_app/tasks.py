@@ -1,11 +1,12 @@
-"""django-q2 entry points: load ids, call one service, safe to run twice."""
+"""django-q2 entry points: load ids, call one service, safe to run twice. Each shares the name of
+the service it wraps."""
 
-from sessions_app.archiver import session_archive, sessions_archive_idle
-
-
-def sessions_archive_idle_task() -> dict[str, int]:
-    return sessions_archive_idle().summary()
+from sessions_app import archiver
 
 
-def session_archive_task(session_id: int) -> str:
-    return session_archive(session_id=session_id).outcome
+def sessions_archive_idle() -> dict[str, int]:
+    return archiver.sessions_archive_idle().summary()
+
+
+def session_archive(session_id: int) -> str:
+    return archiver.session_archive(session_id=session_id).outcome

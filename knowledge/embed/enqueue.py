@@ -28,4 +28,4 @@ def _enqueue_now() -> None:
         _last_enqueued = now
     from django_q.tasks import async_task
 
-    async_task("knowledge.tasks.embedding_process_task", group="embedding")
+    async_task("knowledge.tasks.embedding_run", group="embedding")

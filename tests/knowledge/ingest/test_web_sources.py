@@ -148,7 +148,7 @@ def test_the_refresh_schedule_is_declared_and_synced():
 
     call_command("sync_schedules")
     call_command("sync_schedules")
-    schedule = Schedule.objects.get(func="knowledge.tasks.web_sources_refresh_task")
+    schedule = Schedule.objects.get(func="knowledge.tasks.web_sources_refresh")
     assert schedule.schedule_type == Schedule.MINUTES and schedule.repeats == -1
 
 
@@ -157,7 +157,7 @@ def test_refresh_task_runs_through_django_q(site):
 
     web_source_fetch(url=f"{site.url}/bulletin.html", fetch_interval=timedelta(minutes=5))
     KnowledgeSource.objects.update(fetched_at=timezone.now() - timedelta(hours=1))
-    task_id = async_task("knowledge.tasks.web_sources_refresh_task")
+    task_id = async_task("knowledge.tasks.web_sources_refresh")
     assert result(task_id) == {"unchanged": 1}
 
 
