@@ -2,19 +2,9 @@
 
 import pytest
 
+from tests.helpers import assert_error_shape
+
 pytestmark = pytest.mark.django_db
-
-
-def assert_error_shape(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) - {"aliases"} == {"code", "message", "details"}
-    # "aliases": earlier names of the same code, only where a code was renamed.
-    assert body.get("aliases", ["X"]) and all(isinstance(a, str) for a in body.get("aliases", []))
-    assert body["code"] == code
-    assert body["message"]
-    return body
 
 
 def test_whoami_answers_with_the_key_in_use(api_as):

@@ -19,9 +19,8 @@ from knowledge.models import (
     KnowledgeSource,
     SourceStatus,
 )
-from tests.core.test_queries import make_answer
-from tests.knowledge.factories import make_source
-from tests.knowledge.test_views import visible_text
+from tests.helpers import visible_text
+from tests.knowledge.factories import make_answer, make_source
 from tests.sessions_app.factories import make_session
 
 pytestmark = pytest.mark.django_db
@@ -225,6 +224,9 @@ def test_a_person_logs_in_and_sees_the_home_page(page, staff_user, screenshot):
     page.fill("#id_password", "correct-horse-battery")
     page.click("button[type=submit]")
     page.wait_for_selector("h1:has-text('Welcome, curator')")
+    # htmx is a deferred script: it runs once the whole page is parsed, which the heading's
+    # appearing does not mean on a busy machine.
+    page.wait_for_load_state("domcontentloaded")
     assert page.locator(".badge-offline").is_visible() or page.locator(".badge-online").is_visible()
     assert page.evaluate("typeof htmx !== 'undefined' && htmx.version") == "2.0.8"
     path = screenshot(page, "home")

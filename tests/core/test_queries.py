@@ -9,12 +9,9 @@ from django.utils import timezone
 from pytest_django.fixtures import DjangoAssertNumQueries, Settings
 
 from core.queries import StatusCount, dispatch_figures, home_dashboard
-from knowledge.answer.answering import normalize_question
 from knowledge.embed.pipeline import pipeline_pause, pipeline_resume
 from knowledge.models import (
-    Answer,
     AnswerFeedback,
-    AnswerMode,
     AnswerOutcome,
     EmbeddingStatus,
     KnowledgeChunk,
@@ -24,35 +21,10 @@ from knowledge.models import (
 from knowledge.queries import current_embedding_model
 from sessions_app.archiver import session_archive
 from sessions_app.models import ChatSession
-from tests.knowledge.embed.test_vector_index import FAQ_MD
-from tests.knowledge.factories import BATTERY, E21, make_source
-from tests.knowledge.ingest.test_ingestion import fake_embed
+from tests.knowledge.factories import BATTERY, E21, FAQ_MD, fake_embed, make_answer, make_source
 from tests.sessions_app.factories import make_session
 
 pytestmark = pytest.mark.django_db
-
-
-def make_answer(
-    question: str,
-    *,
-    outcome: str = AnswerOutcome.ANSWERED,
-    feedback: str = AnswerFeedback.NONE,
-    asked_at: datetime | None = None,
-) -> Answer:
-    """A stored answer as the ask service leaves it; `asked_at` backdates it."""
-    answer = Answer.objects.create(
-        question=question,
-        question_normalized=normalize_question(question),
-        language="en",
-        outcome=outcome,
-        mode=AnswerMode.OFFLINE,
-        top_k=5,
-        channel="web",
-        feedback=feedback,
-    )
-    if asked_at is not None:
-        Answer.objects.filter(pk=answer.pk).update(created_at=asked_at)
-    return answer
 
 
 @pytest.fixture

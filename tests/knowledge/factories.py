@@ -1,7 +1,14 @@
 """Small helpers to put knowledge into the test database through the real services."""
 
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+
+from knowledge.answer.answering import normalize_question
 from knowledge.ingest.ingestion import source_ingest_text
-from knowledge.models import KnowledgeSource
+from knowledge.models import Answer, AnswerFeedback, AnswerMode, AnswerOutcome, KnowledgeSource
 
 MANUAL_MD = """# KG-200 Manual
 
@@ -68,3 +75,56 @@ def make_source(
         metadata=metadata,
     )
     return result.source
+
+
+def make_answer(
+    question: str,
+    *,
+    outcome: str = AnswerOutcome.ANSWERED,
+    feedback: str = AnswerFeedback.NONE,
+    asked_at: datetime | None = None,
+) -> Answer:
+    """A stored answer as the ask service leaves it; `asked_at` backdates it."""
+    answer = Answer.objects.create(
+        question=question,
+        question_normalized=normalize_question(question),
+        language="en",
+        outcome=outcome,
+        mode=AnswerMode.OFFLINE,
+        top_k=5,
+        channel="web",
+        feedback=feedback,
+    )
+    if asked_at is not None:
+        Answer.objects.filter(pk=answer.pk).update(created_at=asked_at)
+    return answer
+
+
+def make_chunks(n: int, *, prefix: str = "Chunk") -> KnowledgeSource:
+    text = "\n\n".join(
+        f"## {prefix} {i}\n\n{prefix} number {i} about lock battery E-{i:02d}." for i in range(n)
+    )
+    return make_source(text=f"# Doc\n\n{text}", uri=f"kb://{prefix}-{n}-{time.monotonic_ns()}")
+
+
+def fake_embed(source: KnowledgeSource, *, model: str = "test-model") -> None:
+    """Give every chunk a vector in slot 1, as the embedding pipeline would."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE knowledge_knowledgechunk SET embedding = array_fill(0.5::real, ARRAY[%s])::halfvec,"
+            " embedding_model = %s, embedding_status = 'done', embedding_text_hash = content_hash,"
+            " embedded_at = now() WHERE source_id = %s",
+            [settings.KIOKU_EMBEDDING_DIMENSIONS, model, source.pk],
+        )
+
+
+FAQ_MD = """# Door lock FAQ
+
+## Why does the lock beep three times?
+
+The batteries are low. Replace all of them within a week.
+
+## Can I open the door with a key?
+
+Yes, the override key opens the door when the batteries are empty.
+"""

@@ -1,8 +1,7 @@
 import pytest
 
 from knowledge.models import KnowledgeChunk, KnowledgeSource
-from tests.knowledge.factories import make_source
-from tests.knowledge.ingest.test_ingestion import fake_embed
+from tests.knowledge.factories import fake_embed, make_source
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from knowledge.models import KnowledgeSource
-from tests.core.test_api import assert_error_shape
+from tests.helpers import assert_error_shape
 from tests.knowledge.factories import MANUAL_MD, make_source
 
 pytestmark = pytest.mark.django_db

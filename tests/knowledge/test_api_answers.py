@@ -7,7 +7,7 @@ import pytest
 from knowledge.answer.answering import EXTRACTIVE_LABEL, NO_RELEVANT_DOCUMENTS
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer
-from tests.core.test_api import assert_error_shape
+from tests.helpers import assert_error_shape
 from tests.knowledge.factories import make_source
 
 pytestmark = pytest.mark.django_db(transaction=True)

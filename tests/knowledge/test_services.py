@@ -19,8 +19,7 @@ from knowledge.services import (
     source_update,
 )
 from knowledge.tokens import get_token_counter
-from tests.knowledge.factories import make_source
-from tests.knowledge.ingest.test_ingestion import fake_embed
+from tests.knowledge.factories import fake_embed, make_source
 
 pytestmark = pytest.mark.django_db
 

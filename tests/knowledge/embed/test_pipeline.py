@@ -18,21 +18,14 @@ from knowledge.embed.pipeline import (
     pipeline_resume,
 )
 from knowledge.embed.providers import get_embedding_provider
-from knowledge.models import EmbeddingPipelineState, KnowledgeChunk, KnowledgeSource
+from knowledge.models import EmbeddingPipelineState, KnowledgeChunk
 from knowledge.tokens import get_token_counter
-from tests.knowledge.factories import make_source
+from tests.knowledge.factories import make_chunks
 
 # Workers run in threads with their own connections, so the data must really be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NO_SLEEP = lambda seconds: None  # noqa: E731
-
-
-def make_chunks(n: int, *, prefix: str = "Chunk") -> KnowledgeSource:
-    text = "\n\n".join(
-        f"## {prefix} {i}\n\n{prefix} number {i} about lock battery E-{i:02d}." for i in range(n)
-    )
-    return make_source(text=f"# Doc\n\n{text}", uri=f"kb://{prefix}-{n}-{time.monotonic_ns()}")
 
 
 def statuses(source=None) -> dict[str, int]:

@@ -19,8 +19,8 @@ from knowledge.ingest.chunk_copy import chunk_indexes_deferred
 from knowledge.models import EmbeddingSpaceState, KnowledgeChunk
 from knowledge.queries import index_status
 from knowledge.search.service import chunk_search
-from tests.knowledge.embed.test_pipeline import make_chunks
-from tests.knowledge.search.test_service import _captured_sql, _explain
+from tests.knowledge.factories import make_chunks
+from tests.knowledge.search.sql_plans import captured_sql, explain_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,10 +128,10 @@ def test_after_the_switch_the_vector_query_uses_the_new_slots_index(library, ope
     configure_b(settings, openai_stub)
     embedding_switch_start()
     embedding_run()
-    statements = _captured_sql(lambda: chunk_search("battery", mode="vector"))
+    statements = captured_sql(lambda: chunk_search("battery", mode="vector"))
     sql, params = next((s, p) for s, p in statements if "<=>" in s)
     assert "embedding_alt::halfvec(256)" in sql
-    plan = _explain(sql, params, disable=("enable_sort",))
+    plan = explain_plan(sql, params, disable=("enable_sort",))
     assert "Index Scan using chunk_embedding_alt_hnsw_256 " in plan
 
 
@@ -240,7 +240,7 @@ def test_the_cutover_takes_no_lock_on_the_chunk_table(library, openai_stub, sett
     configure_b(settings, openai_stub)
     embedding_switch_start()
     embedding_process_batch(limit=100, sleep=NO_SLEEP)
-    statements = _captured_sql(lambda: embedding_run())
+    statements = captured_sql(lambda: embedding_run())
     cutover = [s for s, _ in statements if "UPDATE" in s and "embeddingspacestate" in s]
     assert cutover  # the flip is an update of the one state row…
     assert not any("LOCK TABLE" in s or "ALTER TABLE" in s for s, _ in statements)

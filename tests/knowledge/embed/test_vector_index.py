@@ -15,21 +15,10 @@ from knowledge.models import (
     SourceStatus,
 )
 from knowledge.queries import current_embedding_model, index_status
-from tests.knowledge.factories import make_source
-from tests.knowledge.ingest.test_ingestion import fake_embed
+from tests.knowledge.factories import FAQ_MD, fake_embed, make_source
 
 pytestmark = pytest.mark.django_db
 
-FAQ_MD = """# Door lock FAQ
-
-## Why does the lock beep three times?
-
-The batteries are low. Replace all of them within a week.
-
-## Can I open the door with a key?
-
-Yes, the override key opens the door when the batteries are empty.
-"""
 PUMP_TXT = "The P-200 pump must be primed before the first start. Fill the casing with water."
 
 

@@ -1,5 +1,4 @@
 import pytest
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from knowledge.ingest.base import IngestError
@@ -11,20 +10,9 @@ from knowledge.ingest.ingestion import (
 )
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceStatus
 from knowledge.queries import current_embedding_model
-from tests.knowledge.factories import MANUAL_MD
+from tests.knowledge.factories import MANUAL_MD, fake_embed
 
 pytestmark = pytest.mark.django_db
-
-
-def fake_embed(source: KnowledgeSource, *, model: str = "test-model") -> None:
-    """Give every chunk a vector in slot 1, as the embedding pipeline would."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE knowledge_knowledgechunk SET embedding = array_fill(0.5::real, ARRAY[%s])::halfvec,"
-            " embedding_model = %s, embedding_status = 'done', embedding_text_hash = content_hash,"
-            " embedded_at = now() WHERE source_id = %s",
-            [settings.KIOKU_EMBEDDING_DIMENSIONS, model, source.pk],
-        )
 
 
 def test_markdown_is_stored_as_chunks_with_heading_paths():

@@ -13,7 +13,7 @@ from knowledge.ingest.web_sources import (
     web_sources_refresh,
 )
 from knowledge.models import KnowledgeSource
-from tests.core.test_api import assert_error_shape
+from tests.helpers import assert_error_shape
 
 pytestmark = pytest.mark.django_db
 

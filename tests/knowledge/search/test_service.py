@@ -16,8 +16,9 @@ from knowledge.search.service import chunk_search
 from knowledge.search.snippets import highlight_snippet
 from knowledge.search.sql import split_settings_statement
 from knowledge.services import chunk_update
-from tests.core.test_api import assert_error_shape
+from tests.helpers import assert_error_shape
 from tests.knowledge.factories import BATTERY, E21, JA, ZH, make_source
+from tests.knowledge.search.sql_plans import captured_sql, explain_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,17 +166,17 @@ def _index_setting(statements) -> str:
 
 def test_a_small_filtered_set_is_searched_exactly_a_large_one_through_hnsw(corpus, settings):
     filters = {"metadata": {"brand": "Kagiya"}}
-    statements = _captured_sql(lambda: chunk_search("battery", mode="vector", filters=filters))
+    statements = captured_sql(lambda: chunk_search("battery", mode="vector", filters=filters))
     assert _index_setting(statements) == "off"  # exact: every filtered row's distance
     exact = chunk_search("battery", mode="vector", filters=filters)
 
     settings.KIOKU_SEARCH_EXACT_MAX_ROWS = 0
-    statements = _captured_sql(lambda: chunk_search("battery", mode="vector", filters=filters))
+    statements = captured_sql(lambda: chunk_search("battery", mode="vector", filters=filters))
     assert _index_setting(statements) == "on"
     through_index = chunk_search("battery", mode="vector", filters=filters)
     assert [h.chunk_id for h in through_index.hits] == [h.chunk_id for h in exact.hits]
 
-    unfiltered = _captured_sql(lambda: chunk_search("battery", mode="vector"))
+    unfiltered = captured_sql(lambda: chunk_search("battery", mode="vector"))
     assert _index_setting(unfiltered) == "on"
 
 
@@ -196,7 +197,7 @@ def test_keyword_ranks_a_bounded_candidate_set(settings):
     settings.KIOKU_SEARCH_KEYWORD_CANDIDATES = 10
     for n in range(30):
         make_source(text=f"Gasket note {n}: check the gasket.", title=f"Gasket {n}")
-    statements = _captured_sql(lambda: chunk_search("gasket", mode="keyword", top_k=5))
+    statements = captured_sql(lambda: chunk_search("gasket", mode="keyword", top_k=5))
     sql, params = next((s, p) for s, p in statements if "ts_rank" in s)
     assert 10 in params and "LIMIT" in sql
     assert len(chunk_search("gasket", mode="keyword", top_k=5).hits) == 5
@@ -368,44 +369,18 @@ def test_filters_parse_dates_and_reject_inverted_ranges():
         parse_filters({"created_from": "2026-02-01", "created_to": "2026-01-01"})
 
 
-def _captured_sql(run) -> list[tuple[str, list]]:
-    captured = []
-
-    def capture(execute, sql, params, many, context):
-        captured.append((sql, params))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(capture):
-        run()
-    return captured
-
-
-def _explain(sql: str, params, *, disable: tuple[str, ...]) -> str:
-    _, sql, params = split_settings_statement(sql, params)
-    """EXPLAIN with some plan types switched off: on a tiny test table the planner rightly
-    prefers them, so this shows the index *can* serve the query, as it will on a real table."""
-    with connection.cursor() as cursor:
-        cursor.execute("BEGIN")
-        for setting in ("enable_seqscan", *disable):
-            cursor.execute(f"SET LOCAL {setting} = off")
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute("ROLLBACK")
-    return plan
-
-
 def test_the_vector_query_uses_the_hnsw_index(corpus):
-    statements = _captured_sql(lambda: chunk_search("battery", mode="vector"))
+    statements = captured_sql(lambda: chunk_search("battery", mode="vector"))
     sql, params = next((s, p) for s, p in statements if "<=>" in s)
     index = space_state().active.index_name(KnowledgeChunk)
     assert index == "chunk_embedding_hnsw_1536"  # the expression index of migration 0005
-    assert f"Index Scan using {index} " in _explain(sql, params, disable=("enable_sort",))
+    assert f"Index Scan using {index} " in explain_plan(sql, params, disable=("enable_sort",))
 
 
 def test_the_keyword_query_uses_the_gin_index(corpus):
-    statements = _captured_sql(lambda: chunk_search("E-21 battery", mode="keyword"))
+    statements = captured_sql(lambda: chunk_search("E-21 battery", mode="keyword"))
     sql, params = next((s, p) for s, p in statements if "to_tsquery" in s and "ts_rank" in s)
-    plan = _explain(sql, params, disable=("enable_indexscan", "enable_nestloop"))
+    plan = explain_plan(sql, params, disable=("enable_indexscan", "enable_nestloop"))
     assert "Bitmap Index Scan on chunk_search_vector_gin" in plan
 
 

@@ -9,8 +9,8 @@ from playwright.sync_api import expect
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import KnowledgeChunk
 from knowledge.services import chunk_update
+from tests.helpers import visible_text
 from tests.knowledge.factories import BATTERY, ZH, make_source
-from tests.knowledge.test_views import visible_text
 
 pytestmark = pytest.mark.django_db
 

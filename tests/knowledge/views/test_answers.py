@@ -9,8 +9,8 @@ from playwright.sync_api import expect
 from knowledge.answer.answering import answer_ask
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer, AnswerFeedback
+from tests.helpers import visible_text
 from tests.knowledge.factories import make_source
-from tests.knowledge.test_views import visible_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,11 +9,8 @@ from playwright.sync_api import expect
 
 from knowledge.models import EmbeddingPipelineState, EmbeddingStatus, KnowledgeChunk
 from knowledge.queries import current_embedding_model
-from tests.core.test_api import assert_error_shape
-from tests.knowledge.embed.test_vector_index import FAQ_MD
-from tests.knowledge.factories import make_source
-from tests.knowledge.ingest.test_ingestion import fake_embed
-from tests.knowledge.test_views import visible_text
+from tests.helpers import assert_error_shape, visible_text
+from tests.knowledge.factories import FAQ_MD, fake_embed, make_source
 
 pytestmark = pytest.mark.django_db
 

@@ -1,18 +1,17 @@
-import html
-import re
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from playwright.sync_api import expect
 
-from knowledge import views
 from knowledge.ingest.ingestion import source_ingest_file, source_ingest_text
 from knowledge.models import EmbeddingStatus, KnowledgeChunk, KnowledgeSource, SourceStatus
+from knowledge.views import sources as views
+from tests.helpers import visible_text
 
 pytestmark = pytest.mark.django_db
 
-FILES = Path(__file__).parent / "files"
+FILES = Path(__file__).parent.parent / "files"
 HTMX = {"HX-Request": "true"}
 MARKDOWN = (
     "# Pump P-200\n\nRead this before servicing the pump.\n\n"
@@ -25,12 +24,6 @@ GARBAGE = b"\x00\x01\x02garbage\xff\xfe"
 def ingest(text: str = MARKDOWN, **kwargs) -> KnowledgeSource:
     kwargs.setdefault("text_format", "markdown")
     return source_ingest_text(text=text, **kwargs).source
-
-
-def visible_text(response) -> str:
-    """The response body as a reader sees it: tags dropped, entities decoded, spaces collapsed."""
-    text = re.sub(r"<[^>]+>", "", response.content.decode())
-    return re.sub(r"\s+", " ", html.unescape(text))
 
 
 def upload(client, name: str, data: bytes, **fields):
