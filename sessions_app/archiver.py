@@ -1,4 +1,4 @@
-"""Archiving idle chat sessions into knowledge (the seed's SessionArchiver).
+"""Archiving idle chat sessions into knowledge, so what was said in them can be searched.
 
 One archive of one session, in one REPEATABLE READ transaction:
 

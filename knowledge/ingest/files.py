@@ -1,4 +1,5 @@
-"""Ingesting files and folders from disk, and mirroring a folder (the seed's UC-SYNC-001)."""
+"""Ingesting files and folders from disk, and mirroring a folder: files gone from it are removed
+from knowledge too (`manage.py ingest --sync`, see the README)."""
 
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -38,12 +39,12 @@ class IngestSummary:
 
     @property
     def documents(self) -> int:
-        """Documents now in the knowledge base from this run (the seed's totalDocuments)."""
+        """Documents now in the knowledge base from this run (created, updated or unchanged)."""
         return self.created + self.updated + self.unchanged
 
     @property
     def entries(self) -> int:
-        """Chunks stored by this run (the seed's totalEntries)."""
+        """Chunks stored by this run."""
         return self.chunks
 
 

@@ -68,7 +68,7 @@ def validate_top_k(
     error: type[ApiError] = SearchError,
     code: str = SEARCH_INVALID_TOP_K,
 ) -> int:
-    """The seed's top_k rule (an integer from 1 to `maximum`), for search and for answers."""
+    """The one top_k rule (an integer from 1 to `maximum`), for search (100) and answers (20)."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= maximum:
         raise error(
             code,
