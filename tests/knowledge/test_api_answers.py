@@ -5,23 +5,12 @@ import json
 import pytest
 
 from knowledge.answer.answering import EXTRACTIVE_LABEL, NO_RELEVANT_DOCUMENTS
-from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer
 from tests.helpers import assert_error_shape
-from tests.knowledge.factories import make_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUESTION = "How do I replace the batteries?"
-
-
-@pytest.fixture
-def library(settings):
-    settings.OPENAI_API_KEY = ""
-    pipeline_resume()
-    source = make_source(uri="kb://manual")
-    embedding_run()
-    return source
 
 
 def sse_events(response) -> list[tuple[str, dict]]:
@@ -33,13 +22,13 @@ def sse_events(response) -> list[tuple[str, dict]]:
     return events
 
 
-def test_ask_needs_a_key(api_as, library):
+def test_ask_needs_a_key(api_as, embedded_manual):
     assert_error_shape(
         api_as().post("/api/v1/ask", json={"question": QUESTION}), 401, "AUTH_REQUIRED"
     )
 
 
-def test_ask_answers_offline_with_citations_and_stores_the_key(api_as, library):
+def test_ask_answers_offline_with_citations_and_stores_the_key(api_as, embedded_manual):
     response = api_as("read").post("/api/v1/ask", json={"question": QUESTION, "top_k": 3})
     assert response.status_code == 200, response.content
     body = response.json()
@@ -48,7 +37,7 @@ def test_ask_answers_offline_with_citations_and_stores_the_key(api_as, library):
     assert body["answer"].startswith(EXTRACTIVE_LABEL["en"])
     cited = body["citations"][0]
     assert cited["number"] == 1 and cited["cited"] is True
-    chunk = library.chunks.get(pk=cited["chunk_id"])
+    chunk = embedded_manual.chunks.get(pk=cited["chunk_id"])
     assert "batteries" in chunk.content.lower()
     assert cited["quoted_text"] == chunk.content
     assert len(body["sources"]) >= len(body["citations"])
@@ -56,7 +45,7 @@ def test_ask_answers_offline_with_citations_and_stores_the_key(api_as, library):
     assert stored.channel == "api" and stored.api_key.name.startswith("test-key")
 
 
-def test_ask_without_relevant_documents_says_so(api, library):
+def test_ask_without_relevant_documents_says_so(api, embedded_manual):
     body = api.post("/api/v1/ask", json={"question": "What is the capital of France?"}).json()
     assert body["outcome"] == "no_relevant"
     assert body["answer"] == NO_RELEVANT_DOCUMENTS["en"]
@@ -73,13 +62,13 @@ def test_ask_without_relevant_documents_says_so(api, library):
     ],
 )
 @pytest.mark.parametrize("path", ["/api/v1/ask", "/api/v1/ask/stream"])
-def test_bad_questions_get_their_error_code(api, library, payload, code, aliases, path):
+def test_bad_questions_get_their_error_code(api, embedded_manual, payload, code, aliases, path):
     # The ask codes were named VECTOR_INDEX_*: those names stay in "aliases" for old clients.
     body = assert_error_shape(api.post(path, json=payload), 400, code)
     assert body.get("aliases") == aliases
 
 
-def test_a_failing_model_is_a_502_with_the_llm_code(api, library, openai_stub, settings):
+def test_a_failing_model_is_a_502_with_the_llm_code(api, embedded_manual, openai_stub, settings):
     settings.KIOKU_CHAT_MAX_ATTEMPTS = 1
 
     def broken(body):
@@ -91,7 +80,7 @@ def test_a_failing_model_is_a_502_with_the_llm_code(api, library, openai_stub, s
     assert body["aliases"] == ["VECTOR_INDEX_LLM_API_ERROR"]
 
 
-def test_the_stream_is_server_sent_events(api, library, openai_stub):
+def test_the_stream_is_server_sent_events(api, embedded_manual, openai_stub):
     openai_stub.chat_reply = "Replace all eight AA batteries at once [1]."
     response = api.post("/api/v1/ask/stream", json={"question": QUESTION})
     assert response.status_code == 200
@@ -106,14 +95,14 @@ def test_the_stream_is_server_sent_events(api, library, openai_stub):
     assert api.get(f"/api/v1/answers/{done['answer_id']}").json()["answer"] == done["answer"]
 
 
-def test_get_answer_and_404(api, library):
+def test_get_answer_and_404(api, embedded_manual):
     answer_id = api.post("/api/v1/ask", json={"question": QUESTION}).json()["id"]
     body = api.get(f"/api/v1/answers/{answer_id}").json()
     assert body["id"] == answer_id and body["question"] == QUESTION
     assert_error_shape(api.get("/api/v1/answers/999999"), 404, "NOT_FOUND")
 
 
-def test_feedback_marks_the_answer_for_curation(api_as, library):
+def test_feedback_marks_the_answer_for_curation(api_as, embedded_manual):
     client = api_as("read")
     answer_id = client.post("/api/v1/ask", json={"question": QUESTION}).json()["id"]
     response = client.post(

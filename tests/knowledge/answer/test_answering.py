@@ -14,7 +14,6 @@ from knowledge.answer.answering import (
     answer_ask,
     answer_ask_stream,
     answer_feedback,
-    detect_language,
     extractive_answer,
     parse_citations,
 )
@@ -298,20 +297,6 @@ def test_parse_citations_keeps_only_known_numbers():
     assert (text, cited) == ("A [2]. B [3][1]. C.", [1, 2, 3])
     text, cited = parse_citations("Wear gloves [9][1, 7]. Done [4].", source_count=3)
     assert (text, cited) == ("Wear gloves [1]. Done.", [1])
-
-
-@pytest.mark.parametrize(
-    ("text", "language"),
-    [
-        ("電池が切れた", "ja"),
-        ("カギ", "ja"),
-        ("電池沒電", "zh"),
-        ("battery", "en"),
-        ("E-21?", "en"),
-    ],
-)
-def test_detect_language(text, language):
-    assert detect_language(text) == language
 
 
 # --- Streaming --------------------------------------------------------------------------------

@@ -6,14 +6,16 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from knowledge.ingest.base import Section
-from knowledge.ingest.parsers import (
+from knowledge.errors import (
     SOURCE_BINARY_CONTENT,
     SOURCE_BROKEN_FILE,
     SOURCE_EMPTY,
     SOURCE_ENCRYPTED_PDF,
     SOURCE_INVALID_ENCODING,
     SOURCE_UNSUPPORTED_FORMAT,
+)
+from knowledge.ingest.base import Section
+from knowledge.ingest.parsers import (
     ExtractionError,
     detect_format,
     extract,

@@ -18,15 +18,6 @@ ASK = "/knowledge/ask/"
 QUESTION = "How do I replace the batteries?"
 
 
-@pytest.fixture
-def library(settings):
-    settings.OPENAI_API_KEY = ""
-    pipeline_resume()
-    source = make_source(uri="kb://manual")
-    embedding_run()
-    return source
-
-
 def test_the_page_requires_login(client):
     assert client.get(ASK).status_code == 302
 
@@ -35,12 +26,12 @@ def test_the_nav_links_to_the_page(curator):
     assert f'href="{ASK}"' in curator.get("/knowledge/search/").content.decode()
 
 
-def test_the_page_says_answers_are_extractive_offline(curator, library):
+def test_the_page_says_answers_are_extractive_offline(curator, embedded_manual):
     text = visible_text(curator.get(ASK))
     assert "Offline mode: answers are extractive" in text
 
 
-def test_without_javascript_the_form_opens_the_stored_answer(curator, library, staff_user):
+def test_without_javascript_the_form_opens_the_stored_answer(curator, embedded_manual, staff_user):
     response = curator.post(ASK, {"q": QUESTION, "top_k": "5"})
     answer = Answer.objects.get()
     assert response.status_code == 302 and response.url == f"/knowledge/answers/{answer.pk}/"
@@ -53,13 +44,13 @@ def test_without_javascript_the_form_opens_the_stored_answer(curator, library, s
     )
 
 
-def test_an_empty_question_shows_its_error_code(curator, library):
+def test_an_empty_question_shows_its_error_code(curator, embedded_manual):
     response = curator.post(ASK, {"q": " "})
     assert response.status_code == 400
     assert "ASK_EMPTY_QUESTION" in response.content.decode()
 
 
-def test_the_stream_endpoint_sends_events(curator, library):
+def test_the_stream_endpoint_sends_events(curator, embedded_manual):
     response = curator.post("/knowledge/ask/stream/", {"q": QUESTION})
     assert response["Content-Type"] == "text/event-stream"
     body = b"".join(response.streaming_content).decode()
@@ -70,7 +61,7 @@ def test_the_stream_endpoint_sends_events(curator, library):
     ]
 
 
-def test_answer_text_is_escaped(curator, library, settings, openai_stub):
+def test_answer_text_is_escaped(curator, embedded_manual, settings, openai_stub):
     openai_stub.chat_reply = "<script>alert(1)</script> Replace them [1]."
     pipeline_resume()
     make_source(uri="kb://manual-2", title="Manual 2")
@@ -80,7 +71,7 @@ def test_answer_text_is_escaped(curator, library, settings, openai_stub):
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
 
 
-def test_only_staff_give_feedback(client, django_user_model, library):
+def test_only_staff_give_feedback(client, django_user_model, embedded_manual):
     answer = answer_ask(question=QUESTION)
     reader = django_user_model.objects.create_user("reader", password="pw-reader-1")
     client.force_login(reader)
@@ -89,7 +80,7 @@ def test_only_staff_give_feedback(client, django_user_model, library):
     assert "Not helpful" not in client.get(f"/knowledge/answers/{answer.pk}/").content.decode()
 
 
-def test_not_helpful_feedback_lands_in_the_queue_with_its_passages(curator, library):
+def test_not_helpful_feedback_lands_in_the_queue_with_its_passages(curator, embedded_manual):
     answer = answer_ask(question=QUESTION)
     response = curator.post(
         f"/knowledge/answers/{answer.pk}/feedback/",
@@ -107,7 +98,7 @@ def test_not_helpful_feedback_lands_in_the_queue_with_its_passages(curator, libr
     assert curator.post(f"/knowledge/answers/{answer.pk}/feedback/", {}).status_code == 400
 
 
-def test_content_gaps_list_unanswerable_questions(curator, library):
+def test_content_gaps_list_unanswerable_questions(curator, embedded_manual):
     answer_ask(question="What is the capital of France?")
     answer_ask(question="what is the capital of France")
     answer_ask(question=QUESTION)
