@@ -286,6 +286,14 @@ KIOKU_ASK_GAP_CANDIDATES = 500
 KIOKU_CHAT_MAX_ATTEMPTS = 3
 # A person is waiting for the answer: a server asking for a longer wait fails the answer at once.
 KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS = 20
+# Diagnosis layer 1: the similarity a resolved case must reach to answer a new problem card,
+# with OpenAI's embeddings (the platform decision: 0.75).
+KIOKU_CASE_MIN_SIMILARITY = 0.75
+# The same with the local offline embeddings, whose similarities run lower (measured on the demo
+# cases: BENCHMARKS.md, bench/case_threshold.py).
+KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.35
+# Nearest resolved cases read from the HNSW index per diagnosis, before the threshold and ranking.
+KIOKU_CASE_CANDIDATES = 20
 
 # Per source type chunk sizes over the built-in ones, e.g.
 # {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.

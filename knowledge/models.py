@@ -359,8 +359,16 @@ class EmbeddingSpaceState(models.Model):
 
 
 def embeddable_models() -> list[type[EmbeddableModel]]:
-    """Every model whose rows the processor embeds (problem cards join when dispatch lands)."""
-    return [KnowledgeChunk]
+    """Every model whose rows the processor embeds: each concrete EmbeddableModel of an installed
+    app (chunks, dispatch's problem cards), chunks first."""
+    from django.apps import apps
+
+    found = [
+        model
+        for model in apps.get_models()
+        if issubclass(model, EmbeddableModel) and not model._meta.proxy
+    ]
+    return sorted(found, key=lambda model: model is not KnowledgeChunk)
 
 
 class DeadLetterChunkManager(models.Manager):

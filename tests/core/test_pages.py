@@ -19,6 +19,7 @@ from knowledge.models import (
     KnowledgeSource,
     SourceStatus,
 )
+from tests.dispatch.factories import make_card
 from tests.helpers import visible_text
 from tests.knowledge.factories import make_answer, make_source
 from tests.sessions_app.factories import make_session
@@ -168,12 +169,13 @@ def test_a_paused_pipeline_shows_why_and_its_last_error_in_the_site_time_zone(
     assert "times in Asia/Tokyo" in response.content.decode()
 
 
-def test_dispatch_panel_says_dispatch_is_not_set_up_while_it_has_no_models(
-    curator: Client,
-) -> None:
+def test_dispatch_panel_counts_the_open_problem_cards(curator: Client) -> None:
+    make_card()
+    make_card(description="Second report.")
     dispatch = panel(curator.get("/"), "dispatch")
-    assert "Dispatch is not set up yet" in dispatch
-    assert "stat-value" not in dispatch  # no made-up figures
+    assert "not set up" not in dispatch
+    assert 'class="stat-value">2</dd>' in dispatch
+    assert "0 created" in dispatch
 
 
 def test_dispatch_panel_shows_the_figures_once_dispatch_provides_them(
@@ -206,7 +208,7 @@ def test_a_lead_opens_the_dashboard_and_follows_a_figure(
 
     for heading in ("Knowledge", "Questions", "Embedding pipeline", "Chat sessions", "Dispatch"):
         expect(page.get_by_role("region", name=heading)).to_be_visible()
-    expect(page.locator("#panel-dispatch")).to_contain_text("Dispatch is not set up yet")
+    expect(page.locator("#panel-dispatch")).to_contain_text("Open problem cards")
     path = screenshot(page, "home_dashboard")
     assert path.stat().st_size > 5_000
     unanswered = page.locator("#panel-questions .figure", has_text="Unanswered")

@@ -224,9 +224,20 @@ def test_resuming_the_pipeline_clears_the_pause_and_the_error() -> None:
 # --- Dispatch and cost ------------------------------------------------------------------------
 
 
-def test_dispatch_has_no_figures_while_the_app_has_no_models() -> None:
-    assert dispatch_figures() is None
-    assert home_dashboard().dispatch is None
+def test_dispatch_figures_count_open_cards_and_orders_by_status() -> None:
+    from dispatch.models import CardStatus, ProblemCard, ServiceOrder
+    from tests.dispatch.factories import make_card
+
+    card = make_card()
+    make_card(description="Another report.")
+    ProblemCard.objects.filter(pk=card.pk).update(status=CardStatus.CANCELLED)
+    ServiceOrder.objects.create(card=card, address="Da'an")
+    figures = dispatch_figures()
+    assert figures.open_problem_cards == 1
+    counts = {row.status: row.count for row in figures.orders_by_status}
+    assert counts["created"] == 1 and sum(counts.values()) == 1
+    assert list(counts) == ["created", "assigned", "en_route", "on_site", "completed", "cancelled"]
+    assert home_dashboard().dispatch == figures
 
 
 def test_the_dashboard_takes_a_few_queries_however_many_rows(
@@ -235,6 +246,7 @@ def test_the_dashboard_takes_a_few_queries_however_many_rows(
     make_session()
     make_answer("What does E-21 mean?")
     # index_status: 6 (the space state twice, chunks, sources, pipeline, index sizes); then the
-    # pipeline's last error, the answers and the sessions: one query each.
-    with django_assert_max_num_queries(9):
+    # pipeline's last error, the answers and the sessions: one query each; dispatch: open cards,
+    # orders by status.
+    with django_assert_max_num_queries(11):
         home_dashboard()
