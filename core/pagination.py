@@ -4,6 +4,15 @@ from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from django.db.models import QuerySet
+from ninja import Schema
+
+
+class PageOut(Schema):
+    """The page shape in the API's schemas: subclasses add `items: list[ItemOut]`."""
+
+    count: int
+    limit: int
+    offset: int
 
 
 class Page(TypedDict):

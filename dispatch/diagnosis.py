@@ -132,6 +132,24 @@ def problem_card_diagnose(*, card_id: int) -> Diagnosis:
     return diagnosis
 
 
+def problem_card_similar(*, card_id: int) -> Diagnosis:
+    """Layer 1 alone, for looking: the resolved cases like this card, nothing recorded."""
+    card = ProblemCard.objects.get(pk=card_id)
+    space = space_state().active
+    threshold = case_threshold(space.model)
+    diagnosis = Diagnosis(
+        layer=1, reason="", embedding_model=space.model, threshold=threshold, best_similarity=None
+    )
+    vector, problem = _card_vector(card, space)
+    if vector is not None:
+        diagnosis.cases, diagnosis.best_similarity = similar_cases(
+            card=card, vector=vector, space=space, threshold=threshold
+        )
+    diagnosis.searched["cases"] = problem or f"resolved cases in {space}"
+    diagnosis.reason = f"{len(diagnosis.cases)} resolved case(s) at or above {threshold:.2f}."
+    return diagnosis
+
+
 def _card_vector(card: ProblemCard, space: VectorSpace) -> tuple[list[float] | None, str]:
     """The card's own vector in the active space, or one computed now when the pipeline has not
     reached it yet (not stored: the pipeline writes it); None with the reason when the provider

@@ -2,6 +2,7 @@ from datetime import datetime, timedelta
 
 from ninja import Field, Schema
 
+from core.pagination import PageOut
 from knowledge.models import Answer, AnswerSource, KnowledgeSource, SourceStatus, SourceType
 
 
@@ -103,17 +104,11 @@ class ChunkPatchIn(Schema):
     clear_valid_until: bool = False
 
 
-class Page(Schema):
-    count: int
-    limit: int
-    offset: int
-
-
-class SourcePage(Page):
+class SourcePage(PageOut):
     items: list[SourceOut]
 
 
-class ChunkPage(Page):
+class ChunkPage(PageOut):
     items: list[ChunkOut]
 
 
@@ -345,10 +340,7 @@ class DeadLetterOut(Schema):
     errors: list[dict] = Field(alias="embedding_errors")
 
 
-class DeadLetterPage(Schema):
-    count: int
-    limit: int
-    offset: int
+class DeadLetterPage(PageOut):
     items: list[DeadLetterOut]
 
 

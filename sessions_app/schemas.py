@@ -2,7 +2,7 @@ from datetime import datetime
 
 from ninja import Field, Schema
 
-from core.pagination import Page
+from core.pagination import Page, PageOut
 from sessions_app.models import ChatSession, SessionStatus
 
 
@@ -73,17 +73,11 @@ class SessionOut(Schema):
     duplicate_of_id: int | None
 
 
-class SessionPage(Schema):
-    count: int
-    limit: int
-    offset: int
+class SessionPage(PageOut):
     items: list[SessionOut]
 
 
-class MessagePage(Schema):
-    count: int
-    limit: int
-    offset: int
+class MessagePage(PageOut):
     items: list[MessageOut]
 
 
