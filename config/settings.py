@@ -291,7 +291,7 @@ KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS = 20
 KIOKU_CASE_MIN_SIMILARITY = 0.75
 # The same with the local offline embeddings, whose similarities run lower (measured on the demo
 # cases: BENCHMARKS.md, bench/case_threshold.py).
-KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.35
+KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.45
 # Nearest resolved cases read from the HNSW index per diagnosis, before the threshold and ranking.
 KIOKU_CASE_CANDIDATES = 20
 
