@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("knowledge/", include("knowledge.urls")),
     path("sessions/", include("sessions_app.urls")),
+    path("dispatch/", include("dispatch.urls")),
     path("", include("core.urls")),
 ]

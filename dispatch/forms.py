@@ -1,0 +1,34 @@
+"""Forms for the Cases pages: they check the shape of input; the services decide the rest."""
+
+from django import forms
+
+from dispatch.models import CardStatus, Symptom
+
+
+class ProblemCardForm(forms.Form):
+    customer_name = forms.CharField(label="Customer", max_length=200)
+    customer_phone = forms.CharField(label="Phone", max_length=40, required=False)
+    address = forms.CharField(max_length=500, required=False)
+    service_area = forms.CharField(
+        label="Service area", max_length=100, required=False, help_text="e.g. Taipei Da'an"
+    )
+    brand = forms.CharField(max_length=100)
+    lock_model = forms.CharField(label="Model", max_length=100, required=False)
+    symptom = forms.ChoiceField(choices=Symptom.choices)
+    error_code = forms.CharField(
+        label="Error code", max_length=40, required=False, help_text="As shown: E21, e-21…"
+    )
+    description = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4}))
+    diagnose = forms.BooleanField(label="Diagnose now", required=False, initial=True)
+
+
+class CardFilterForm(forms.Form):
+    status = forms.ChoiceField(choices=[("", "Any status"), *CardStatus.choices], required=False)
+    brand = forms.CharField(max_length=100, required=False)
+    q = forms.CharField(label="Search", max_length=200, required=False)
+
+
+class ResolveForm(forms.Form):
+    resolution = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 3}))
+    root_cause = forms.CharField(label="Root cause", max_length=5000, required=False)
+    parts_used = forms.CharField(label="Parts used", max_length=2000, required=False)
