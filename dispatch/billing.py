@@ -40,6 +40,7 @@ from dispatch.models import (
 from dispatch.orders import Actor
 
 CENT = Decimal("0.01")
+RATE_PLACES = Decimal("0.0001")
 # The columns' bounds: numeric(12, 2) for money, numeric(8, 2) for quantities.
 MAX_MONEY = Decimal("9999999999.99")
 MAX_QUANTITY = Decimal("999999.99")
@@ -64,7 +65,9 @@ class Totals:
 
 
 def totals_of(amounts: list[Decimal], tax_rate: Decimal) -> Totals:
-    """The module's rounding rule over line amounts."""
+    """The module's rounding rule over line amounts. The rate is shown with the invoice column's
+    four places (0.05 → 0.0500; KIOKU_TAX_RATE has no more)."""
+    tax_rate = tax_rate.quantize(RATE_PLACES)
     subtotal = money(sum(amounts, Decimal("0")))
     tax = money(subtotal * tax_rate)
     return Totals(subtotal=subtotal, tax_rate=tax_rate, tax=tax, total=subtotal + tax)
