@@ -367,6 +367,13 @@ def order_invoice(
             details={"field": "lines"},
         )
     totals = totals_of(amounts, settings.KIOKU_TAX_RATE)
+    if totals.total > MAX_MONEY:
+        raise DispatchError(
+            DISPATCH_INVALID_INVOICE,
+            f"The total {totals.total} is larger than an invoice holds ({MAX_MONEY}).",
+            status=422,
+            details={"field": "lines"},
+        )
     issued_on = issued_on or timezone.localdate()
     invoice = Invoice.objects.create(
         order=order,

@@ -12,7 +12,7 @@ DISPATCH_NOT_FOUND = "DISPATCH_NOT_FOUND"  # no such card, order or technician (
 
 DISPATCH_INVALID_TECHNICIAN = "DISPATCH_INVALID_TECHNICIAN"  # a bad technician field (422)
 DISPATCH_INVALID_ORDER = "DISPATCH_INVALID_ORDER"  # a bad or missing order or line field (422)
-DISPATCH_ORDER_FROZEN = "DISPATCH_ORDER_FROZEN"  # lines of a closed order stay as they are (409)
+DISPATCH_ORDER_FROZEN = "DISPATCH_ORDER_FROZEN"  # lines of a completed/cancelled order (409)
 DISPATCH_ORDER_NOT_COMPLETED = "DISPATCH_ORDER_NOT_COMPLETED"  # settling/invoicing open work (409)
 DISPATCH_ALREADY_SETTLED = "DISPATCH_ALREADY_SETTLED"  # the order was settled before (409)
 DISPATCH_ALREADY_INVOICED = "DISPATCH_ALREADY_INVOICED"  # the order has its invoice (409)
