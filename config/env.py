@@ -1,6 +1,7 @@
 """Tiny helpers that read settings from the environment and fail loudly on bad values."""
 
 import os
+from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -50,6 +51,34 @@ def envfloat(
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def envdecimal(
+    name: str,
+    default: Decimal,
+    *,
+    minimum: Decimal | None = None,
+    maximum: Decimal | None = None,
+    places: int | None = None,
+) -> Decimal:
+    """An exact decimal (money, rates): `0.05` stays 0.05, never the float 0.05000000000000000277.
+    `places` bounds the digits after the point, so a value never outgrows its column."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}") from None
+    if not value.is_finite():
+        raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {value}")
+    if places is not None and -value.as_tuple().exponent > places:
+        raise ImproperlyConfigured(
+            f"{name} may have at most {places} digits after the decimal point, got {value}"
+        )
     return value
 
 

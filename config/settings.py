@@ -7,10 +7,11 @@
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 from config import embedded_db
-from config.env import database_from_url, envbool, envint, envlist, envstr
+from config.env import database_from_url, envbool, envdecimal, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -185,6 +186,14 @@ KIOKU_SEARCH_METADATA_FILTERS = envlist(
 KIOKU_SESSION_PII_PATTERNS = [
     line.strip() for line in envstr("KIOKU_SESSION_PII_PATTERNS").splitlines() if line.strip()
 ]
+
+# --- Dispatch -------------------------------------------------------------------------------
+# Sales tax on service-order quotes and invoices, a fraction (Taiwan's business tax: 5 %), read
+# as an exact Decimal. An order's tax is its subtotal × this rate rounded half-up to the cent, and
+# its total is subtotal + tax (dispatch/billing.py). Four decimals at most: the invoice's column.
+KIOKU_TAX_RATE = envdecimal(
+    "KIOKU_TAX_RATE", Decimal("0.05"), minimum=Decimal("0"), maximum=Decimal("0.9999"), places=4
+)
 
 # --- Background work (django-q2, ORM broker) ------------------------------------------------
 # Seconds before a task is killed.

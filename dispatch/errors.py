@@ -10,6 +10,16 @@ DISPATCH_CONFLICT = "DISPATCH_CONFLICT"  # the row changed since the version the
 DISPATCH_RESOLUTION_REQUIRED = "DISPATCH_RESOLUTION_REQUIRED"  # resolving without saying how (422)
 DISPATCH_NOT_FOUND = "DISPATCH_NOT_FOUND"  # no such card, order or technician (404)
 
+DISPATCH_INVALID_TECHNICIAN = "DISPATCH_INVALID_TECHNICIAN"  # a bad technician field (422)
+DISPATCH_INVALID_ORDER = "DISPATCH_INVALID_ORDER"  # a bad or missing order or line field (422)
+DISPATCH_ORDER_FROZEN = "DISPATCH_ORDER_FROZEN"  # lines of a completed/cancelled order (409)
+DISPATCH_ORDER_NOT_COMPLETED = "DISPATCH_ORDER_NOT_COMPLETED"  # settling/invoicing open work (409)
+DISPATCH_ALREADY_SETTLED = "DISPATCH_ALREADY_SETTLED"  # the order was settled before (409)
+DISPATCH_ALREADY_INVOICED = "DISPATCH_ALREADY_INVOICED"  # the order has its invoice (409)
+DISPATCH_INVALID_SETTLEMENT = "DISPATCH_INVALID_SETTLEMENT"  # a share or fee out of range (422)
+DISPATCH_INVALID_INVOICE = "DISPATCH_INVALID_INVOICE"  # no buyer, or nothing to invoice (422)
+DISPATCH_INVALID_TAX_ID = "DISPATCH_INVALID_TAX_ID"  # a 統一編號 failing its checksum (422)
+
 
 class DispatchError(ApiError):
     """A dispatch request the caller must change, or that lost a race."""

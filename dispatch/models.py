@@ -293,12 +293,39 @@ class OrderStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# Orders still being worked on: one of them at most per card, and only they can be cancelled.
+OPEN_ORDER_STATUSES = (
+    OrderStatus.CREATED,
+    OrderStatus.ASSIGNED,
+    OrderStatus.EN_ROUTE,
+    OrderStatus.ON_SITE,
+)
+
+# Where an order may go from each status: forward one step at a time, or cancelled while open.
+# Assigning again (another technician) keeps `assigned` and is order_assign's business.
+ORDER_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    OrderStatus.CREATED: (OrderStatus.ASSIGNED, OrderStatus.CANCELLED),
+    OrderStatus.ASSIGNED: (OrderStatus.EN_ROUTE, OrderStatus.CANCELLED),
+    OrderStatus.EN_ROUTE: (OrderStatus.ON_SITE, OrderStatus.CANCELLED),
+    OrderStatus.ON_SITE: (OrderStatus.COMPLETED, OrderStatus.CANCELLED),
+    OrderStatus.COMPLETED: (),
+    OrderStatus.CANCELLED: (),
+}
+
+
 class ServiceOrder(models.Model):
     card = models.ForeignKey(ProblemCard, on_delete=models.PROTECT, related_name="orders")
     technician = models.ForeignKey(
         Technician, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
     )
     address = models.CharField(max_length=500)
+    # Where the visit is, when known: matching adds the distance (earthdistance) to its reasons.
+    latitude = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-90), MaxValueValidator(90)]
+    )
+    longitude = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-180), MaxValueValidator(180)]
+    )
     scheduled_start = models.DateTimeField(null=True, blank=True)
     scheduled_end = models.DateTimeField(null=True, blank=True)
     eta = models.DateTimeField(null=True, blank=True)
@@ -324,6 +351,18 @@ class ServiceOrder(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["created", "cancelled"]) | Q(technician__isnull=False),
                 name="order_assigned_has_technician",
+            ),
+            # A card is worked on by one order at a time; a cancelled visit may be followed by
+            # another order (order_create checks first; this stops a race).
+            models.UniqueConstraint(
+                fields=["card"],
+                condition=Q(status__in=["created", "assigned", "en_route", "on_site"]),
+                name="order_one_open_per_card",
+            ),
+            models.CheckConstraint(
+                condition=Q(latitude__isnull=True, longitude__isnull=True)
+                | Q(latitude__isnull=False, longitude__isnull=False),
+                name="order_location_both_or_neither",
             ),
         ]
         indexes = [

@@ -1,13 +1,20 @@
 """Reads shared by the dispatch API, pages, admin and the home dashboard."""
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
+from datetime import date
+
+from django.db.models import BooleanField, Count, ExpressionWrapper, Prefetch, Q, QuerySet
 
 from core.queries import DispatchFigures, StatusCount
 from dispatch.models import (
     CardStatus,
+    OrderEvent,
+    OrderLine,
     OrderStatus,
     ProblemCard,
+    QuoteItem,
     ServiceOrder,
+    Technician,
+    TechnicianSkill,
     normalize_error_code,
     normalize_key,
 )
@@ -65,3 +72,69 @@ def problem_card_list(
             | Q(resolution__icontains=query)
         )
     return cards.order_by("-created_at", "-id")
+
+
+# --- Technicians, service orders, quote items ------------------------------------------------
+
+
+def technicians() -> QuerySet[Technician]:
+    """Technicians with their skills (one more query for all of them)."""
+    return Technician.objects.prefetch_related(
+        Prefetch("skills", queryset=TechnicianSkill.objects.order_by("brand_key", "symptom"))
+    )
+
+
+def technician_list(
+    *, area: str | None = None, brand: str | None = None, is_active: bool | None = None
+) -> QuerySet[Technician]:
+    """By name; `brand` keeps those with a skill for it, however it was typed."""
+    rows = technicians()
+    if area:
+        rows = rows.filter(service_areas__contains=[area])
+    if brand:
+        rows = rows.filter(skills__brand_key=normalize_key(brand)).distinct()
+    if is_active is not None:
+        rows = rows.filter(is_active=is_active)
+    return rows.order_by("name", "id")
+
+
+def service_orders() -> QuerySet[ServiceOrder]:
+    return ServiceOrder.objects.select_related("technician")
+
+
+def service_order_list(
+    *,
+    status: str | None = None,
+    technician_id: int | None = None,
+    day: date | None = None,
+    card_id: int | None = None,
+) -> QuerySet[ServiceOrder]:
+    """Newest first; `day` is the scheduled start's date in the current time zone."""
+    orders = service_orders()
+    if status:
+        orders = orders.filter(status=status)
+    if technician_id is not None:
+        orders = orders.filter(technician_id=technician_id)
+    if day is not None:
+        orders = orders.filter(scheduled_start__date=day)
+    if card_id is not None:
+        orders = orders.filter(card_id=card_id)
+    return orders.order_by("-created_at", "-id")
+
+
+def service_order_detail() -> QuerySet[ServiceOrder]:
+    """Orders with everything their page shows: lines (with items), the audit log, settlement
+    and invoice (fixed number of queries per order)."""
+    return (
+        service_orders()
+        .select_related("card", "settlement", "invoice")
+        .prefetch_related(
+            Prefetch("lines", queryset=OrderLine.objects.select_related("item").order_by("id")),
+            Prefetch("events", queryset=OrderEvent.objects.order_by("created_at", "id")),
+        )
+    )
+
+
+def quote_item_list(*, include_inactive: bool = False) -> QuerySet[QuoteItem]:
+    items = QuoteItem.objects.order_by("code")
+    return items if include_inactive else items.filter(is_active=True)

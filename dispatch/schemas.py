@@ -1,12 +1,24 @@
 """API shapes of dispatch. Field names are the public contract (`model`, `symptom`, …); the
 services take the same values under their own names."""
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 from ninja import Field, Schema
 
 from core.pagination import PageOut
-from dispatch.models import CardStatus, ProblemCard
+from dispatch.billing import order_totals
+from dispatch.models import (
+    CardStatus,
+    Invoice,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    ProblemCard,
+    ServiceOrder,
+    Settlement,
+    Technician,
+)
 
 
 class CustomerSchema(Schema):
@@ -118,3 +130,245 @@ class DiagnosisOut(Schema):
     answer_id: int | None
     technicians: list[dict]
     searched: dict
+
+
+# --- Technicians ------------------------------------------------------------------------------
+# Money and ratings are `Decimal`: JSON carries them as strings ("600.00"), never as floats.
+
+
+class SkillIn(Schema):
+    brand: str = Field(description="As people write it; stored as its key (KG-200 → kg200).")
+    symptom: str = Field("", description="Blank: every symptom of the brand.")
+    level: int = Field(ge=0, le=5)
+
+
+class SkillOut(Schema):
+    brand_key: str
+    symptom: str
+    level: int
+
+
+class TechnicianIn(Schema):
+    name: str
+    phone: str = ""
+    service_areas: list[str] = Field(default_factory=list, description="e.g. Taipei Da'an.")
+    latitude: float | None = None
+    longitude: float | None = None
+    rating: Decimal = Field(Decimal("4.00"), description="0–5.")
+    daily_capacity: int = Field(4, description="Orders a day, 1–50.")
+    is_active: bool = True
+    skills: list[SkillIn] = Field(default_factory=list)
+
+
+class TechnicianPatchIn(Schema):
+    name: str | None = None
+    phone: str | None = None
+    service_areas: list[str] | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    rating: Decimal | None = None
+    daily_capacity: int | None = None
+    is_active: bool | None = None
+    skills: list[SkillIn] | None = Field(None, description="Replaces every skill when given.")
+
+
+class TechnicianOut(Schema):
+    id: int
+    name: str
+    phone: str
+    service_areas: list[str]
+    latitude: float | None
+    longitude: float | None
+    rating: Decimal
+    daily_capacity: int
+    is_active: bool
+    skills: list[SkillOut]
+    created_at: datetime
+
+    @staticmethod
+    def resolve_skills(technician: Technician) -> list:
+        return list(technician.skills.all())
+
+
+class TechnicianPage(PageOut):
+    items: list[TechnicianOut]
+
+
+class TechnicianRefOut(Schema):
+    id: int
+    name: str
+
+
+class CandidateOut(Schema):
+    technician_id: int
+    name: str
+    score: float = Field(description="0–1: skill, free slots, rating (and nearness).")
+    skill: int
+    load: int = Field(description="Orders of the technician that day.")
+    capacity: int
+    rating: float
+    distance_km: float | None = Field(description="When the order and technician have places.")
+    reasons: list[str]
+
+
+# --- Service orders ------------------------------------------------------------------------------
+
+
+class ServiceOrderIn(Schema):
+    problem_card_id: int
+    address: str = Field("", description="Blank: the card's address.")
+    scheduled_start: datetime | None = None
+    scheduled_end: datetime | None = None
+    latitude: float | None = Field(None, description="Where the visit is; matching adds distance.")
+    longitude: float | None = None
+
+
+class AssignIn(Schema):
+    technician_id: int
+    version: int = Field(description="The version you read; a stale one is a 409.")
+    eta: datetime | None = None
+    note: str = ""
+
+
+class TransitionIn(Schema):
+    to: OrderStatus
+    version: int = Field(description="The version you read; a stale one is a 409.")
+    note: str = Field("", description="Required to cancel: why.")
+    technician_id: int | None = Field(None, description="Required to become assigned.")
+    eta: datetime | None = Field(None, description="Required to become en_route (unless set).")
+    work_done: str = Field("", description="Required to complete; becomes the card's resolution.")
+    parts_used: str = Field("", description='Required to complete ("none" when none were).')
+
+
+class ServiceOrderOut(Schema):
+    id: int
+    status: OrderStatus
+    version: int
+    problem_card_id: int
+    technician: TechnicianRefOut | None
+    address: str
+    latitude: float | None
+    longitude: float | None
+    scheduled_start: datetime | None
+    scheduled_end: datetime | None
+    eta: datetime | None
+    work_done: str
+    parts_used: str
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_problem_card_id(order: ServiceOrder) -> int:
+        return order.card_id
+
+
+class ServiceOrderPage(PageOut):
+    items: list[ServiceOrderOut]
+
+
+class OrderLineIn(Schema):
+    item_code: str = Field(description="A quote item's code (GET /quote-items).")
+    quantity: Decimal = Field(Decimal("1"), description="Above 0, at most two decimals.")
+
+
+class OrderLineOut(Schema):
+    id: int
+    item_code: str
+    description: str
+    quantity: Decimal
+    unit_price: Decimal = Field(description="The item's price when the line was added.")
+    amount: Decimal = Field(description="quantity × unit_price, half-up to the cent.")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_item_code(line: OrderLine) -> str:
+        return line.item.code
+
+
+class TotalsOut(Schema):
+    subtotal: Decimal
+    tax_rate: Decimal
+    tax: Decimal = Field(description="subtotal × tax_rate, half-up to the cent.")
+    total: Decimal = Field(description="subtotal + tax.")
+
+
+class OrderEventOut(Schema):
+    from_status: str
+    to_status: str
+    actor: str = Field(description="The user, or api:<key name>.")
+    note: str
+    created_at: datetime
+
+    @staticmethod
+    def resolve_actor(event: OrderEvent) -> str:
+        return event.actor_label
+
+
+class SettleIn(Schema):
+    share_percent: Decimal | None = Field(None, description="Share of the subtotal, 0–100.")
+    fee: Decimal | None = Field(None, description="A fixed fee instead.")
+
+
+class SettlementOut(Schema):
+    technician_id: int
+    basis: str
+    share_percent: Decimal | None
+    amount: Decimal
+    settled_by: str
+    settled_at: datetime
+
+
+class InvoiceIn(Schema):
+    buyer_name: str
+    buyer_tax_id: str = Field("", description="統一編號: 8 digits, checksum-verified.")
+    issued_on: date | None = Field(None, description="Default: today.")
+
+
+class InvoiceOut(Schema):
+    number: str = Field(description="INV-<year>-<n>, n from a database sequence.")
+    issued_on: date
+    buyer_name: str
+    buyer_tax_id: str
+    subtotal: Decimal
+    tax_rate: Decimal
+    tax: Decimal
+    total: Decimal
+    issued_by: str
+    created_at: datetime
+
+
+class ServiceOrderDetailOut(ServiceOrderOut):
+    lines: list[OrderLineOut]
+    totals: TotalsOut
+    events: list[OrderEventOut]
+    settlement: SettlementOut | None
+    invoice: InvoiceOut | None
+
+    @staticmethod
+    def resolve_lines(order: ServiceOrder) -> list:
+        return list(order.lines.all())
+
+    @staticmethod
+    def resolve_totals(order: ServiceOrder) -> dict:
+        return vars(order_totals(order=order))
+
+    @staticmethod
+    def resolve_events(order: ServiceOrder) -> list:
+        return list(order.events.all())
+
+    @staticmethod
+    def resolve_settlement(order: ServiceOrder) -> Settlement | None:
+        return getattr(order, "settlement", None)
+
+    @staticmethod
+    def resolve_invoice(order: ServiceOrder) -> Invoice | None:
+        return getattr(order, "invoice", None)
+
+
+class QuoteItemOut(Schema):
+    id: int
+    code: str
+    name: str
+    unit_price: Decimal
+    is_active: bool

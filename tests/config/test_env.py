@@ -1,7 +1,9 @@
+from decimal import Decimal
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, envbool, envint, envlist
+from config.env import database_from_url, envbool, envdecimal, envint, envlist
 
 
 def test_envbool_reads_common_spellings(monkeypatch):
@@ -24,6 +26,30 @@ def test_envint_rejects_non_numbers_and_small_values(monkeypatch):
     monkeypatch.setenv("N", "0")
     with pytest.raises(ImproperlyConfigured, match="N must be ≥ 1"):
         envint("N", 1, minimum=1)
+
+
+def test_envdecimal_reads_an_exact_decimal(monkeypatch):
+    monkeypatch.setenv("RATE", " 0.05 ")
+    assert envdecimal("RATE", Decimal("0.1")) == Decimal("0.05")
+    assert str(envdecimal("RATE", Decimal("0.1"))) == "0.05"  # not 0.05000000000000000277
+    monkeypatch.setenv("RATE", "")
+    assert envdecimal("RATE", Decimal("0.1")) == Decimal("0.1")
+
+
+@pytest.mark.parametrize("raw", ["five percent", "NaN", "Infinity", "0,05"])
+def test_envdecimal_rejects_what_is_not_a_decimal(monkeypatch, raw):
+    monkeypatch.setenv("RATE", raw)
+    with pytest.raises(ImproperlyConfigured, match="RATE must be a decimal number"):
+        envdecimal("RATE", Decimal("0.05"))
+
+
+def test_envdecimal_rejects_values_out_of_range_or_with_too_many_places(monkeypatch):
+    monkeypatch.setenv("RATE", "1.5")
+    with pytest.raises(ImproperlyConfigured, match="RATE must be between 0 and 1"):
+        envdecimal("RATE", Decimal("0.05"), minimum=Decimal("0"), maximum=Decimal("1"))
+    monkeypatch.setenv("RATE", "0.12345")
+    with pytest.raises(ImproperlyConfigured, match="at most 4 digits"):
+        envdecimal("RATE", Decimal("0.05"), places=4)
 
 
 def test_envlist_splits_and_trims(monkeypatch):

@@ -1,6 +1,19 @@
-"""Problem cards and technicians as the services make them."""
+"""Problem cards, technicians, service orders and quote items as the services make them."""
 
-from dispatch.models import ProblemCard, Technician, TechnicianSkill
+from datetime import timedelta
+from decimal import Decimal
+
+from django.utils import timezone
+
+from dispatch.models import (
+    OrderStatus,
+    ProblemCard,
+    QuoteItem,
+    ServiceOrder,
+    Technician,
+    TechnicianSkill,
+)
+from dispatch.orders import Actor, order_cancel, order_create, order_transition
 from dispatch.services import CustomerIn, problem_card_create, problem_card_resolve
 
 E21_WONT_UNLOCK = "After entering the PIN the keypad shows E-21 and the bolt does not retract."
@@ -40,3 +53,48 @@ def make_technician(
     for brand_key, level in skills.items():
         TechnicianSkill.objects.create(technician=technician, brand_key=brand_key, level=level)
     return technician
+
+
+# --- Service orders ---------------------------------------------------------------------------
+
+DISPATCHER = Actor(label="dispatcher")
+ADDRESS = "No. 1, Section 2, Heping E. Rd, Da'an, Taipei"
+# What a step needs, as a dispatcher would give it.
+WORK = {"work_done": "Re-seated the motor cable.", "parts_used": "none"}
+
+
+def make_order(card: ProblemCard | None = None, **fields: object) -> ServiceOrder:
+    card = card or make_card()
+    return order_create(card_id=card.pk, address=ADDRESS, actor=DISPATCHER, **fields)
+
+
+def make_item(
+    code: str = "SVC-CALL", name: str = "Service call", price: str = "600.00"
+) -> QuoteItem:
+    return QuoteItem.objects.create(code=code, name=name, unit_price=Decimal(price))
+
+
+def order_in_status(
+    status: str, *, technician: Technician | None = None, order: ServiceOrder | None = None
+) -> ServiceOrder:
+    """An order walked through the flow, by its legal steps, to `status`."""
+    order = order or make_order()
+    if status == OrderStatus.CREATED:
+        return order
+    if status == OrderStatus.CANCELLED:
+        return order_cancel(
+            order_id=order.pk, version=order.version, actor=DISPATCHER, note="Customer away."
+        )
+    technician = technician or make_technician("Lin", areas=["Taipei Da'an"], skills={})
+    path = [OrderStatus.ASSIGNED, OrderStatus.EN_ROUTE, OrderStatus.ON_SITE, OrderStatus.COMPLETED]
+    for step in path[: path.index(status) + 1]:
+        order = order_transition(
+            order_id=order.pk,
+            to=step,
+            version=order.version,
+            actor=DISPATCHER,
+            technician_id=technician.pk,
+            eta=timezone.now() + timedelta(minutes=30),
+            **WORK,
+        )
+    return order
