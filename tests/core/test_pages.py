@@ -174,7 +174,7 @@ def test_dispatch_panel_counts_the_open_problem_cards(curator: Client) -> None:
     make_card(description="Second report.")
     dispatch = panel(curator.get("/"), "dispatch")
     assert "not set up" not in dispatch
-    assert 'class="stat-value">2</dd>' in dispatch
+    assert '<a href="/dispatch/cases/">2</a></dd>' in dispatch  # the count links to the cases
     assert "0 created" in dispatch
 
 
@@ -190,7 +190,7 @@ def test_dispatch_panel_shows_the_figures_once_dispatch_provides_them(
     dispatch = panel(curator.get("/"), "dispatch")
 
     assert "not set up" not in dispatch
-    assert 'class="stat-value">4</dd>' in dispatch
+    assert '<a href="/dispatch/cases/">4</a></dd>' in dispatch
     assert "3 scheduled" in dispatch and "9 done" in dispatch
 
 
