@@ -1,7 +1,7 @@
 """Reads shared by the API, the pages and the admin."""
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -81,48 +81,11 @@ def index_status() -> dict:
     pass over the chunk table and one over the sources.
     """
     state = space_state()
-    active, target = state.active, state.target
-    current = _holds_vector(active)
-    in_target = _holds_vector(target) if target else Q(pk__isnull=True)  # no row
-    has_vector = Q(embedding__isnull=False) | Q(embedding_alt__isnull=False)
-    usable = SEARCHABLE_CHUNK
-    # Aliases must not shadow field names ("enabled"), or the filters would read the aggregate.
-    counts = KnowledgeChunk.objects.aggregate(
-        n_total=Count("pk"),
-        n_usable=Count("pk", filter=usable),
-        n_embedded=Count("pk", filter=current),
-        n_usable_embedded=Count("pk", filter=current & usable),
-        n_other_model=Count("pk", filter=has_vector & ~current & ~in_target),
-        n_usable_target=Count("pk", filter=in_target & usable),
-        n_pending=Count("pk", filter=Q(embedding_status=EmbeddingStatus.PENDING)),
-        n_dead=Count("pk", filter=Q(embedding_status=EmbeddingStatus.DEAD)),
-        n_last_hour=Count("pk", filter=Q(embedded_at__gte=timezone.now() - timedelta(hours=1))),
-    )
-
-    by_status = dict.fromkeys(SourceStatus.values, 0)
-    last_updated = None
-    for row in (
-        KnowledgeSource.objects.order_by()
-        .values("status")
-        .annotate(n=Count("pk"), last_fetched=Max("fetched_at"))
-    ):
-        by_status[row["status"]] = row["n"]
-        if row["last_fetched"] and (last_updated is None or row["last_fetched"] > last_updated):
-            last_updated = row["last_fetched"]
-
-    # The row exists once the pipeline paused for the first time; a read must not create it.
-    pipeline = EmbeddingPipelineState.objects.filter(pk=1).first() or EmbeddingPipelineState()
-    is_paused = pipeline.is_paused()
-
+    active = state.active
+    counts = _chunk_counts(state)
+    by_status, last_updated = _sources_by_status()
+    pipeline = _pipeline_status()
     row_alert = settings.KIOKU_INDEX_ROW_ALERT
-    warning = None
-    if counts["n_total"] > row_alert:
-        warning = (
-            f"The index holds {counts['n_total']:,} chunks, past the alert at {row_alert:,} "
-            "(KIOKU_INDEX_ROW_ALERT). Watch search latency, keep ANALYZE current and plan "
-            "partitioning the chunk table before it slows down."
-        )
-
     enabled = counts["n_usable"]
     # Rounded down, so 100 % means every usable chunk is embedded.
     progress = math.floor(1000 * counts["n_usable_embedded"] / enabled) / 10 if enabled else 0.0
@@ -147,17 +110,69 @@ def index_status() -> dict:
             "chunks": counts["n_last_hour"],
             "per_minute": round(counts["n_last_hour"] / 60, 1),
         },
-        "pipeline": {
-            "paused": is_paused,
-            "reason": pipeline.paused_reason if is_paused else "",
-            "paused_until": pipeline.paused_until if is_paused else None,
-            "state": _pipeline_state(pipeline) if is_paused else "running",
-        },
+        "pipeline": pipeline,
         "sizes": index_sizes(),
         "row_alert": row_alert,
-        "warning": warning,
+        "warning": _row_alert_warning(counts["n_total"], row_alert),
         "progress": progress,
     }
+
+
+def _chunk_counts(state: SpaceState) -> dict[str, int]:
+    """The chunk counts of the status, in one pass over the chunk table."""
+    current = _holds_vector(state.active)
+    in_target = _holds_vector(state.target) if state.target else Q(pk__isnull=True)  # no row
+    has_vector = Q(embedding__isnull=False) | Q(embedding_alt__isnull=False)
+    usable = SEARCHABLE_CHUNK
+    # Aliases must not shadow field names ("enabled"), or the filters would read the aggregate.
+    return KnowledgeChunk.objects.aggregate(
+        n_total=Count("pk"),
+        n_usable=Count("pk", filter=usable),
+        n_embedded=Count("pk", filter=current),
+        n_usable_embedded=Count("pk", filter=current & usable),
+        n_other_model=Count("pk", filter=has_vector & ~current & ~in_target),
+        n_usable_target=Count("pk", filter=in_target & usable),
+        n_pending=Count("pk", filter=Q(embedding_status=EmbeddingStatus.PENDING)),
+        n_dead=Count("pk", filter=Q(embedding_status=EmbeddingStatus.DEAD)),
+        n_last_hour=Count("pk", filter=Q(embedded_at__gte=timezone.now() - timedelta(hours=1))),
+    )
+
+
+def _sources_by_status() -> tuple[dict[str, int], datetime | None]:
+    """Sources per status (every status listed), and the latest fetch of any source."""
+    by_status = dict.fromkeys(SourceStatus.values, 0)
+    last_updated = None
+    for row in (
+        KnowledgeSource.objects.order_by()
+        .values("status")
+        .annotate(n=Count("pk"), last_fetched=Max("fetched_at"))
+    ):
+        by_status[row["status"]] = row["n"]
+        if row["last_fetched"] and (last_updated is None or row["last_fetched"] > last_updated):
+            last_updated = row["last_fetched"]
+    return by_status, last_updated
+
+
+def _pipeline_status() -> dict:
+    # The row exists once the pipeline paused for the first time; a read must not create it.
+    pipeline = EmbeddingPipelineState.objects.filter(pk=1).first() or EmbeddingPipelineState()
+    is_paused = pipeline.is_paused()
+    return {
+        "paused": is_paused,
+        "reason": pipeline.paused_reason if is_paused else "",
+        "paused_until": pipeline.paused_until if is_paused else None,
+        "state": _pipeline_state(pipeline) if is_paused else "running",
+    }
+
+
+def _row_alert_warning(total: int, row_alert: int) -> str | None:
+    if total <= row_alert:
+        return None
+    return (
+        f"The index holds {total:,} chunks, past the alert at {row_alert:,} "
+        "(KIOKU_INDEX_ROW_ALERT). Watch search latency, keep ANALYZE current and plan "
+        "partitioning the chunk table before it slows down."
+    )
 
 
 def _holds_vector(space: VectorSpace) -> Q:

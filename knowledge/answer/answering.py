@@ -1,10 +1,10 @@
-"""Answers with cited sources (RAG): the QueryEngine of the VectorIndex domain.
+"""Answers with cited sources (RAG).
 
 `answer_ask()` (whole answer) and `answer_ask_stream()` (events as the answer is written) share
 one path:
 
-1. Validate: an empty question → `VECTOR_INDEX_EMPTY_QUESTION`; top_k outside 1…20 →
-   `VECTOR_INDEX_INVALID_TOP_K`.
+1. Validate: an empty question → `ASK_EMPTY_QUESTION`; top_k outside 1…20 →
+   `ASK_INVALID_TOP_K`.
 2. Retrieve with hybrid search. No chunk at all → the "index not built" answer.
 3. Keep the relevant passages (`hit_is_relevant`). None → the "no relevant documents" answer,
    with no model call; these questions form the content-gap list.
@@ -13,9 +13,12 @@ one path:
    inside a document cannot end its fence or give orders. Offline (no `OPENAI_API_KEY`): an
    extractive answer quotes the best sentences of the best passages, labelled as such.
 5. Citations `[n]` are parsed from the answer; markers that point to no passage are removed.
-   Empty model output → `VECTOR_INDEX_EMPTY_CONTENT`; model failures (after retries for transient
-   ones) → `VECTOR_INDEX_LLM_API_ERROR`.
+   Empty model output → `ASK_EMPTY_CONTENT`; model failures (after retries for transient ones)
+   → `ASK_LLM_API_ERROR`.
 6. Every ask is stored as an `Answer` with its `AnswerSource` rows (failed ones too).
+
+Error bodies and the stream's error event also carry each code's earlier `VECTOR_INDEX_*` name
+(`ALIASES` in knowledge/errors.py).
 
 Canned answers and labels are in the question's language (Japanese, Chinese or English).
 """
@@ -27,7 +30,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -37,7 +40,7 @@ from django.db import transaction
 from core.errors import ApiError
 from core.models import ApiKey
 from knowledge.answer.base import AskError, AskEvent
-from knowledge.answer.chat import ChatError, ChatUsage, get_chat_provider
+from knowledge.answer.chat import ChatError, ChatUsage, OpenAIChatProvider, get_chat_provider
 from knowledge.errors import (
     ANSWER_FEEDBACK_TOO_LONG,
     ASK_EMPTY_CONTENT,
@@ -62,7 +65,7 @@ EXTRACTIVE_SENTENCES = 2
 LANGUAGE_NAMES = {"en": "English", "ja": "Japanese", "zh": "Chinese (Traditional)"}
 
 
-# The seed's canned answers (ja), translated.
+# Canned answers, one per language `detect_language` returns.
 INDEX_NOT_BUILT = {
     "ja": "インデックスが構築されていません。先にingestコマンド（manage.py ingest）でドキュメントを取り込んでください。",
     "zh": "索引尚未建立。請先執行 ingest 指令（manage.py ingest）匯入文件。",
@@ -277,10 +280,7 @@ def _events(ask: _Ask, *, streaming: bool) -> Iterator[AskEvent]:
         result = chunk_search(ask.question, mode="hybrid", top_k=ask.top_k, filters=ask.filters)
     except SearchError as exc:
         if exc.code == SEARCH_INDEX_EMPTY:
-            text = INDEX_NOT_BUILT[ask.language]
-            yield AskEvent("sources", {"sources": [], "mode": ask.mode, "language": ask.language})
-            yield AskEvent("delta", {"text": text})
-            yield _done(_store(ask, text, AnswerOutcome.INDEX_NOT_BUILT, cited=[]))
+            yield from _canned(ask, INDEX_NOT_BUILT, AnswerOutcome.INDEX_NOT_BUILT)
             return
         raise
     threshold = similarity_threshold(result)
@@ -290,11 +290,8 @@ def _events(ask: _Ask, *, streaming: bool) -> Iterator[AskEvent]:
         if hit_is_relevant(h, question=ask.question, min_similarity=threshold)
     ]
     if not ask.hits:
-        text = NO_RELEVANT_DOCUMENTS[ask.language]
         ask.hits = result.hits  # kept so curators see what came closest
-        yield AskEvent("sources", {"sources": [], "mode": ask.mode, "language": ask.language})
-        yield AskEvent("delta", {"text": text})
-        yield _done(_store(ask, text, AnswerOutcome.NO_RELEVANT, cited=[]))
+        yield from _canned(ask, NO_RELEVANT_DOCUMENTS, AnswerOutcome.NO_RELEVANT)
         return
     yield AskEvent(
         "sources",
@@ -308,31 +305,48 @@ def _events(ask: _Ask, *, streaming: bool) -> Iterator[AskEvent]:
         text = extractive_answer(ask.question, ask.hits, language=ask.language)
         yield AskEvent("delta", {"text": text})
     else:
-        prompt = build_prompt(ask.question, ask.hits, language=ask.language)
-        pieces = []
-        try:
-            if streaming:
-                for piece in provider.stream(prompt.messages, ask.usage):
-                    pieces.append(piece)
-                    yield AskEvent("delta", {"text": piece})
-            else:
-                reply = provider.complete(prompt.messages)
-                ask.usage = reply.usage
-                pieces.append(reply.content)
-        except ChatError as exc:
-            _store_failure(ask, ASK_LLM_API_ERROR, exc.message)
-            raise AskError(
-                ASK_LLM_API_ERROR,
-                f"The language model failed: {exc.message}",
-                status=502,
-            ) from exc
-        text = "".join(pieces)
-        if not text.strip():
-            message = "The language model returned an empty answer."
-            _store_failure(ask, ASK_EMPTY_CONTENT, message)
-            raise AskError(ASK_EMPTY_CONTENT, message, status=502)
+        text = yield from _model_answer(ask, provider, streaming=streaming)
     text, cited = parse_citations(text, source_count=len(ask.hits))
     yield _done(_store(ask, text, AnswerOutcome.ANSWERED, cited=cited))
+
+
+def _canned(ask: _Ask, answers: dict[str, str], outcome: str) -> Iterator[AskEvent]:
+    """A canned answer in the question's language, stored: no sources shown, no model called."""
+    text = answers[ask.language]
+    yield AskEvent("sources", {"sources": [], "mode": ask.mode, "language": ask.language})
+    yield AskEvent("delta", {"text": text})
+    yield _done(_store(ask, text, outcome, cited=[]))
+
+
+def _model_answer(
+    ask: _Ask, provider: OpenAIChatProvider, *, streaming: bool
+) -> Generator[AskEvent, None, str]:
+    """The chat model's answer from the relevant passages, streamed as `delta` events when
+    `streaming`. A model failure or an empty answer is stored, then raised as AskError."""
+    prompt = build_prompt(ask.question, ask.hits, language=ask.language)
+    pieces = []
+    try:
+        if streaming:
+            for piece in provider.stream(prompt.messages, ask.usage):
+                pieces.append(piece)
+                yield AskEvent("delta", {"text": piece})
+        else:
+            reply = provider.complete(prompt.messages)
+            ask.usage = reply.usage
+            pieces.append(reply.content)
+    except ChatError as exc:
+        _store_failure(ask, ASK_LLM_API_ERROR, exc.message)
+        raise AskError(
+            ASK_LLM_API_ERROR,
+            f"The language model failed: {exc.message}",
+            status=502,
+        ) from exc
+    text = "".join(pieces)
+    if not text.strip():
+        message = "The language model returned an empty answer."
+        _store_failure(ask, ASK_EMPTY_CONTENT, message)
+        raise AskError(ASK_EMPTY_CONTENT, message, status=502)
+    return text
 
 
 def _done(answer: Answer) -> AskEvent:

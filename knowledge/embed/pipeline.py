@@ -1,7 +1,8 @@
 """The embedding processor: fills `embedding` for every embeddable row, never losing or
 duplicating work.
 
-Each batch runs in three steps (the seed's Tx1 → no transaction → Tx2):
+Each batch runs in three steps, the middle one outside any transaction so that no row lock
+or snapshot is held while the provider is called (seconds, or minutes with retries):
 
 1. **Claim** (Tx1): `SELECT … FOR UPDATE SKIP LOCKED` picks due rows, stamps them with a lease
    (`embedding_claimed_until`, unique per claim) and counts the attempt, then commits — so a
@@ -62,6 +63,9 @@ from knowledge.tokens import TokenCounter, get_token_counter
 
 logger = logging.getLogger(__name__)
 ERROR_HISTORY = 20  # error entries kept per row
+# Pause reasons for a provider that cannot work until someone acts (shown on the dashboard).
+BLOCKED_QUOTA = "blocked: quota"
+BLOCKED_CONFIG = "blocked: provider configuration"
 
 
 @dataclass(frozen=True)
@@ -199,11 +203,8 @@ def embedding_process_batch(
         return report
     space = space_record().writing
     if provider is None:
-        try:
-            provider = embedding_provider_for(space)
-        except ProviderConfigError as exc:
-            pipeline_pause(reason="blocked: provider configuration", error=exc.message)
-            report.paused = "blocked: provider configuration"
+        provider = _provider_or_pause(space, report)
+        if provider is None:
             return report
     rows, lease = embedding_claim(
         model=model,
@@ -213,7 +214,29 @@ def embedding_process_batch(
     report.claimed = len(rows)
     if not rows:
         return report
+    vectors, errors = _embed_claimed(
+        model, rows, lease, provider=provider, report=report, sleep=sleep
+    )
+    _store_results(model, rows, lease, vectors, errors, space=space, report=report)
+    return report
 
+
+def _provider_or_pause(space: VectorSpace, report: BatchReport) -> EmbeddingProvider | None:
+    """The provider of the space being filled; None, with the pipeline paused, when its
+    configuration cannot work (retrying each row would only burn their attempts)."""
+    try:
+        return embedding_provider_for(space)
+    except ProviderConfigError as exc:
+        pipeline_pause(reason=BLOCKED_CONFIG, error=exc.message)
+        report.paused = BLOCKED_CONFIG
+        return None
+
+
+def _request_plan(
+    rows: list[ClaimedRow], provider: EmbeddingProvider
+) -> tuple[list[str], list[int], list[list[int]]]:
+    """The texts to send (fitted to the provider's input limit), their token counts, and the
+    requests they go in (lists of positions in `rows`)."""
     counter = get_token_counter()
     texts = [fit_input(row.text, limits=provider.limits, counter=counter) for row in rows]
     limits = provider.limits
@@ -225,7 +248,22 @@ def embedding_process_batch(
             max_request_tokens=min(limits.max_request_tokens, settings.KIOKU_EMBEDDING_TPM // 20),
         )
     token_counts = input_token_counts(rows, texts, counter)
-    batches = plan_batches(token_counts, limits=limits)
+    return texts, token_counts, plan_batches(token_counts, limits=limits)
+
+
+def _embed_claimed(
+    model: type[EmbeddableModel],
+    rows: list[ClaimedRow],
+    lease: datetime,
+    *,
+    provider: EmbeddingProvider,
+    report: BatchReport,
+    sleep: Callable[[float], None],
+) -> tuple[dict[int, Sequence[float]], dict[int, str]]:
+    """Step 2, outside any transaction: the vectors and the error messages, by position in
+    `rows`. A blocked provider (quota, configuration) pauses the pipeline and a Retry-After stops
+    the batch; either way the rows not yet embedded are released without burning the attempt."""
+    texts, token_counts, batches = _request_plan(rows, provider)
     vectors: dict[int, Sequence[float]] = {}
     errors: dict[int, str] = {}
     for position, batch in enumerate(batches):
@@ -237,11 +275,7 @@ def embedding_process_batch(
                 sleep=sleep,
             )
         except (QuotaExceededError, ProviderConfigError) as exc:
-            reason = (
-                "blocked: quota"
-                if isinstance(exc, QuotaExceededError)
-                else "blocked: provider configuration"
-            )
+            reason = BLOCKED_QUOTA if isinstance(exc, QuotaExceededError) else BLOCKED_CONFIG
             pipeline_pause(reason=reason, error=exc.message)
             report.paused = reason
             settled = set(vectors) | set(errors)
@@ -266,15 +300,26 @@ def embedding_process_batch(
                 vectors[batch[offset]] = vector
         for offset, message in outcome.errors.items():
             errors[batch[offset]] = message
+    return vectors, errors
 
+
+def _store_results(
+    model: type[EmbeddableModel],
+    rows: list[ClaimedRow],
+    lease: datetime,
+    vectors: dict[int, Sequence[float]],
+    errors: dict[int, str],
+    *,
+    space: VectorSpace,
+    report: BatchReport,
+) -> None:
+    """Step 3: the vectors written back (Tx2), then each failure counted against its row."""
     written, moved = _write_back(model, rows, lease, vectors, space)
     report.embedded = written
     report.stale = len(vectors) - written - moved
     report.rescheduled += moved
-    failed, dead = _record_failures(model, rows, lease, errors)
-    report.failed, report.dead = failed, dead
+    report.failed, report.dead = _record_failures(model, rows, lease, errors)
     model.embedding_batch_done([row.pk for row in rows])
-    return report
 
 
 def _write_back(

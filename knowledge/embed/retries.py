@@ -6,7 +6,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -20,9 +19,6 @@ from knowledge.embed.base import (
 from knowledge.embed.pacing import get_request_pacer
 from knowledge.openai_calls import retry_wait
 from knowledge.tokens import get_token_counter
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
@@ -86,25 +82,37 @@ def embed_with_retries(
                 rng=rng,
             )
         except InputRejectedError as exc:
-            if len(group) == 1:
-                outcome.errors[group[0]] = exc.message
-            elif exc.index is not None and 0 <= exc.index < len(group):
-                outcome.errors[group[exc.index]] = exc.message
-                pending.append(group[: exc.index] + group[exc.index + 1 :])
-            else:
-                half = len(group) // 2
-                pending.append(group[half:])
-                pending.append(group[:half])  # popped first: inputs settle in order
+            pending.extend(_rejected_isolate(group, exc, outcome.errors))
             continue
         for index, vector in zip(group, vectors, strict=True):
-            if len(vector) != provider.dimensions:
-                raise ProviderConfigError(
-                    f"{provider.name} model {provider.model!r} returned {len(vector)}-dimensional "
-                    f"vectors, but KIOKU_EMBEDDING_DIMENSIONS is {provider.dimensions}: configure "
-                    "the size the model produces (the vector column must match) or another model."
-                )
+            _dimensions_check(provider, vector)
             outcome.vectors[index] = vector
     return outcome
+
+
+def _rejected_isolate(
+    group: list[int], exc: InputRejectedError, errors: dict[int, str]
+) -> list[list[int]]:
+    """After a rejected request: the input the server names (or the only one) goes to `errors`;
+    returns the groups to send again (the rest, or both halves when none is named), in the
+    order they are pushed on the stack."""
+    if len(group) == 1:
+        errors[group[0]] = exc.message
+        return []
+    if exc.index is not None and 0 <= exc.index < len(group):
+        errors[group[exc.index]] = exc.message
+        return [group[: exc.index] + group[exc.index + 1 :]]
+    half = len(group) // 2
+    return [group[half:], group[:half]]  # the first half is popped first: inputs settle in order
+
+
+def _dimensions_check(provider: EmbeddingProvider, vector: Sequence[float]) -> None:
+    if len(vector) != provider.dimensions:
+        raise ProviderConfigError(
+            f"{provider.name} model {provider.model!r} returned {len(vector)}-dimensional "
+            f"vectors, but KIOKU_EMBEDDING_DIMENSIONS is {provider.dimensions}: configure "
+            "the size the model produces (the vector column must match) or another model."
+        )
 
 
 def _embed_request(

@@ -308,36 +308,54 @@ def embedding_switch_start() -> SwitchReport:
     with transaction.atomic():
         row = EmbeddingSpaceState.objects.select_for_update().get(pk=1)
         state = _state_from_row(row)
-        if state.active.holds(model, dimensions):
-            if state.target is None:
-                return SwitchReport(
-                    "current", f"The index already uses {state.active}.", str(state.active)
-                )
-            # Settings went back to the active space: abandon the switch.
-            _retire_target(row)
-            cancelled = state.target
-        elif state.target is not None and state.target.holds(model, dimensions):
-            cancelled = None
-        else:
-            cancelled = state.target
-            if cancelled is not None:
-                _retire_target(row)
-            row.target_model, row.target_dimensions = model, dimensions
-            row.switch_started_at, row.switch_queued_at = timezone.now(), None
-            row.save()
+        if state.active.holds(model, dimensions) and state.target is None:
+            return SwitchReport(
+                "current", f"The index already uses {state.active}.", str(state.active)
+            )
+        cancelled = _target_record(row, state, model, dimensions)
         state = _state_from_row(row)
     if state.target is None:
-        # Cancelled: rows follow the active slot again.
-        queued = _rows_follow(state.active)
-        embedding_retired_clear()
-        return SwitchReport(
-            "current",
-            f"Switch to {cancelled} cancelled: the index uses {state.active}; {queued} row(s) queued.",
-            str(state.active),
-            queued=queued,
-        )
+        return _switch_cancelled(state, cancelled)
     if cancelled is not None:
         embedding_retired_clear()
+    return _switch_queue(state)
+
+
+def _target_record(
+    row: EmbeddingSpaceState, state: SpaceState, model: str, dimensions: int
+) -> VectorSpace | None:
+    """On the locked row: make (model, dimensions) the target, or no target when it is the
+    active space. Returns the target abandoned for it, if any (its slot is then retired)."""
+    if state.active.holds(model, dimensions):
+        # Settings went back to the active space: abandon the switch.
+        _retire_target(row)
+        return state.target
+    if state.target is not None and state.target.holds(model, dimensions):
+        return None
+    cancelled = state.target
+    if cancelled is not None:
+        _retire_target(row)
+    row.target_model, row.target_dimensions = model, dimensions
+    row.switch_started_at, row.switch_queued_at = timezone.now(), None
+    row.save()
+    return cancelled
+
+
+def _switch_cancelled(state: SpaceState, cancelled: VectorSpace | None) -> SwitchReport:
+    """Rows follow the active slot again; the abandoned target's slot is cleared."""
+    queued = _rows_follow(state.active)
+    embedding_retired_clear()
+    return SwitchReport(
+        "current",
+        f"Switch to {cancelled} cancelled: the index uses {state.active}; {queued} row(s) queued.",
+        str(state.active),
+        queued=queued,
+    )
+
+
+def _switch_queue(state: SpaceState) -> SwitchReport:
+    """Queue the rows the target lacks and build its index, unless an earlier run finished
+    that; then cut over at once if no row is owed a vector (an empty index, say)."""
     already_queued = state.switch_queued_at is not None
     queued = 0
     if not already_queued:

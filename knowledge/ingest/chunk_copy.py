@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from knowledge.embed.spaces import (
+    VectorSpace,
     active_vector_index_names,
     index_build_settings,
     space_record,
@@ -145,19 +146,7 @@ def chunks_with_vectors_copy(
     encoded = HalfvecBinary(vectors)
     if len(encoded) != len(rows):
         raise ValueError(f"expected {len(rows)} vectors, got {len(encoded)}")
-    space_record()
-    state = space_state_locked()
-    space = next(
-        (s for s in (state.active, state.target) if s and s.holds(model, encoded.dimensions)),
-        None,
-    )
-    if space is None:
-        target = f", switching to {state.target}" if state.target else ""
-        raise ValueError(
-            f"The index holds {state.active}{target}: {model} vectors of {encoded.dimensions} "
-            "dimensions have no slot. Configure that model and run `manage.py reembed` first."
-        )
-    status = (EmbeddingStatus.DONE if space == state.writing else EmbeddingStatus.PENDING).value
+    space, status = _import_space(model, encoded.dimensions)
     now = _pg_timestamp(timezone.now())
     model_bytes = model.encode()
     sql = f"COPY {CHUNK_TABLE} ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT BINARY)"
@@ -165,47 +154,75 @@ def chunks_with_vectors_copy(
         copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
         buffer = bytearray()
         for index, row in enumerate(rows):
-            hash_bytes = row.content_hash.encode()
-            vector = encoded[index]
-            slots = (
-                (vector, model_bytes, None, b"")
-                if space.slot == 1
-                else (None, b"", vector, model_bytes)
+            fields = _binary_fields(
+                row, encoded[index], slot=space.slot, model=model_bytes, status=status, now=now
             )
-            fields = (
-                struct.pack(">q", row.source_id),
-                struct.pack(">i", row.ordinal),
-                row.content.encode(),
-                hash_bytes,
-                struct.pack(">i", row.token_count),
-                row.token_counter.encode(),
-                b"\x01" + json.dumps(row.location, ensure_ascii=False).encode(),
-                b"\x01" if row.enabled else b"\x00",
-                b"\x01" if row.pinned else b"\x00",
-                None if row.valid_until is None else _pg_timestamp(row.valid_until),
-                *slots,
-                hash_bytes,
-                status.encode(),
-                b"\x00\x00",
-                now,
-                b"",
-                b"\x01[]",
-                now,
-                now,
-                now,
-            )
-            buffer += struct.pack(">h", len(fields))
-            for field in fields:
-                if field is None:
-                    buffer += b"\xff\xff\xff\xff"
-                else:
-                    buffer += struct.pack(">i", len(field)) + field
+            _binary_tuple_append(buffer, fields)
             if len(buffer) > 1 << 20:
                 copy.write(bytes(buffer))
                 buffer.clear()
         buffer += b"\xff\xff"  # end of data
         copy.write(bytes(buffer))
     return len(rows)
+
+
+def _import_space(model: str, dimensions: int) -> tuple[VectorSpace, bytes]:
+    """The space whose slot takes imported vectors of (model, dimensions), and the status of
+    the rows (done when it is the space being filled). The spaces stay share-locked until commit."""
+    space_record()
+    state = space_state_locked()
+    space = next(
+        (s for s in (state.active, state.target) if s and s.holds(model, dimensions)),
+        None,
+    )
+    if space is None:
+        target = f", switching to {state.target}" if state.target else ""
+        raise ValueError(
+            f"The index holds {state.active}{target}: {model} vectors of {dimensions} "
+            "dimensions have no slot. Configure that model and run `manage.py reembed` first."
+        )
+    status = (EmbeddingStatus.DONE if space == state.writing else EmbeddingStatus.PENDING).value
+    return space, status.encode()
+
+
+def _binary_fields(
+    row: ChunkRow, vector: bytes, *, slot: int, model: bytes, status: bytes, now: bytes
+) -> tuple[bytes | None, ...]:
+    """One chunk's values in COPY_COLUMNS order, in PostgreSQL's binary format (None: NULL)."""
+    hash_bytes = row.content_hash.encode()
+    slots = (vector, model, None, b"") if slot == 1 else (None, b"", vector, model)
+    return (
+        struct.pack(">q", row.source_id),
+        struct.pack(">i", row.ordinal),
+        row.content.encode(),
+        hash_bytes,
+        struct.pack(">i", row.token_count),
+        row.token_counter.encode(),
+        b"\x01" + json.dumps(row.location, ensure_ascii=False).encode(),
+        b"\x01" if row.enabled else b"\x00",
+        b"\x01" if row.pinned else b"\x00",
+        None if row.valid_until is None else _pg_timestamp(row.valid_until),
+        *slots,
+        hash_bytes,
+        status,
+        b"\x00\x00",
+        now,
+        b"",
+        b"\x01[]",
+        now,
+        now,
+        now,
+    )
+
+
+def _binary_tuple_append(buffer: bytearray, fields: tuple[bytes | None, ...]) -> None:
+    """A binary COPY tuple: the field count, then each field's length and bytes (-1: NULL)."""
+    buffer += struct.pack(">h", len(fields))
+    for field in fields:
+        if field is None:
+            buffer += b"\xff\xff\xff\xff"
+        else:
+            buffer += struct.pack(">i", len(field)) + field
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

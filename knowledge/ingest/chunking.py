@@ -262,13 +262,18 @@ def _units(
 # --- Packing ------------------------------------------------------------------------------------
 
 
+class _Span(NamedTuple):
+    start: int  # char_start
+    end: int  # char_end
+    tokens: int
+
+
 def _section_chunk(
     section: Section, *, config: ChunkingConfig, counter: TokenCounter
 ) -> list[ChunkDraft]:
     text = section.text
     if not text or text.isspace():
         return []
-    max_tokens = config.max_tokens
     units: list[_Unit] = []
     _units(
         text,
@@ -277,75 +282,10 @@ def _section_chunk(
         level=PARAGRAPH,
         tokens=None,
         counter=counter,
-        max_tokens=max_tokens,
+        max_tokens=config.max_tokens,
         out=units,
     )
-
-    spans: list[tuple[int, int, int]] = []  # (char_start, char_end, token_count)
-    carry: list[_Unit] = []
-    i = 0
-    while i < len(units):
-        chunk = list(carry)
-        first_new = len(chunk)  # chunk[:first_new] is the overlap
-        total = sum(unit.tokens for unit in chunk)
-        while i < len(units):
-            unit = units[i]
-            if total + unit.tokens > max_tokens:
-                if len(chunk) > first_new and _has_text(text, chunk[first_new].start, unit.start):
-                    break
-                # Nothing new in this chunk yet: the overlap makes room.
-                while first_new and total + unit.tokens > max_tokens:
-                    total -= chunk.pop(0).tokens
-                    first_new -= 1
-            chunk.append(unit)
-            total += unit.tokens
-            i += 1
-
-        # Verify the joined count; tiktoken may count a joined chunk higher than its units.
-        while True:
-            char_start, char_end = _strip(text, chunk[0].start, chunk[-1].end)
-            token_count = counter.count(text[char_start:char_end]) if char_end > char_start else 0
-            if token_count <= max_tokens:
-                break
-            if len(chunk) - first_new > 1:
-                chunk.pop()
-                i -= 1
-            elif first_new:
-                chunk.pop(0)
-                first_new -= 1
-            else:
-                finer: list[_Unit] = []
-                lone = chunk[0]
-                _units(
-                    text,
-                    lone.start,
-                    lone.end,
-                    level=lone.level + 1,
-                    tokens=token_count,
-                    counter=counter,
-                    max_tokens=max_tokens,
-                    out=finer,
-                )
-                if len(finer) == 1:
-                    break  # a single character: it stays, over budget
-                units[i - 1 : i] = finer
-                i -= 1
-                chunk = []
-                break
-        if not chunk:
-            continue  # the lone unit was cut finer: pack again from the same overlap
-
-        if not _has_text(text, chunk[first_new].start, chunk[-1].end):
-            continue  # nothing new but whitespace: not worth a chunk
-        while spans and spans[-1][0] >= char_start:
-            spans.pop()  # wholly repeated at the start of this chunk
-        spans.append((char_start, char_end, token_count))
-        carry = (
-            _overlap_tail(text, chunk, config=config, counter=counter)
-            if config.overlap_tokens and i < len(units)
-            else []
-        )
-
+    spans = _pack(text, units, config=config, counter=counter)
     location: dict = {"heading_path": list(section.heading_path)}
     if section.page is not None:
         location["page"] = section.page
@@ -358,6 +298,102 @@ def _section_chunk(
         )
         for start, end, tokens in spans
     ]
+
+
+def _pack(
+    text: str, units: list[_Unit], *, config: ChunkingConfig, counter: TokenCounter
+) -> list[_Span]:
+    """Steps 2 and 3 of the module docstring: the chunks' spans, each chunk after the first
+    starting with the overlap tail of the one before. `units` may be cut finer on the way."""
+    spans: list[_Span] = []
+    carry: list[_Unit] = []
+    i = 0
+    while i < len(units):
+        chunk, first_new, i = _fill(text, units, i, carry, max_tokens=config.max_tokens)
+        span, first_new, i = _fit_joined(
+            text, units, i, chunk, first_new, counter=counter, max_tokens=config.max_tokens
+        )
+        if span is None:
+            continue  # the lone unit was cut finer: pack again from the same overlap
+        if not _has_text(text, chunk[first_new].start, chunk[-1].end):
+            continue  # nothing new but whitespace: not worth a chunk
+        while spans and spans[-1].start >= span.start:
+            spans.pop()  # wholly repeated at the start of this chunk
+        spans.append(span)
+        carry = (
+            _overlap_tail(text, chunk, config=config, counter=counter)
+            if config.overlap_tokens and i < len(units)
+            else []
+        )
+    return spans
+
+
+def _fill(
+    text: str, units: list[_Unit], i: int, carry: list[_Unit], *, max_tokens: int
+) -> tuple[list[_Unit], int, int]:
+    """The overlap `carry` followed by units from `i` on, up to `max_tokens` by their summed
+    counts. Returns the chunk, the position of its first new unit, and the next unit's index."""
+    chunk = list(carry)
+    first_new = len(chunk)  # chunk[:first_new] is the overlap
+    total = sum(unit.tokens for unit in chunk)
+    while i < len(units):
+        unit = units[i]
+        if total + unit.tokens > max_tokens:
+            if len(chunk) > first_new and _has_text(text, chunk[first_new].start, unit.start):
+                break
+            # Nothing new in this chunk yet: the overlap makes room.
+            while first_new and total + unit.tokens > max_tokens:
+                total -= chunk.pop(0).tokens
+                first_new -= 1
+        chunk.append(unit)
+        total += unit.tokens
+        i += 1
+    return chunk, first_new, i
+
+
+def _fit_joined(
+    text: str,
+    units: list[_Unit],
+    i: int,
+    chunk: list[_Unit],
+    first_new: int,
+    *,
+    counter: TokenCounter,
+    max_tokens: int,
+) -> tuple[_Span | None, int, int]:
+    """Count the joined chunk; tiktoken may count it higher than its units. While it is over
+    `max_tokens`, the chunk (changed in place) gives back its last new unit, else drops overlap;
+    a lone unit over budget is cut finer in `units` (span None: pack again). Returns the span,
+    the position of the first new unit, and the next unit's index."""
+    while True:
+        char_start, char_end = _strip(text, chunk[0].start, chunk[-1].end)
+        token_count = counter.count(text[char_start:char_end]) if char_end > char_start else 0
+        if token_count <= max_tokens:
+            return _Span(char_start, char_end, token_count), first_new, i
+        if len(chunk) - first_new > 1:
+            chunk.pop()
+            i -= 1
+        elif first_new:
+            chunk.pop(0)
+            first_new -= 1
+        else:
+            finer: list[_Unit] = []
+            lone = chunk[0]
+            _units(
+                text,
+                lone.start,
+                lone.end,
+                level=lone.level + 1,
+                tokens=token_count,
+                counter=counter,
+                max_tokens=max_tokens,
+                out=finer,
+            )
+            if len(finer) == 1:
+                # a single character: it stays, over budget
+                return _Span(char_start, char_end, token_count), first_new, i
+            units[i - 1 : i] = finer
+            return None, first_new, i - 1
 
 
 def _overlap_tail(

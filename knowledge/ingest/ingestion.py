@@ -8,6 +8,7 @@ replaces its chunks in one transaction, and chunks whose text is unchanged keep 
 import hashlib
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -16,7 +17,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from knowledge.embed.enqueue import embedding_enqueue
-from knowledge.embed.spaces import space_state_locked
+from knowledge.embed.spaces import VectorSpace, space_state_locked
 from knowledge.errors import SOURCE_INVALID_TYPE, SOURCE_TOO_LARGE
 from knowledge.ingest.base import (
     ChunkDraft,
@@ -213,32 +214,56 @@ def _ingest(
             byte_size=byte_size,
         )
 
-    resolved_title = (title or document.title or fallback_title or uri or "Untitled").strip()[:500]
-    merged_metadata = {**document.metadata, **(metadata or {})}
+    is_new = existing is None
     with transaction.atomic():
-        if existing is None:
-            source = KnowledgeSource.objects.create(
-                source_type=source_type,
-                title=resolved_title,
-                uri=uri,
-                metadata=merged_metadata,
-                content_hash=raw_hash,
-                byte_size=byte_size,
-                fetched_at=timezone.now(),
-            )
-            return _replace_chunks(
-                source, document, outcome="created", bump_version=False, drafts=drafts
-            )
-        source = KnowledgeSource.objects.select_for_update().get(pk=existing.pk)
-        source.source_type = source_type
-        source.title = resolved_title
-        source.metadata = {**source.metadata, **merged_metadata}
-        source.content_hash = raw_hash
-        source.byte_size = byte_size
-        source.fetched_at = timezone.now()
-        return _replace_chunks(
-            source, document, outcome="updated", bump_version=True, drafts=drafts
+        source = _source_revise(
+            existing,
+            source_type=source_type,
+            title=(title or document.title or fallback_title or uri or "Untitled").strip()[:500],
+            uri=uri,
+            metadata={**document.metadata, **(metadata or {})},
+            raw_hash=raw_hash,
+            byte_size=byte_size,
         )
+        return _replace_chunks(
+            source,
+            document,
+            outcome="created" if is_new else "updated",
+            bump_version=not is_new,
+            drafts=drafts,
+        )
+
+
+def _source_revise(
+    existing: KnowledgeSource | None,
+    *,
+    source_type: str,
+    title: str,
+    uri: str,
+    metadata: dict,
+    raw_hash: str,
+    byte_size: int,
+) -> KnowledgeSource:
+    """Inside the caller's transaction: a new source, or the existing one locked and given this
+    revision's fields (`_replace_chunks` saves them with the chunks)."""
+    if existing is None:
+        return KnowledgeSource.objects.create(
+            source_type=source_type,
+            title=title,
+            uri=uri,
+            metadata=metadata,
+            content_hash=raw_hash,
+            byte_size=byte_size,
+            fetched_at=timezone.now(),
+        )
+    source = KnowledgeSource.objects.select_for_update().get(pk=existing.pk)
+    source.source_type = source_type
+    source.title = title
+    source.metadata = {**source.metadata, **metadata}
+    source.content_hash = raw_hash
+    source.byte_size = byte_size
+    source.fetched_at = timezone.now()
+    return source
 
 
 def _replace_chunks(
@@ -261,9 +286,43 @@ def _replace_chunks(
     # Vectors are reused per slot, only those of the space the slot holds now; the share lock
     # keeps a model-switch cutover from slipping between this read and the commit.
     state = space_state_locked()
-    spaces = [space for space in (state.active, state.target) if space is not None]
-    reusable: dict[int, dict[str, str]] = {
-        space.slot: dict(
+    reusable = _reusable_vectors(
+        source, [space for space in (state.active, state.target) if space is not None]
+    )
+    embedded_at = dict(
+        source.chunks.filter(embedding_status=EmbeddingStatus.DONE).values_list(
+            "content_hash", "embedded_at"
+        )
+    )
+    source.chunks.all().delete()
+    rows = _chunk_rows(
+        source, drafts, reusable=reusable, writing=state.writing, embedded_at=embedded_at
+    )
+    chunks_copy(rows)
+    kept = sum(row.is_embedded for row in rows)
+    if kept < len(rows):
+        embedding_enqueue()
+    if bump_version:
+        source.version += 1
+    source.status = SourceStatus.READY if rows and kept == len(rows) else SourceStatus.PENDING
+    source.error_code = ""
+    source.error_message = ""
+    source.save()
+    return IngestResult(
+        source=source,
+        outcome=outcome,
+        chunks=len(rows),
+        tokens=sum(row.token_count for row in rows),
+        embeddings_kept=kept,
+    )
+
+
+def _reusable_vectors(
+    source: KnowledgeSource, spaces: list[VectorSpace]
+) -> dict[VectorSpace, dict[str, str]]:
+    """For each space a slot holds now: the source's vectors of it (as text) by content hash."""
+    return {
+        space: dict(
             source.chunks.filter(**{space.model_column: space.model})
             .exclude(**{f"{space.column}__isnull": True})
             .annotate(vector_text=RawSQL(f"{space.column}::text", []))
@@ -271,20 +330,24 @@ def _replace_chunks(
         )
         for space in spaces
     }
-    embedded_at = dict(
-        source.chunks.filter(embedding_status=EmbeddingStatus.DONE).values_list(
-            "content_hash", "embedded_at"
-        )
-    )
-    source.chunks.all().delete()
+
+
+def _chunk_rows(
+    source: KnowledgeSource,
+    drafts: list[ChunkDraft],
+    *,
+    reusable: dict[VectorSpace, dict[str, str]],
+    writing: VectorSpace,
+    embedded_at: dict[str, datetime | None],
+) -> list[ChunkRow]:
+    """The drafts as rows to COPY, each with the vectors its text already had; a row holding a
+    vector of the space being filled (`writing`) is embedded, nothing is owed for it."""
     rows = []
-    kept = 0
     for ordinal, draft in enumerate(drafts):
         digest = content_hash(draft.content)
-        vectors = {space.slot: reusable[space.slot].get(digest) for space in spaces}
-        models = {space.slot: space.model for space in spaces if vectors[space.slot]}
-        is_embedded = vectors.get(state.writing.slot) is not None
-        kept += is_embedded
+        vectors = {space.slot: found.get(digest) for space, found in reusable.items()}
+        models = {space.slot: space.model for space in reusable if vectors[space.slot]}
+        is_embedded = vectors.get(writing.slot) is not None
         rows.append(
             ChunkRow(
                 source_id=source.pk,
@@ -302,22 +365,7 @@ def _replace_chunks(
                 is_embedded=is_embedded,
             )
         )
-    chunks_copy(rows)
-    if kept < len(rows):
-        embedding_enqueue()
-    if bump_version:
-        source.version += 1
-    source.status = SourceStatus.READY if rows and kept == len(rows) else SourceStatus.PENDING
-    source.error_code = ""
-    source.error_message = ""
-    source.save()
-    return IngestResult(
-        source=source,
-        outcome=outcome,
-        chunks=len(rows),
-        tokens=sum(row.token_count for row in rows),
-        embeddings_kept=kept,
-    )
+    return rows
 
 
 def _touch_unchanged(source: KnowledgeSource, *, title: str | None, metadata: dict | None) -> None:

@@ -54,63 +54,72 @@ def parse_filters(raw: dict | None) -> SearchFilters:
         return SearchFilters()
     if not isinstance(raw, dict):
         raise _invalid_filter("Filters must be an object.", "filters")
-    allowed_metadata = set(settings.KIOKU_SEARCH_METADATA_FILTERS)
     values: dict = {}
     metadata: list[tuple[str, str]] = []
     for key, value in raw.items():
         if value is None or value == [] or value == "":
             continue
-        if key in ("source_type", "source_types"):
-            types = _as_list(value, key)
-            unknown = [t for t in types if t not in SourceType.values]
-            if unknown:
-                raise _invalid_filter(
-                    f"Unknown source type(s) {unknown}; use {', '.join(SourceType.values)}.", key
-                )
-            values["source_types"] = tuple(types)
-        elif key in ("source_id", "source_ids"):
-            ids = _as_list(value, key)
-            if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
-                raise _invalid_filter(f"Filter {key!r} must hold positive integer ids.", key)
-            values["source_ids"] = tuple(ids)
-        elif key in ("created_from", "created_to", "fetched_from", "fetched_to"):
-            values[key] = _as_datetime(value, key, end=key.endswith("_to"))
-        elif key in ("channel", "user"):
-            if not isinstance(value, str) or len(value) > 200:
-                raise _invalid_filter(
-                    f"Filter {key!r} must be a string of at most 200 characters.", key
-                )
-            values[key] = value
-        elif key == "metadata":
-            if not isinstance(value, dict):
-                raise _invalid_filter("Filter 'metadata' must be an object of key: value.", key)
-            for meta_key, meta_value in value.items():
-                if meta_key not in allowed_metadata:
-                    raise _invalid_filter(
-                        f"Metadata key {meta_key!r} cannot be filtered on; allowed: "
-                        f"{', '.join(sorted(allowed_metadata)) or 'none'} (KIOKU_SEARCH_METADATA_FILTERS).",
-                        f"metadata.{meta_key}",
-                    )
-                if not isinstance(meta_value, str | int | bool):
-                    raise _invalid_filter(f"Metadata filter {meta_key!r} needs a plain value.", key)
-                metadata.append(
-                    (
-                        meta_key,
-                        str(meta_value).lower()
-                        if isinstance(meta_value, bool)
-                        else str(meta_value),
-                    )
-                )
+        if key == "metadata":
+            metadata.extend(_metadata_filters(value))
         else:
-            raise _invalid_filter(
-                f"Unknown filter {key!r}. Allowed: source_type, source_id, metadata, created_from, "
-                "created_to, fetched_from, fetched_to, channel, user.",
-                key,
-            )
+            name, parsed = _filter_value(key, value)
+            values[name] = parsed
     for start, end in (("created_from", "created_to"), ("fetched_from", "fetched_to")):
         if start in values and end in values and values[start] > values[end]:
             raise _invalid_filter(f"{start} is after {end}.", start)
     return SearchFilters(metadata=tuple(sorted(metadata)), **values)
+
+
+def _filter_value(key: str, value: object) -> tuple[str, object]:
+    """One filter other than metadata: the SearchFilters field it sets, and its checked value."""
+    if key in ("source_type", "source_types"):
+        types = _as_list(value, key)
+        unknown = [t for t in types if t not in SourceType.values]
+        if unknown:
+            raise _invalid_filter(
+                f"Unknown source type(s) {unknown}; use {', '.join(SourceType.values)}.", key
+            )
+        return "source_types", tuple(types)
+    if key in ("source_id", "source_ids"):
+        ids = _as_list(value, key)
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+            raise _invalid_filter(f"Filter {key!r} must hold positive integer ids.", key)
+        return "source_ids", tuple(ids)
+    if key in ("created_from", "created_to", "fetched_from", "fetched_to"):
+        return key, _as_datetime(value, key, end=key.endswith("_to"))
+    if key in ("channel", "user"):
+        if not isinstance(value, str) or len(value) > 200:
+            raise _invalid_filter(
+                f"Filter {key!r} must be a string of at most 200 characters.", key
+            )
+        return key, value
+    raise _invalid_filter(
+        f"Unknown filter {key!r}. Allowed: source_type, source_id, metadata, created_from, "
+        "created_to, fetched_from, fetched_to, channel, user.",
+        key,
+    )
+
+
+def _metadata_filters(value: object) -> list[tuple[str, str]]:
+    """The metadata filter's (key, value) pairs; only keys in KIOKU_SEARCH_METADATA_FILTERS,
+    values compared as text (booleans as JSON spells them)."""
+    if not isinstance(value, dict):
+        raise _invalid_filter("Filter 'metadata' must be an object of key: value.", "metadata")
+    allowed = set(settings.KIOKU_SEARCH_METADATA_FILTERS)
+    pairs = []
+    for meta_key, meta_value in value.items():
+        if meta_key not in allowed:
+            raise _invalid_filter(
+                f"Metadata key {meta_key!r} cannot be filtered on; allowed: "
+                f"{', '.join(sorted(allowed)) or 'none'} (KIOKU_SEARCH_METADATA_FILTERS).",
+                f"metadata.{meta_key}",
+            )
+        if not isinstance(meta_value, str | int | bool):
+            raise _invalid_filter(f"Metadata filter {meta_key!r} needs a plain value.", "metadata")
+        pairs.append(
+            (meta_key, str(meta_value).lower() if isinstance(meta_value, bool) else str(meta_value))
+        )
+    return pairs
 
 
 def resolve_scope(filters: SearchFilters) -> SearchScope:

@@ -4,6 +4,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
@@ -151,41 +152,17 @@ def keyword_search(keyword: KeywordQuery, *, limit: int, scope: SearchScope) -> 
     return every + some
 
 
+class _TierMatch(NamedTuple):
+    index_query: str  # the tsquery the GIN index answers
+    checks: list[str]  # SQL conditions a candidate must also meet (its CJK runs present)
+    check_params: list  # their parameters
+
+
 def _keyword_tier(
     keyword: KeywordQuery, *, require_all: bool, limit: int, scope: SearchScope, exclude: list[int]
 ) -> list[RankedRow]:
     clauses, params = scope_where(scope)
-    runs = [recheck for _, recheck in keyword.terms if recheck is not None]
-    checks: list[str] = []
-    check_params: list = []
-    if require_all:
-        index_query = " & ".join(f"({term})" for term, _ in keyword.terms)
-        # pg_bigm's recheck: the bigrams matched, now require each CJK run itself.
-        checks = ["strpos(lower(c.content), %s) > 0" for _ in runs]
-        check_params = list(runs)
-    else:
-        # Some term must match. Words found in a large share of the chunks are left out of
-        # this disjunction when rarer terms exist ("E-21 plate": the chunks with E-21, not the
-        # 40 % holding "plate"): they say little, and their posting lists are what costs.
-        chosen = [
-            keyword.terms[i]
-            for i in keyword.rarer_terms(
-                lexeme_shares(), common=settings.KIOKU_SEARCH_COMMON_TERM_SHARE
-            )
-        ]
-        index_query = " | ".join(f"({term})" for term, _ in chosen)
-        if any(recheck is not None for _, recheck in chosen):
-            # A CJK term only counts with its run present. ts_match_vq is the function behind
-            # @@: the planner keeps it as a filter on the one index scan instead of splitting
-            # the OR into a bitmap scan per term.
-            alternatives = []
-            for term, recheck in chosen:
-                alternatives.append(
-                    "ts_match_vq(c.search_vector, to_tsquery('simple', %s))"
-                    + ("" if recheck is None else " AND strpos(lower(c.content), %s) > 0")
-                )
-                check_params.extend([term] if recheck is None else [term, recheck])
-            checks = ["(" + " OR ".join(f"({a})" for a in alternatives) + ")"]
+    match = _every_term_match(keyword) if require_all else _some_term_match(keyword)
     if exclude:
         clauses.append("NOT (c.id = ANY(%s))")
         params.append(exclude)
@@ -196,7 +173,7 @@ def _keyword_tier(
             SELECT c.id, c.search_vector
             FROM {CHUNK} c JOIN {SOURCE} s ON s.id = c.source_id
             WHERE c.search_vector @@ to_tsquery('simple', %s)
-              AND {" AND ".join([*checks, *clauses])}
+              AND {" AND ".join([*match.checks, *clauses])}
             LIMIT %s
         ), best AS (
             SELECT id, ts_rank(search_vector, to_tsquery('simple', %s)) AS rank
@@ -209,8 +186,8 @@ def _keyword_tier(
         ORDER BY best.rank DESC, c.id
     """
     all_params = [
-        index_query,
-        *check_params,
+        match.index_query,
+        *match.check_params,
         *params,
         max(settings.KIOKU_SEARCH_KEYWORD_CANDIDATES, limit),
         keyword.tsquery,
@@ -224,3 +201,42 @@ def _keyword_tier(
         # transaction (so the local setting ends with it).
         rows = fetch_after_settings(cursor, {"enable_seqscan": "off"}, sql, all_params)
     return [RankedRow(row[0], row[:-1], float(row[-1])) for row in rows]
+
+
+def _every_term_match(keyword: KeywordQuery) -> _TierMatch:
+    """Every term must match; pg_bigm's recheck: the bigrams matched, now require each CJK run
+    itself."""
+    runs = [recheck for _, recheck in keyword.terms if recheck is not None]
+    return _TierMatch(
+        index_query=" & ".join(f"({term})" for term, _ in keyword.terms),
+        checks=["strpos(lower(c.content), %s) > 0" for _ in runs],
+        check_params=list(runs),
+    )
+
+
+def _some_term_match(keyword: KeywordQuery) -> _TierMatch:
+    """Some term must match. Words found in a large share of the chunks are left out of this
+    disjunction when rarer terms exist ("E-21 plate": the chunks with E-21, not the 40 %
+    holding "plate"): they say little, and their posting lists are what costs."""
+    chosen = [
+        keyword.terms[i]
+        for i in keyword.rarer_terms(
+            lexeme_shares(), common=settings.KIOKU_SEARCH_COMMON_TERM_SHARE
+        )
+    ]
+    index_query = " | ".join(f"({term})" for term, _ in chosen)
+    if not any(recheck is not None for _, recheck in chosen):
+        return _TierMatch(index_query, checks=[], check_params=[])
+    # A CJK term only counts with its run present. ts_match_vq is the function behind @@: the
+    # planner keeps it as a filter on the one index scan instead of splitting the OR into a
+    # bitmap scan per term.
+    alternatives = []
+    check_params: list = []
+    for term, recheck in chosen:
+        alternatives.append(
+            "ts_match_vq(c.search_vector, to_tsquery('simple', %s))"
+            + ("" if recheck is None else " AND strpos(lower(c.content), %s) > 0")
+        )
+        check_params.extend([term] if recheck is None else [term, recheck])
+    checks = ["(" + " OR ".join(f"({a})" for a in alternatives) + ")"]
+    return _TierMatch(index_query, checks=checks, check_params=check_params)

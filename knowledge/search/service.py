@@ -19,7 +19,7 @@ import time
 from django.conf import settings
 from django.db import connection
 
-from knowledge.embed.base import ProviderError
+from knowledge.embed.base import EmbeddingProvider, ProviderError
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
 from knowledge.errors import (
     SEARCH_EMBEDDING_FAILED,
@@ -38,6 +38,7 @@ from knowledge.search.base import (
     SearchError,
     SearchFilters,
     SearchResult,
+    SearchScope,
     validate_top_k,
 )
 from knowledge.search.filters import parse_filters, resolve_scope
@@ -57,6 +58,58 @@ def chunk_search(
     min_similarity: float | None = None,
 ) -> SearchResult:
     started = time.perf_counter()
+    top_k = _request_check(query, mode=mode, top_k=top_k, min_similarity=min_similarity)
+    parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
+    keyword = build_keyword_query(query)
+    scope = resolve_scope(parsed)
+    candidates = hybrid_candidates(top_k) if mode == "hybrid" else top_k
+    keyword_leg = None
+    if keyword is not None and mode == "hybrid" and parallel_reads.available():
+        # The keyword query runs on a second connection while this thread reads the index
+        # state, embeds the query and runs the vector query: hybrid costs about the slower
+        # leg, not the sum. Started first: it is the slower leg more often than not.
+        keyword_leg = parallel_reads.submit(keyword_search, keyword, limit=candidates, scope=scope)
+    # Queries are embedded in the space the index holds, not necessarily the configured one: a
+    # model switch fills another slot and search moves over only once it is complete.
+    space = space_state().active
+    provider = _provider_or_error(space)
+    result = SearchResult(
+        query=query,
+        mode=mode,
+        top_k=top_k,
+        hits=[],
+        model=space.model,
+        offline=offline_state(space=space).search,
+        took_ms=0.0,
+    )
+    vector_hits: list[RankedRow] = []
+    keyword_hits: list[RankedRow] = []
+    if mode in ("vector", "hybrid") and not result.degraded:
+        vector_hits = _vector_leg(
+            query,
+            provider,
+            space=space,
+            result=result,
+            limit=candidates,
+            scope=scope,
+            min_similarity=min_similarity,
+        )
+    if keyword_leg is not None:
+        keyword_hits = keyword_leg.result()
+    elif keyword is not None and mode != "vector":
+        keyword_hits = keyword_search(keyword, limit=candidates, scope=scope)
+
+    if (mode == "keyword" and not keyword_hits) or (mode != "keyword" and not vector_hits):
+        # Only an empty answer needs to know why (saves a round trip on every search that finds).
+        _check_index(mode, space, result)
+    highlight = keyword.highlight if keyword else []
+    result.hits = hits_fuse(mode, vector_hits, keyword_hits, top_k, highlight, result.degraded)
+    result.took_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _request_check(query: object, *, mode: str, top_k: object, min_similarity: float | None) -> int:
+    """Refuse a search that cannot run (SearchError with a stable code); returns top_k."""
     if not isinstance(query, str) or not query.strip():
         raise SearchError(SEARCH_EMPTY_QUERY, "The query is empty: type something to search for.")
     if len(query) > settings.KIOKU_SEARCH_MAX_QUERY_CHARS:
@@ -71,70 +124,49 @@ def chunk_search(
     top_k = validate_top_k(top_k)
     if min_similarity is not None and not (-1.0 <= min_similarity <= 1.0):
         raise SearchError(SEARCH_INVALID_THRESHOLD, "min_similarity must be between -1 and 1.")
-    parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
-    keyword = build_keyword_query(query)
-    scope = resolve_scope(parsed)
-    candidates = hybrid_candidates(top_k) if mode == "hybrid" else top_k
-    keyword_leg = None
-    if keyword is not None and mode == "hybrid" and parallel_reads.available():
-        # The keyword query runs on a second connection while this thread reads the index
-        # state, embeds the query and runs the vector query: hybrid costs about the slower
-        # leg, not the sum. Started first: it is the slower leg more often than not.
-        keyword_leg = parallel_reads.submit(keyword_search, keyword, limit=candidates, scope=scope)
-    # Queries are embedded in the space the index holds, not necessarily the configured one: a
-    # model switch fills another slot and search moves over only once it is complete.
-    space = space_state().active
-    try:
-        provider = embedding_provider_for(space)
-    except ProviderError as exc:  # e.g. the index holds OpenAI vectors, but no key is set now
-        provider, provider_error = None, exc
-    result = SearchResult(
-        query=query,
-        mode=mode,
-        top_k=top_k,
-        hits=[],
-        model=space.model,
-        offline=offline_state(space=space).search,
-        took_ms=0.0,
-    )
-    vector_hits: list[RankedRow] = []
-    keyword_hits: list[RankedRow] = []
-    if mode in ("vector", "hybrid") and not result.degraded:
-        try:
-            if provider is None:
-                raise provider_error
-            vector = provider.embed([normalize_text(query)])[0]
-        except ProviderError as exc:
-            if mode == "vector":
-                raise SearchError(
-                    SEARCH_EMBEDDING_FAILED,
-                    f"Could not embed the query: {exc.message}",
-                    status=503,
-                ) from exc
-            result.degraded = True
-            result.degraded_reason = (
-                f"The embedding provider failed ({exc.message}); showing keyword results only."
-            )
-        else:
-            vector_hits = vector_search(
-                vector,
-                space=space,
-                limit=candidates,
-                scope=scope,
-                min_similarity=min_similarity,
-            )
-    if keyword_leg is not None:
-        keyword_hits = keyword_leg.result()
-    elif keyword is not None and mode != "vector":
-        keyword_hits = keyword_search(keyword, limit=candidates, scope=scope)
+    return top_k
 
-    if (mode == "keyword" and not keyword_hits) or (mode != "keyword" and not vector_hits):
-        # Only an empty answer needs to know why (saves a round trip on every search that finds).
-        _check_index(mode, space, result)
-    highlight = keyword.highlight if keyword else []
-    result.hits = hits_fuse(mode, vector_hits, keyword_hits, top_k, highlight, result.degraded)
-    result.took_ms = (time.perf_counter() - started) * 1000
-    return result
+
+def _provider_or_error(space: VectorSpace) -> EmbeddingProvider | ProviderError:
+    """The provider of the active space, or why there is none (e.g. the index holds OpenAI
+    vectors, but no key is set now): a hybrid search still answers by keyword."""
+    try:
+        return embedding_provider_for(space)
+    except ProviderError as exc:
+        return exc
+
+
+def _vector_leg(
+    query: str,
+    provider: EmbeddingProvider | ProviderError,
+    *,
+    space: VectorSpace,
+    result: SearchResult,
+    limit: int,
+    scope: SearchScope,
+    min_similarity: float | None,
+) -> list[RankedRow]:
+    """The query embedded and searched in `space`. An embedding failure fails a vector search;
+    a hybrid one is marked degraded on `result` and goes on with keyword hits only."""
+    try:
+        if isinstance(provider, ProviderError):
+            raise provider
+        vector = provider.embed([normalize_text(query)])[0]
+    except ProviderError as exc:
+        if result.mode == "vector":
+            raise SearchError(
+                SEARCH_EMBEDDING_FAILED,
+                f"Could not embed the query: {exc.message}",
+                status=503,
+            ) from exc
+        result.degraded = True
+        result.degraded_reason = (
+            f"The embedding provider failed ({exc.message}); showing keyword results only."
+        )
+        return []
+    return vector_search(
+        vector, space=space, limit=limit, scope=scope, min_similarity=min_similarity
+    )
 
 
 def _check_index(mode: str, space: VectorSpace, result: SearchResult) -> None:
