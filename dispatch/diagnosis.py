@@ -177,11 +177,35 @@ def similar_cases(
     """Layer 1 in one SQL statement (the HNSW search, the error-code matches, the join with the
     cases' details and technicians, the threshold and the ranking). Returns the cases that pass
     and the best similarity seen among the candidates (also when none passes)."""
+    candidates = settings.KIOKU_CASE_CANDIDATES
+    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
+    code_params = [card.error_code, card.error_code, card.model_key, card.model_key]
+    params = [
+        card.pk, space.model, literal, candidates,
+        card.pk, *code_params, candidates,
+        space.model, literal,
+        card.brand_key, card.model_key, card.model_key, *code_params,
+        threshold, limit + candidates,
+    ]  # fmt: skip
+    query_settings = {
+        "hnsw.ef_search": str(ef_search_for(candidates)),
+        "hnsw.iterative_scan": "relaxed_order",
+    }
+    with connection.cursor() as cursor:
+        rows = fetch_after_settings(
+            cursor, query_settings, _layer_one_sql(space, prefer_same_lock), params
+        )
+        columns = [column.name for column in cursor.description]
+    return _case_matches([dict(zip(columns, row, strict=True)) for row in rows], threshold, limit)
+
+
+def _layer_one_sql(space: VectorSpace, prefer_same_lock: bool) -> str:
+    """The statement: nearest resolved cards by the slot's HNSW index (its exact cast) and
+    same-code-same-model cards, each at most KIOKU_CASE_CANDIDATES, scored together; the rows
+    that pass the threshold (or share the code) first."""
     table = ProblemCard._meta.db_table
     technicians = Technician._meta.db_table
-    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
     distance = f"{space.cast('c')} <=> %s::halfvec({space.dimensions})"
-    candidates = settings.KIOKU_CASE_CANDIDATES
     code_match = "(%s <> '' AND c.error_code = %s AND c.model_key = %s AND %s <> '')"
     bonus = (
         f"CASE WHEN same_model THEN {SAME_MODEL_BONUS} WHEN same_brand THEN {SAME_BRAND_BONUS}"
@@ -189,7 +213,7 @@ def similar_cases(
         if prefer_same_lock
         else "0"
     )
-    sql = f"""
+    return f"""
         WITH nearest AS MATERIALIZED (
             SELECT c.id FROM {table} c
             WHERE {resolved_case_sql("c")} AND c.id <> %s
@@ -220,30 +244,18 @@ def similar_cases(
         ORDER BY (similarity >= %s OR same_code) DESC, score DESC, id
         LIMIT %s
     """
-    code_params = [card.error_code, card.error_code, card.model_key, card.model_key]
-    params = [
-        card.pk, space.model, literal, candidates,
-        card.pk, *code_params, candidates,
-        space.model, literal,
-        card.brand_key, card.model_key, card.model_key, *code_params,
-        threshold, limit + candidates,
-    ]  # fmt: skip
-    query_settings = {
-        "hnsw.ef_search": str(ef_search_for(candidates)),
-        "hnsw.iterative_scan": "relaxed_order",
-    }
-    with connection.cursor() as cursor:
-        rows = fetch_after_settings(cursor, query_settings, sql, params)
-        columns = [column.name for column in cursor.description]
-    best = None
+
+
+def _case_matches(
+    rows: list[dict], threshold: float, limit: int
+) -> tuple[list[CaseMatch], float | None]:
+    """The passing rows as cases (at most `limit`), and the best similarity of all rows."""
+    best = rows[0]["best_similarity"] if rows else None
     cases = []
-    for row in rows:
-        values = dict(zip(columns, row, strict=True))
-        best = values["best_similarity"]
+    for values in rows:
         similarity = values["similarity"]
-        if not ((similarity is not None and similarity >= threshold) or values["same_code"]):
-            continue
-        if len(cases) < limit:
+        passes = (similarity is not None and similarity >= threshold) or values["same_code"]
+        if passes and len(cases) < limit:
             cases.append(
                 CaseMatch(
                     card_id=values["id"],
