@@ -32,3 +32,33 @@ class ResolveForm(forms.Form):
     resolution = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 3}))
     root_cause = forms.CharField(label="Root cause", max_length=5000, required=False)
     parts_used = forms.CharField(label="Parts used", max_length=2000, required=False)
+
+
+class OrderStepForm(forms.Form):
+    """One step of an order; which fields a step needs is the service's rule."""
+
+    to = forms.CharField(max_length=12)
+    version = forms.IntegerField(min_value=1)
+    technician_id = forms.IntegerField(required=False)
+    eta = forms.DateTimeField(required=False)
+    note = forms.CharField(max_length=2000, required=False)
+    work_done = forms.CharField(strip=False, required=False, widget=forms.Textarea)
+    parts_used = forms.CharField(max_length=2000, required=False)
+
+
+class OrderLineForm(forms.Form):
+    item_code = forms.CharField(label="Item", max_length=40)
+    quantity = forms.DecimalField(max_digits=8, decimal_places=2, initial=1)
+
+
+class InvoiceForm(forms.Form):
+    buyer_name = forms.CharField(label="Buyer", max_length=200)
+    buyer_tax_id = forms.CharField(
+        label="Tax ID (統一編號)", max_length=8, required=False, help_text="Optional, 8 digits."
+    )
+
+
+class OrderNewForm(forms.Form):
+    address = forms.CharField(max_length=500)
+    scheduled_start = forms.DateTimeField(label="From", required=False)
+    scheduled_end = forms.DateTimeField(label="Until", required=False)

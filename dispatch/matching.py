@@ -42,6 +42,11 @@ class Candidate:
     distance_km: float | None = None
 
 
+def busy_orders(day: date) -> Q:
+    """A technician's orders that take a slot of `day` (on Technician, through `orders`)."""
+    return Q(orders__status__in=BUSY_STATUSES, orders__scheduled_start__date=day)
+
+
 def technicians_rank(
     *,
     brand_key: str,
@@ -57,7 +62,7 @@ def technicians_rank(
     longitude) adds the distance; `exclude_order_id` leaves that order out of the day's load (the
     order being matched, when it is already assigned)."""
     day = day or timezone.localdate()
-    busy = Q(orders__status__in=BUSY_STATUSES, orders__scheduled_start__date=day)
+    busy = busy_orders(day)
     if exclude_order_id is not None:
         busy &= ~Q(orders__pk=exclude_order_id)
     technicians = Technician.objects.filter(is_active=True).annotate(

@@ -138,3 +138,26 @@ def service_order_detail() -> QuerySet[ServiceOrder]:
 def quote_item_list(*, include_inactive: bool = False) -> QuerySet[QuoteItem]:
     items = QuoteItem.objects.order_by("code")
     return items if include_inactive else items.filter(is_active=True)
+
+
+def technician_loads_today() -> list[dict]:
+    """Each active technician's orders that take a slot today (the rule matching uses) against
+    their daily capacity."""
+    from django.utils import timezone
+
+    from dispatch.matching import busy_orders
+
+    rows = (
+        Technician.objects.filter(is_active=True)
+        .annotate(load=Count("orders", filter=busy_orders(timezone.localdate())))
+        .order_by("name")
+    )
+    return [
+        {
+            "technician": technician,
+            "load": technician.load,
+            "capacity": technician.daily_capacity,
+            "is_full": technician.load >= technician.daily_capacity,
+        }
+        for technician in rows
+    ]

@@ -1,5 +1,6 @@
-"""Cases pages: report a fault and see its three-layer diagnosis, list cards, read one card with
-its diagnosis history, and resolve it (which makes it case knowledge)."""
+"""Cases pages (report a fault and see its three-layer diagnosis, list cards, read one card with
+its diagnosis history, resolve it) and the Dispatch board (orders by status, today's load per
+technician, one order with its steps, lines, totals and invoice)."""
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -11,8 +12,20 @@ from django.views.decorators.vary import vary_on_headers
 from core.errors import ApiError
 from core.pages import staff_required, wants_fragment
 from dispatch import queries
+from dispatch.billing import order_invoice, order_line_add, order_totals
 from dispatch.diagnosis import problem_card_diagnose
-from dispatch.forms import CardFilterForm, ProblemCardForm, ResolveForm
+from dispatch.forms import (
+    CardFilterForm,
+    InvoiceForm,
+    OrderLineForm,
+    OrderNewForm,
+    OrderStepForm,
+    ProblemCardForm,
+    ResolveForm,
+)
+from dispatch.matching import order_candidates
+from dispatch.models import ORDER_TRANSITIONS, OrderStatus
+from dispatch.orders import Actor, order_create, order_transition
 from dispatch.services import CustomerIn, problem_card_create, problem_card_resolve
 
 CARDS_PER_PAGE = 50
@@ -111,3 +124,135 @@ def case_resolve(request: HttpRequest, card_id: int) -> HttpResponse:
             return redirect("dispatch:case-detail", card_id=card_id)
     context = {**_detail_context(card_id), "resolve_form": form, "resolve_error": error}
     return render(request, "dispatch/case_detail.html", context, status=422)
+
+
+# --- Dispatch: the board and one order ----------------------------------------------------------
+
+BOARD_COLUMNS = (
+    OrderStatus.CREATED,
+    OrderStatus.ASSIGNED,
+    OrderStatus.EN_ROUTE,
+    OrderStatus.ON_SITE,
+    OrderStatus.COMPLETED,
+)
+BOARD_COMPLETED_SHOWN = 20  # the latest completed orders; older ones are on the API
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def order_list(request: HttpRequest) -> HttpResponse:
+    """The board: open orders in a column per status, the latest completed ones, and each
+    technician's load today."""
+    columns = []
+    for status in BOARD_COLUMNS:
+        orders = queries.service_order_list(status=status).select_related("card")
+        if status == OrderStatus.COMPLETED:
+            orders = orders[:BOARD_COMPLETED_SHOWN]
+        columns.append({"status": status, "label": status.label, "orders": list(orders)})
+    context = {"columns": columns, "loads": queries.technician_loads_today()}
+    if wants_fragment(request):
+        return render(request, "dispatch/_board.html", context)
+    return render(request, "dispatch/order_list.html", context)
+
+
+def _order_context(order_id: int) -> dict:
+    order = get_object_or_404(queries.service_order_detail().select_related("card"), pk=order_id)
+    return {
+        "order": order,
+        "totals": order_totals(order=order),
+        "next_steps": ORDER_TRANSITIONS[order.status],
+        "candidates": order_candidates(order=order)
+        if order.status in (OrderStatus.CREATED, OrderStatus.ASSIGNED)
+        else [],
+        "quote_items": queries.quote_item_list(),
+        "line_form": OrderLineForm(),
+        "invoice_form": InvoiceForm(initial={"buyer_name": order.card.customer_name}),
+    }
+
+
+@require_GET
+@login_required
+def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
+    return render(request, "dispatch/order_detail.html", _order_context(order_id))
+
+
+def _order_page(request: HttpRequest, order_id: int, error: ApiError | None) -> HttpResponse:
+    """After an order action: back to the order, or the order page with the refusal."""
+    if error is None:
+        return redirect("dispatch:order-detail", order_id=order_id)
+    context = {**_order_context(order_id), "error": error}
+    return render(request, "dispatch/order_detail.html", context, status=error.status)
+
+
+@require_POST
+@staff_required
+def order_new(request: HttpRequest, card_id: int) -> HttpResponse:
+    form = OrderNewForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ApiError("VALIDATION_ERROR", form.errors.as_text(), status=422)
+        order = order_create(
+            card_id=card_id, actor=Actor.of_user(request.user), **form.cleaned_data
+        )
+    except ApiError as exc:
+        context = {**_detail_context(card_id), "order_error": exc}
+        return render(request, "dispatch/case_detail.html", context, status=exc.status)
+    return redirect("dispatch:order-detail", order_id=order.pk)
+
+
+@require_POST
+@staff_required
+def order_step(request: HttpRequest, order_id: int) -> HttpResponse:
+    form = OrderStepForm(request.POST)
+    if not form.is_valid():
+        error = ApiError("VALIDATION_ERROR", form.errors.as_text(), status=422)
+        return _order_page(request, order_id, error)
+    data = form.cleaned_data
+    try:
+        order_transition(
+            order_id=order_id,
+            to=data["to"],
+            version=data["version"],
+            actor=Actor.of_user(request.user),
+            note=data["note"],
+            technician_id=data["technician_id"],
+            eta=data["eta"],
+            work_done=data["work_done"],
+            parts_used=data["parts_used"],
+        )
+    except ApiError as exc:
+        return _order_page(request, order_id, exc)
+    return _order_page(request, order_id, None)
+
+
+@require_POST
+@staff_required
+def order_line_new(request: HttpRequest, order_id: int) -> HttpResponse:
+    form = OrderLineForm(request.POST)
+    error = None
+    if form.is_valid():
+        try:
+            order_line_add(
+                order_id=order_id, actor=Actor.of_user(request.user), **form.cleaned_data
+            )
+        except ApiError as exc:
+            error = exc
+    else:
+        error = ApiError("VALIDATION_ERROR", form.errors.as_text(), status=422)
+    return _order_page(request, order_id, error)
+
+
+@require_POST
+@staff_required
+def order_invoice_new(request: HttpRequest, order_id: int) -> HttpResponse:
+    form = InvoiceForm(request.POST)
+    error = None
+    if form.is_valid():
+        try:
+            order_invoice(order_id=order_id, actor=Actor.of_user(request.user), **form.cleaned_data)
+        except ApiError as exc:
+            error = exc
+    else:
+        error = ApiError("VALIDATION_ERROR", form.errors.as_text(), status=422)
+    return _order_page(request, order_id, error)
