@@ -3,10 +3,15 @@
 words and languages, some with error codes the demo manuals explain) and a few open cards."""
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from dispatch.models import ProblemCard, QuoteItem, Technician, TechnicianSkill
+from django.utils import timezone
+
+from dispatch.billing import order_invoice, order_line_add
+from dispatch.models import OrderStatus, ProblemCard, QuoteItem, Technician, TechnicianSkill
+from dispatch.orders import Actor, order_create, order_transition
 from dispatch.services import CustomerIn, problem_card_create, problem_card_resolve
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
@@ -87,10 +92,70 @@ def demo_load() -> str:
         )
     for card in OPEN_CARDS:
         problem_card_create(**card)
+    orders = _orders(technicians)
     return (
         f"{len(technicians)} technicians, {len(QUOTE_ITEMS)} quote items, "
-        f"{len(cases)} resolved cases, {len(OPEN_CARDS)} open cards"
+        f"{len(cases)} resolved cases, {len(OPEN_CARDS)} open cards, {orders} service orders"
     )
+
+
+# One order in every status: how far each demo order has gone.
+ORDER_STEPS = (
+    (OrderStatus.CREATED,),
+    (OrderStatus.ASSIGNED,),
+    (OrderStatus.ASSIGNED, OrderStatus.EN_ROUTE),
+    (OrderStatus.ASSIGNED, OrderStatus.EN_ROUTE, OrderStatus.ON_SITE),
+    (OrderStatus.ASSIGNED, OrderStatus.EN_ROUTE, OrderStatus.ON_SITE, OrderStatus.COMPLETED),
+    (OrderStatus.CANCELLED,),
+)
+
+
+def _orders(technicians: list[Technician]) -> int:
+    """A card and an order per status, today, through the same services a dispatcher uses."""
+    actor = Actor(label="demo")
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    for number, steps in enumerate(ORDER_STEPS):
+        technician = technicians[number % len(technicians)]
+        area = technician.service_areas[0]
+        card = problem_card_create(
+            customer=CustomerIn(
+                name=f"Demo order customer {number + 1}",
+                address=f"{area}, No. {number + 10}",
+                service_area=area,
+            ),
+            brand="Kagiya",
+            lock_model="KG-200",
+            symptom="battery",
+            error_code="E-01",
+            description="Low battery warning E-01 even with new batteries.",
+        )
+        order = order_create(
+            card_id=card.pk,
+            actor=actor,
+            scheduled_start=start + timedelta(hours=number),
+            scheduled_end=start + timedelta(hours=number + 1),
+        )
+        if OrderStatus.CREATED in steps:
+            continue
+        for to in steps:
+            order = order_transition(
+                order_id=order.pk,
+                to=to,
+                version=order.version,
+                actor=actor,
+                technician_id=technician.pk,
+                eta=start + timedelta(hours=number),
+                note="Customer moved the visit." if to == OrderStatus.CANCELLED else "",
+                work_done="Cleaned the battery contacts; E-01 cleared.",
+                parts_used="none",
+            )
+            if to == OrderStatus.ON_SITE:
+                order_line_add(order_id=order.pk, item_code="VISIT", quantity=1, actor=actor)
+                order_line_add(order_id=order.pk, item_code="AA8", quantity=1, actor=actor)
+                order.refresh_from_db()
+        if order.status == OrderStatus.COMPLETED:
+            order_invoice(order_id=order.pk, buyer_name=card.customer_name, actor=actor)
+    return len(ORDER_STEPS)
 
 
 def _technicians() -> list[Technician]:
