@@ -9,4 +9,5 @@ urlpatterns = [
     path("cases/<int:card_id>/", views.case_detail, name="case-detail"),
     path("cases/<int:card_id>/diagnose/", views.case_diagnose, name="case-diagnose"),
     path("cases/<int:card_id>/resolve/", views.case_resolve, name="case-resolve"),
+    path("cases/<int:card_id>/sop-draft/", views.case_sop_draft, name="case-sop-draft"),
 ]

@@ -14,6 +14,7 @@ from dispatch import queries
 from dispatch.diagnosis import problem_card_diagnose
 from dispatch.forms import CardFilterForm, ProblemCardForm, ResolveForm
 from dispatch.services import CustomerIn, problem_card_create, problem_card_resolve
+from dispatch.sop import sop_draft_create
 
 CARDS_PER_PAGE = 50
 
@@ -111,3 +112,20 @@ def case_resolve(request: HttpRequest, card_id: int) -> HttpResponse:
             return redirect("dispatch:case-detail", card_id=card_id)
     context = {**_detail_context(card_id), "resolve_form": form, "resolve_error": error}
     return render(request, "dispatch/case_detail.html", context, status=422)
+
+
+@require_POST
+@staff_required
+def case_sop_draft(request: HttpRequest, card_id: int) -> HttpResponse:
+    get_object_or_404(queries.problem_cards(), pk=card_id)
+    try:
+        source = sop_draft_create(card_id=card_id, by=request.user.get_username())
+    except ApiError as exc:
+        context = {**_detail_context(card_id), "sop_error": exc}
+        if wants_fragment(request):
+            # Said with 200: HTMX does not swap in an error status, and the message is the answer.
+            return render(request, "dispatch/_sop_draft.html", context)
+        return render(request, "dispatch/case_detail.html", context, status=exc.status)
+    if wants_fragment(request):
+        return render(request, "dispatch/_sop_draft.html", {"sop_source": source})
+    return redirect("knowledge:source-detail", source_id=source.pk)
