@@ -44,6 +44,7 @@ from dispatch.schemas import (
     SettleIn,
     SettlementOut,
     SkillIn,
+    SopDraftOut,
     TechnicianIn,
     TechnicianOut,
     TechnicianPage,
@@ -56,8 +57,10 @@ from dispatch.services import (
     problem_card_resolve,
     problem_card_update,
 )
+from dispatch.sop import sop_draft_create
 from dispatch.technicians import SkillIn as SkillService
 from dispatch.technicians import technician_create, technician_update
+from knowledge.models import KnowledgeSource
 
 router = Router(tags=["problem cards"])
 
@@ -439,3 +442,14 @@ def service_order_invoice(
 )
 def quote_item_get_list(request: HttpRequest, include_inactive: bool = False) -> list[QuoteItem]:
     return list(queries.quote_item_list(include_inactive=include_inactive))
+
+
+@router.post(
+    "/problem-cards/{card_id}/sop-draft",
+    response={201: SopDraftOut},
+    auth=write_auth,
+    summary="Draft an SOP from a resolved card and its similar cases (a disabled `sop` source)",
+)
+def problem_card_sop_draft_post(request: HttpRequest, card_id: int) -> Status[KnowledgeSource]:
+    source = sop_draft_create(card_id=_card(card_id).pk, by=Actor.of_api_key(request.auth).label)
+    return Status(201, source)

@@ -20,6 +20,9 @@ DISPATCH_INVALID_SETTLEMENT = "DISPATCH_INVALID_SETTLEMENT"  # a share or fee ou
 DISPATCH_INVALID_INVOICE = "DISPATCH_INVALID_INVOICE"  # no buyer, or nothing to invoice (422)
 DISPATCH_INVALID_TAX_ID = "DISPATCH_INVALID_TAX_ID"  # a 統一編號 failing its checksum (422)
 
+# An SOP draft asked of a card that is not a resolved case, or with fewer than two cases (409).
+DISPATCH_SOP_NEEDS_CASES = "DISPATCH_SOP_NEEDS_CASES"
+
 
 class DispatchError(ApiError):
     """A dispatch request the caller must change, or that lost a race."""

@@ -19,6 +19,7 @@ from dispatch.models import (
     Settlement,
     Technician,
 )
+from knowledge.models import KnowledgeSource
 
 
 class CustomerSchema(Schema):
@@ -372,3 +373,25 @@ class QuoteItemOut(Schema):
     name: str
     unit_price: Decimal
     is_active: bool
+
+
+class SopDraftOut(Schema):
+    id: int = Field(description="The new `sop` source (knowledge API: /api/v1/sources/{id}).")
+    title: str
+    uri: str
+    enabled: bool = Field(description="False: a curator reviews the draft, then enables it.")
+    mode: str = Field(description="online (the chat model wrote it) or offline (extractive).")
+    card_ids: list[int] = Field(description="The cards it was drafted from, this one first.")
+    fallback: str = Field("", description="Why an online draft is extractive after all.")
+
+    @staticmethod
+    def resolve_mode(source: KnowledgeSource) -> str:
+        return source.metadata.get("mode", "")
+
+    @staticmethod
+    def resolve_card_ids(source: KnowledgeSource) -> list[int]:
+        return source.metadata.get("from_cards", [])
+
+    @staticmethod
+    def resolve_fallback(source: KnowledgeSource) -> str:
+        return source.metadata.get("fallback", "")

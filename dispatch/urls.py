@@ -15,4 +15,5 @@ urlpatterns = [
     path("orders/<int:order_id>/step/", views.order_step, name="order-step"),
     path("orders/<int:order_id>/lines/", views.order_line_new, name="order-line-new"),
     path("orders/<int:order_id>/invoice/", views.order_invoice_new, name="order-invoice-new"),
+    path("cases/<int:card_id>/sop-draft/", views.case_sop_draft, name="case-sop-draft"),
 ]

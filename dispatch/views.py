@@ -27,6 +27,7 @@ from dispatch.matching import order_candidates
 from dispatch.models import ORDER_TRANSITIONS, OrderStatus
 from dispatch.orders import Actor, order_create, order_transition
 from dispatch.services import CustomerIn, problem_card_create, problem_card_resolve
+from dispatch.sop import sop_draft_create
 
 CARDS_PER_PAGE = 50
 
@@ -256,3 +257,20 @@ def order_invoice_new(request: HttpRequest, order_id: int) -> HttpResponse:
     else:
         error = ApiError("VALIDATION_ERROR", form.errors.as_text(), status=422)
     return _order_page(request, order_id, error)
+
+
+@require_POST
+@staff_required
+def case_sop_draft(request: HttpRequest, card_id: int) -> HttpResponse:
+    get_object_or_404(queries.problem_cards(), pk=card_id)
+    try:
+        source = sop_draft_create(card_id=card_id, by=request.user.get_username())
+    except ApiError as exc:
+        context = {**_detail_context(card_id), "sop_error": exc}
+        if wants_fragment(request):
+            # Said with 200: HTMX does not swap in an error status, and the message is the answer.
+            return render(request, "dispatch/_sop_draft.html", context)
+        return render(request, "dispatch/case_detail.html", context, status=exc.status)
+    if wants_fragment(request):
+        return render(request, "dispatch/_sop_draft.html", {"sop_source": source})
+    return redirect("knowledge:source-detail", source_id=source.pk)
