@@ -20,6 +20,11 @@ DISPATCH_INVALID_SETTLEMENT = "DISPATCH_INVALID_SETTLEMENT"  # a share or fee ou
 DISPATCH_INVALID_INVOICE = "DISPATCH_INVALID_INVOICE"  # no buyer, or nothing to invoice (422)
 DISPATCH_INVALID_TAX_ID = "DISPATCH_INVALID_TAX_ID"  # a 統一編號 failing its checksum (422)
 
+# Photos: 415 (Unsupported Media Type) because the content, not a field, is of the wrong kind.
+DISPATCH_PHOTO_NOT_IMAGE = "DISPATCH_PHOTO_NOT_IMAGE"  # not JPEG, PNG, GIF or WebP bytes (415)
+DISPATCH_PHOTO_TOO_LARGE = "DISPATCH_PHOTO_TOO_LARGE"  # over KIOKU_MAX_PHOTO_BYTES (413)
+DISPATCH_PHOTO_EMPTY = "DISPATCH_PHOTO_EMPTY"  # a file of zero bytes (422)
+
 
 class DispatchError(ApiError):
     """A dispatch request the caller must change, or that lost a race."""

@@ -32,3 +32,10 @@ class ResolveForm(forms.Form):
     resolution = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 3}))
     root_cause = forms.CharField(label="Root cause", max_length=5000, required=False)
     parts_used = forms.CharField(label="Parts used", max_length=2000, required=False)
+
+
+class PhotoForm(forms.Form):
+    # Any file is taken here: the service decides from its bytes whether it is an image.
+    file = forms.FileField(
+        label="Photo", widget=forms.ClearableFileInput(attrs={"accept": "image/*"})
+    )

@@ -9,4 +9,6 @@ urlpatterns = [
     path("cases/<int:card_id>/", views.case_detail, name="case-detail"),
     path("cases/<int:card_id>/diagnose/", views.case_diagnose, name="case-diagnose"),
     path("cases/<int:card_id>/resolve/", views.case_resolve, name="case-resolve"),
+    path("cases/<int:card_id>/photos/", views.case_photo_add, name="case-photo-add"),
+    path("photos/<int:photo_id>/", views.photo, name="photo"),
 ]
