@@ -124,6 +124,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Uploaded files (problem-card photos) live in the data folder, beside the local database; a
+# deployment points KIOKU_DATA_DIR at a persistent volume. They are customer data: nothing serves
+# MEDIA_URL publicly, a login-required view serves each photo (dispatch.views.photo).
+MEDIA_ROOT = embedded_db.data_dir() / "media"
+MEDIA_URL = "media/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -194,6 +199,8 @@ KIOKU_SESSION_PII_PATTERNS = [
 KIOKU_TAX_RATE = envdecimal(
     "KIOKU_TAX_RATE", Decimal("0.05"), minimum=Decimal("0"), maximum=Decimal("0.9999"), places=4
 )
+# Largest photo accepted on a problem card (DISPATCH_PHOTO_TOO_LARGE, 413).
+KIOKU_MAX_PHOTO_BYTES = envint("KIOKU_MAX_PHOTO_BYTES", 10 * 1024 * 1024, minimum=1024)
 
 # --- Background work (django-q2, ORM broker) ------------------------------------------------
 # Seconds before a task is killed.

@@ -6,7 +6,8 @@ from datetime import date
 
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Status
+from ninja import File, Query, Router, Status
+from ninja.files import UploadedFile
 
 from core.auth import read_auth, write_auth
 from core.pagination import Page, page_of
@@ -19,12 +20,14 @@ from dispatch.models import (
     Invoice,
     OrderStatus,
     ProblemCard,
+    ProblemCardPhoto,
     QuoteItem,
     ServiceOrder,
     Settlement,
     Technician,
 )
 from dispatch.orders import Actor, order_assign, order_create, order_transition
+from dispatch.photos import photo_size_check, problem_card_photo_add
 from dispatch.schemas import (
     AssignIn,
     CandidateOut,
@@ -36,6 +39,7 @@ from dispatch.schemas import (
     ProblemCardOut,
     ProblemCardPage,
     ProblemCardPatchIn,
+    ProblemCardPhotoOut,
     QuoteItemOut,
     ResolveIn,
     ServiceOrderDetailOut,
@@ -167,6 +171,21 @@ def problem_card_resolve_post(
         version=payload.version,
     )
     return _card(card_id)
+
+
+@router.post(
+    "/problem-cards/{card_id}/photos",
+    response={201: ProblemCardPhotoOut},
+    auth=write_auth,
+    summary="Add a photo (JPEG, PNG, GIF or WebP, decided from the bytes; KIOKU_MAX_PHOTO_BYTES)",
+)
+def problem_card_photo_post(
+    request: HttpRequest, card_id: int, file: File[UploadedFile]
+) -> Status[ProblemCardPhoto]:
+    _card(card_id)
+    photo_size_check(file.size)  # before reading a large file into memory
+    photo = problem_card_photo_add(card_id=card_id, data=file.read(), filename=file.name)
+    return Status(201, photo)
 
 
 # --- Technicians ---------------------------------------------------------------------------------

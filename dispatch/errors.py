@@ -22,6 +22,10 @@ DISPATCH_INVALID_TAX_ID = "DISPATCH_INVALID_TAX_ID"  # a 統一編號 failing it
 
 # An SOP draft asked of a card that is not a resolved case, or with fewer than two cases (409).
 DISPATCH_SOP_NEEDS_CASES = "DISPATCH_SOP_NEEDS_CASES"
+# Photos: 415 (Unsupported Media Type) because the content, not a field, is of the wrong kind.
+DISPATCH_PHOTO_NOT_IMAGE = "DISPATCH_PHOTO_NOT_IMAGE"  # not JPEG, PNG, GIF or WebP bytes (415)
+DISPATCH_PHOTO_TOO_LARGE = "DISPATCH_PHOTO_TOO_LARGE"  # over KIOKU_MAX_PHOTO_BYTES (413)
+DISPATCH_PHOTO_EMPTY = "DISPATCH_PHOTO_EMPTY"  # a file of zero bytes (422)
 
 
 class DispatchError(ApiError):

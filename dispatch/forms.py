@@ -62,3 +62,10 @@ class OrderNewForm(forms.Form):
     address = forms.CharField(max_length=500)
     scheduled_start = forms.DateTimeField(label="From", required=False)
     scheduled_end = forms.DateTimeField(label="Until", required=False)
+
+
+class PhotoForm(forms.Form):
+    # Any file is taken here: the service decides from its bytes whether it is an image.
+    file = forms.FileField(
+        label="Photo", widget=forms.ClearableFileInput(attrs={"accept": "image/*"})
+    )

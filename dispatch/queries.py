@@ -46,7 +46,7 @@ def problem_cards() -> QuerySet[ProblemCard]:
     holds = Q(**{f"{space.column}__isnull": False, space.model_column: space.model})
     return ProblemCard.objects.annotate(
         has_vector=ExpressionWrapper(holds, output_field=BooleanField())
-    )
+    ).prefetch_related("photos")
 
 
 def problem_card_list(

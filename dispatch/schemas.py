@@ -4,6 +4,7 @@ services take the same values under their own names."""
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.urls import reverse
 from ninja import Field, Schema
 
 from core.pagination import PageOut
@@ -15,6 +16,7 @@ from dispatch.models import (
     OrderLine,
     OrderStatus,
     ProblemCard,
+    ProblemCardPhoto,
     ServiceOrder,
     Settlement,
     Technician,
@@ -60,6 +62,18 @@ class ResolveIn(Schema):
     version: int | None = None
 
 
+class ProblemCardPhotoOut(Schema):
+    id: int
+    url: str = Field(description="Where a logged-in user of the pages sees the photo (not public).")
+    content_type: str = Field(description="Decided from the file's bytes.")
+    size: int = Field(description="Bytes.")
+    uploaded_at: datetime
+
+    @staticmethod
+    def resolve_url(photo: ProblemCardPhoto) -> str:
+        return reverse("dispatch:photo", args=[photo.pk])
+
+
 class ProblemCardOut(Schema):
     id: int
     status: CardStatus
@@ -80,6 +94,7 @@ class ProblemCardOut(Schema):
     )
     created_at: datetime
     updated_at: datetime
+    photos: list[ProblemCardPhotoOut]
 
     @staticmethod
     def resolve_model(card: ProblemCard) -> str:

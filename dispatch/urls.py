@@ -16,4 +16,6 @@ urlpatterns = [
     path("orders/<int:order_id>/lines/", views.order_line_new, name="order-line-new"),
     path("orders/<int:order_id>/invoice/", views.order_invoice_new, name="order-invoice-new"),
     path("cases/<int:card_id>/sop-draft/", views.case_sop_draft, name="case-sop-draft"),
+    path("cases/<int:card_id>/photos/", views.case_photo_add, name="case-photo-add"),
+    path("photos/<int:photo_id>/", views.photo, name="photo"),
 ]

@@ -4,7 +4,7 @@ technician, one order with its steps, lines, totals and invoice)."""
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -20,12 +20,14 @@ from dispatch.forms import (
     OrderLineForm,
     OrderNewForm,
     OrderStepForm,
+    PhotoForm,
     ProblemCardForm,
     ResolveForm,
 )
 from dispatch.matching import order_candidates
-from dispatch.models import ORDER_TRANSITIONS, OrderStatus
+from dispatch.models import ORDER_TRANSITIONS, OrderStatus, ProblemCardPhoto
 from dispatch.orders import Actor, order_create, order_transition
+from dispatch.photos import photo_size_check, problem_card_photo_add
 from dispatch.services import CustomerIn, problem_card_create, problem_card_resolve
 from dispatch.sop import sop_draft_create
 
@@ -90,6 +92,7 @@ def _detail_context(card_id: int) -> dict:
         "card": card,
         "history": card.diagnoses.all()[:10],
         "resolve_form": ResolveForm(),
+        "photo_form": PhotoForm(),
     }
 
 
@@ -125,6 +128,59 @@ def case_resolve(request: HttpRequest, card_id: int) -> HttpResponse:
             return redirect("dispatch:case-detail", card_id=card_id)
     context = {**_detail_context(card_id), "resolve_form": form, "resolve_error": error}
     return render(request, "dispatch/case_detail.html", context, status=422)
+
+
+@require_POST
+@staff_required
+def case_sop_draft(request: HttpRequest, card_id: int) -> HttpResponse:
+    get_object_or_404(queries.problem_cards(), pk=card_id)
+    try:
+        source = sop_draft_create(card_id=card_id, by=request.user.get_username())
+    except ApiError as exc:
+        context = {**_detail_context(card_id), "sop_error": exc}
+        if wants_fragment(request):
+            # Said with 200: HTMX does not swap in an error status, and the message is the answer.
+            return render(request, "dispatch/_sop_draft.html", context)
+        return render(request, "dispatch/case_detail.html", context, status=exc.status)
+    if wants_fragment(request):
+        return render(request, "dispatch/_sop_draft.html", {"sop_source": source})
+    return redirect("knowledge:source-detail", source_id=source.pk)
+
+
+@require_POST
+@staff_required
+def case_photo_add(request: HttpRequest, card_id: int) -> HttpResponse:
+    get_object_or_404(queries.problem_cards(), pk=card_id)
+    form = PhotoForm(request.POST, request.FILES)
+    error = None
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            photo_size_check(upload.size)
+            problem_card_photo_add(card_id=card_id, data=upload.read(), filename=upload.name)
+        except ApiError as exc:
+            error = exc
+        else:
+            return redirect("dispatch:case-detail", card_id=card_id)
+    context = {**_detail_context(card_id), "photo_form": form, "photo_error": error}
+    return render(
+        request, "dispatch/case_detail.html", context, status=error.status if error else 422
+    )
+
+
+@require_GET
+@login_required
+def photo(request: HttpRequest, photo_id: int) -> FileResponse:
+    """A card's photo, for logged-in users only: photos are customer data, so no public URL
+    (MEDIA_URL) serves them. The content type is the one decided from the bytes on upload."""
+    found = get_object_or_404(ProblemCardPhoto, pk=photo_id)
+    try:
+        handle = found.image.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("The photo's file is missing.") from exc
+    response = FileResponse(handle, content_type=found.content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 # --- Dispatch: the board and one order ----------------------------------------------------------
@@ -257,20 +313,3 @@ def order_invoice_new(request: HttpRequest, order_id: int) -> HttpResponse:
     else:
         error = ApiError("VALIDATION_ERROR", form.errors.as_text(), status=422)
     return _order_page(request, order_id, error)
-
-
-@require_POST
-@staff_required
-def case_sop_draft(request: HttpRequest, card_id: int) -> HttpResponse:
-    get_object_or_404(queries.problem_cards(), pk=card_id)
-    try:
-        source = sop_draft_create(card_id=card_id, by=request.user.get_username())
-    except ApiError as exc:
-        context = {**_detail_context(card_id), "sop_error": exc}
-        if wants_fragment(request):
-            # Said with 200: HTMX does not swap in an error status, and the message is the answer.
-            return render(request, "dispatch/_sop_draft.html", context)
-        return render(request, "dispatch/case_detail.html", context, status=exc.status)
-    if wants_fragment(request):
-        return render(request, "dispatch/_sop_draft.html", {"sop_source": source})
-    return redirect("knowledge:source-detail", source_id=source.pk)
