@@ -1,5 +1,6 @@
 """Writes to problem cards: report, edit, resolve (which makes the card case knowledge)."""
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,15 @@ from dispatch.errors import (
     DispatchError,
 )
 from dispatch.models import CARD_TRANSITIONS, CardStatus, ProblemCard, Symptom, Technician
+from knowledge.embed.base import ProviderError
 from knowledge.embed.enqueue import embedding_enqueue
+from knowledge.embed.pipeline import embedding_write_now
+from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_record
 from knowledge.ingest.ingestion import source_ingest_text
 from knowledge.models import SourceType, embedding_requeue_fields
 from knowledge.text import normalize_text
+
+logger = logging.getLogger(__name__)
 
 # Longest accepted values (characters); the columns allow these, the API says so.
 FIELD_LIMITS = {
@@ -178,7 +184,37 @@ def card_status_check(card: ProblemCard, to: str) -> None:
         )
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class _VectorNow:
+    vector: list[float]
+    space: VectorSpace
+    text_hash: str
+
+
+def _vector_for_resolve(card_id: int) -> _VectorNow | None:
+    """A case never exists without its vector: the vector of a card the pipeline has not reached
+    yet, computed now (before any row is locked); None when the card has it already, or when the
+    provider cannot embed now (the card stays pending and the pipeline fills it)."""
+    card = ProblemCard.objects.filter(pk=card_id).first()
+    if card is None:
+        return None
+    # Recorded like the pipeline does on its first write, so the vector's space is pinned.
+    space = space_record().writing
+    has_vector = (
+        getattr(card, space.column) is not None
+        and getattr(card, space.model_column) == space.model
+        and card.embedding_text_hash == card.search_text_hash
+    )
+    if has_vector:
+        return None
+    try:
+        vector = embedding_provider_for(space).embed([card.search_text])[0]
+    except ProviderError as exc:
+        logger.warning("Card #%s resolved without its vector (%s); queued.", card_id, exc.message)
+        return None
+    return _VectorNow(vector=list(vector), space=space, text_hash=card.search_text_hash)
+
+
 def problem_card_resolve(
     *,
     card_id: int,
@@ -189,7 +225,30 @@ def problem_card_resolve(
     version: int | None = None,
 ) -> ProblemCard:
     """Record what fixed the fault. The card becomes case knowledge: layer 1 of the diagnosis
-    reads its own vector, and search and ask find it as a `case` source."""
+    reads its own vector, and search and ask find it as a `case` source. A card the pipeline has
+    not embedded yet is written together with its vector when the provider is up."""
+    return _resolve(
+        card_id=card_id,
+        resolution=resolution,
+        root_cause=root_cause,
+        parts_used=parts_used,
+        resolved_by=resolved_by,
+        version=version,
+        vector_now=_vector_for_resolve(card_id),
+    )
+
+
+@transaction.atomic
+def _resolve(
+    *,
+    card_id: int,
+    resolution: str,
+    root_cause: str,
+    parts_used: str,
+    resolved_by: Technician | None,
+    version: int | None,
+    vector_now: _VectorNow | None,
+) -> ProblemCard:
     fields = _card_fields(
         {"resolution": resolution, "root_cause": root_cause, "parts_used": parts_used}
     )
@@ -210,7 +269,16 @@ def problem_card_resolve(
     card.status = CardStatus.RESOLVED
     card.version += 1
     card.save()
+    if vector_now is not None:
+        embedding_write_now(
+            model=ProblemCard,
+            row_id=card.pk,
+            text_hash=vector_now.text_hash,
+            vector=vector_now.vector,
+            space=vector_now.space,
+        )
     _case_source_write(card)
+    card.refresh_from_db()
     return card
 
 

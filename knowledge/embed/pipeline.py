@@ -376,6 +376,34 @@ def _write_back(
     return written, 0
 
 
+def embedding_write_now(
+    *,
+    model: type[EmbeddableModel],
+    row_id: int,
+    text_hash: str,
+    vector: Sequence[float],
+    space: VectorSpace,
+) -> bool:
+    """Store a vector computed for one row's text inside the caller's transaction (a record
+    written together with its vector, such as a resolved case): the columns the write-back sets,
+    only while the row still holds that text and `space` is still the one being filled. False:
+    nothing written, the pipeline embeds the row as usual."""
+    if space_state_locked().writing != space:
+        return False
+    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {_table(model)} SET {space.column} = %s::halfvec, {space.model_column} = %s,
+                embedding_text_hash = %s, embedding_status = %s, embedded_at = now(),
+                embedding_claimed_until = NULL, embedding_last_error = ''
+            WHERE id = %s AND {model.EMBEDDING_HASH_FIELD} = %s
+            """,
+            [literal, space.model, text_hash, EmbeddingStatus.DONE, row_id, text_hash],
+        )
+        return cursor.rowcount == 1
+
+
 def _copy_results(
     cursor: CursorWrapper, rows: list[ClaimedRow], vectors: list[Sequence[float]]
 ) -> None:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from dispatch import queries
 from dispatch.errors import DispatchError
 from dispatch.models import CardStatus, ProblemCard
 from dispatch.services import (
@@ -121,3 +122,25 @@ def test_a_resolved_card_cannot_be_resolved_again():
     with pytest.raises(DispatchError) as excinfo:
         problem_card_resolve(card_id=card.pk, resolution="Fixed again.")
     assert excinfo.value.code == "DISPATCH_INVALID_TRANSITION"
+
+
+def test_a_card_resolved_before_the_pipeline_reached_it_is_written_with_its_vector():
+    card = make_card()
+    assert card.embedding_status == EmbeddingStatus.PENDING
+    card = problem_card_resolve(card_id=card.pk, resolution="Re-seated the motor cable.")
+    assert card.embedding_status == EmbeddingStatus.DONE
+    assert card.embedding is not None and card.embedding_model == "local-hash-v1"
+    assert card.embedding_text_hash == card.search_text_hash
+
+
+def test_with_the_provider_down_a_resolved_card_waits_for_the_pipeline(settings, openai_stub):
+    settings.KIOKU_EMBEDDING_DIMENSIONS = 1536
+    card = make_card()
+    openai_stub.fail_next(500, count=50)
+    card = problem_card_resolve(card_id=card.pk, resolution="Re-seated the motor cable.")
+    assert card.status == CardStatus.RESOLVED
+    assert card.embedding_status == EmbeddingStatus.PENDING and card.embedding is None
+    assert not queries.problem_cards().get(pk=card.pk).has_vector  # "not yet searchable"
+    openai_stub.reset()
+    embedding_run()
+    assert queries.problem_cards().get(pk=card.pk).has_vector
