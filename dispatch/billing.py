@@ -37,7 +37,7 @@ from dispatch.models import (
     ServiceOrder,
     Settlement,
 )
-from dispatch.orders import Actor
+from dispatch.orders import Actor, order_locked
 
 CENT = Decimal("0.01")
 RATE_PLACES = Decimal("0.0001")
@@ -109,20 +109,6 @@ def _decimal(value: Any, *, field: str, code: str, places: int = 2) -> Decimal:
     return number
 
 
-def _locked(order_id: int) -> ServiceOrder:
-    """The order, locked: its lines, settlement and invoice change one writer at a time, and
-    never beside its completion."""
-    order = ServiceOrder.objects.select_for_update().filter(pk=order_id).first()
-    if order is None:
-        raise DispatchError(
-            DISPATCH_NOT_FOUND,
-            f"No service order #{order_id}.",
-            status=404,
-            details={"id": order_id},
-        )
-    return order
-
-
 def _event(order: ServiceOrder, *, actor: Actor, note: str) -> None:
     """An audit log row for a change that keeps the order's status."""
     OrderEvent.objects.create(
@@ -159,7 +145,7 @@ def order_line_add(
             status=422,
             details={"field": "quantity"},
         )
-    order = _locked(order_id)
+    order = order_locked(order_id)
     _not_frozen(order)
     item = QuoteItem.objects.filter(code=(item_code or "").strip(), is_active=True).first()
     if item is None:
@@ -196,7 +182,7 @@ def order_line_add(
 @transaction.atomic
 def order_line_remove(*, order_id: int, line_id: int, actor: Actor) -> None:
     """Take a line off an open order's quote."""
-    order = _locked(order_id)
+    order = order_locked(order_id)
     _not_frozen(order)
     line = OrderLine.objects.filter(pk=line_id, order=order).select_related("item").first()
     if line is None:
@@ -261,7 +247,7 @@ def order_settle(
                 status=422,
                 details={"field": "fee"},
             )
-    order = _locked(order_id)
+    order = order_locked(order_id)
     _completed(order, "settled")
     if Settlement.objects.filter(order=order).exists():
         raise DispatchError(
@@ -349,7 +335,7 @@ def order_invoice(
             status=422,
             details={"field": "buyer_tax_id"},
         )
-    order = _locked(order_id)
+    order = order_locked(order_id)
     _completed(order, "invoiced")
     if Invoice.objects.filter(order=order).exists():
         raise DispatchError(

@@ -30,3 +30,8 @@ DISPATCH_PHOTO_EMPTY = "DISPATCH_PHOTO_EMPTY"  # a file of zero bytes (422)
 
 class DispatchError(ApiError):
     """A dispatch request the caller must change, or that lost a race."""
+
+
+def dispatch_not_found(what: str, pk: int, *, field: str = "id") -> DispatchError:
+    """The one "no such row" error: `No service order #12.`, with the id under `field`."""
+    return DispatchError(DISPATCH_NOT_FOUND, f"No {what} #{pk}.", status=404, details={field: pk})

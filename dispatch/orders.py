@@ -19,8 +19,8 @@ from dispatch.errors import (
     DISPATCH_CONFLICT,
     DISPATCH_INVALID_ORDER,
     DISPATCH_INVALID_TRANSITION,
-    DISPATCH_NOT_FOUND,
     DispatchError,
+    dispatch_not_found,
 )
 from dispatch.models import (
     OPEN_ORDER_STATUSES,
@@ -125,12 +125,7 @@ def order_create(
     dispatched and a new order follows it. Without an address the card's is used."""
     card = ProblemCard.objects.select_for_update().filter(pk=card_id).first()
     if card is None:
-        raise DispatchError(
-            DISPATCH_NOT_FOUND,
-            f"No problem card #{card_id}.",
-            status=404,
-            details={"problem_card_id": card_id},
-        )
+        raise dispatch_not_found("problem card", card_id, field="problem_card_id")
     address = _text("address", address) or card.address
     if not address:
         raise _invalid("address", "Where should the technician go? An address is required.")
@@ -165,17 +160,13 @@ def order_create(
     return order
 
 
-def _locked(order_id: int, version: int) -> ServiceOrder:
-    """The order, locked for this transaction; a stale `version` is a lost race."""
+def order_locked(order_id: int, version: int | None = None) -> ServiceOrder:
+    """The order, locked for this transaction (one writer at a time: steps, lines, settlement and
+    invoice never run beside each other); a stale `version`, when given, is a lost race."""
     order = ServiceOrder.objects.select_for_update().filter(pk=order_id).first()
     if order is None:
-        raise DispatchError(
-            DISPATCH_NOT_FOUND,
-            f"No service order #{order_id}.",
-            status=404,
-            details={"id": order_id},
-        )
-    if order.version != version:
+        raise dispatch_not_found("service order", order_id)
+    if version is not None and order.version != version:
         raise DispatchError(
             DISPATCH_CONFLICT,
             f"Order #{order_id} changed since version {version} (now {order.version}): reload it.",
@@ -211,12 +202,7 @@ def _assign(
         raise _invalid("technician_id", "An assigned order needs its technician.")
     technician = Technician.objects.filter(pk=technician_id).first()
     if technician is None:
-        raise DispatchError(
-            DISPATCH_NOT_FOUND,
-            f"No technician #{technician_id}.",
-            status=404,
-            details={"technician_id": technician_id},
-        )
+        raise dispatch_not_found("technician", technician_id, field="technician_id")
     if not technician.is_active:
         raise _invalid("technician_id", f"{technician.name} is not active.")
     before, previous = order.status, order.technician
@@ -246,7 +232,7 @@ def order_assign(
     note: str = "",
 ) -> ServiceOrder:
     """Give the order to a technician (or to another one, before anyone set off)."""
-    order = _locked(order_id, version)
+    order = order_locked(order_id, version)
     return _assign(
         order,
         technician_id=technician_id,
@@ -260,7 +246,7 @@ def order_assign(
 def order_cancel(*, order_id: int, version: int, actor: Actor, note: str) -> ServiceOrder:
     """Call off an open order, saying why. Its card stays dispatched: the fault is still there,
     and a new order may be sent."""
-    return _cancel(_locked(order_id, version), actor=actor, note=note)
+    return _cancel(order_locked(order_id, version), actor=actor, note=note)
 
 
 def _cancel(order: ServiceOrder, *, actor: Actor, note: str) -> ServiceOrder:
@@ -295,7 +281,7 @@ def order_transition(
     transaction: both happen or neither."""
     if to not in OrderStatus.values:
         raise _invalid("to", f"Unknown status {to!r}; use one of {', '.join(OrderStatus.values)}.")
-    order = _locked(order_id, version)
+    order = order_locked(order_id, version)
     eta = _aware(eta)
     if to == OrderStatus.ASSIGNED:
         return _assign(

@@ -12,11 +12,11 @@ from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 
 from dispatch.errors import (
-    DISPATCH_NOT_FOUND,
     DISPATCH_PHOTO_EMPTY,
     DISPATCH_PHOTO_NOT_IMAGE,
     DISPATCH_PHOTO_TOO_LARGE,
     DispatchError,
+    dispatch_not_found,
 )
 from dispatch.models import ProblemCard, ProblemCardPhoto
 
@@ -79,12 +79,7 @@ def problem_card_photo_add(*, card_id: int, data: bytes, filename: str) -> Probl
         )
     card = ProblemCard.objects.filter(pk=card_id).first()
     if card is None:
-        raise DispatchError(
-            DISPATCH_NOT_FOUND,
-            f"No problem card #{card_id}.",
-            status=404,
-            details={"problem_card_id": card_id},
-        )
+        raise dispatch_not_found("problem card", card_id, field="problem_card_id")
     content_type, extension = detected
     photo = ProblemCardPhoto(card=card, content_type=content_type, size=len(data))
     photo.image.save(f"{uuid.uuid4().hex}.{extension}", ContentFile(data), save=False)

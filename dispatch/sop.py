@@ -15,7 +15,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from dispatch.diagnosis import problem_card_similar
-from dispatch.errors import DISPATCH_NOT_FOUND, DISPATCH_SOP_NEEDS_CASES, DispatchError
+from dispatch.errors import DISPATCH_SOP_NEEDS_CASES, DispatchError, dispatch_not_found
 from dispatch.models import ProblemCard
 from knowledge.answer.chat import ChatError, get_chat_provider
 from knowledge.ingest.ingestion import source_ingest_text
@@ -61,7 +61,7 @@ def _cases_for(card_id: int) -> list[ProblemCard]:
     """The card (first) and its similar resolved cases, most similar first."""
     card = ProblemCard.objects.filter(pk=card_id).first()
     if card is None:
-        raise DispatchError(DISPATCH_NOT_FOUND, f"No problem card #{card_id}.", status=404)
+        raise dispatch_not_found("problem card", card_id, field="problem_card_id")
     if not ProblemCard.objects.resolved_cases().filter(pk=card_id).exists():
         raise DispatchError(
             DISPATCH_SOP_NEEDS_CASES,
