@@ -50,10 +50,10 @@ class ApiClient:
 
 
 @contextmanager
-def api_server():
-    """gunicorn (2 workers × 4 threads, a pool of 8 connections, offline providers) on a free
-    port, on the database `django_setup()` chose (it sets KIOKU_DB_NAME, inherited here);
-    stopped at the end."""
+def api_server(env: dict[str, str] | None = None):
+    """gunicorn (2 workers × 4 threads, a pool of 8 connections, offline providers unless `env`
+    names a provider) on a free port, on the database `django_setup()` chose (it sets
+    KIOKU_DB_NAME, inherited here); stopped at the end."""
     port = free_port()
     env = {
         **os.environ,
@@ -61,6 +61,7 @@ def api_server():
         "KIOKU_DB_POOL": "8",
         "OPENAI_API_KEY": "",
         "DEBUG": "0",
+        **(env or {}),
     }
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application",

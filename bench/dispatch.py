@@ -191,11 +191,50 @@ def run(queries: int, prefer: bool) -> tuple[list[float], list[float]]:
     return latencies, recalls
 
 
+def api_diagnose(requests: int) -> list[float]:
+    """POST /problem-cards with "diagnose": true through gunicorn, the provider being the
+    OpenAI-compatible stub in its own process (embedding the card in the index's space, and the
+    chat model): report, layer 1 over the loaded cases, layer 2 over the (empty) manuals, layer 3
+    with matching. Milliseconds per request."""
+    from bench._http import ApiClient, api_server, wait_ready
+    from bench._stub_process import RemoteStub
+    from core.services import api_key_create
+
+    _, key = api_key_create(name=f"bench-dispatch-{time.time_ns()}", scopes=["write"])
+    stub = RemoteStub(latency=0)
+    report = {
+        "brand": "Benkei",
+        "model": "BE-300",
+        "symptom": "error_code",
+        "error_code": "E-21",
+        "description": "The keypad shows E-21 and the bolt stops halfway.",
+        "customer": {"name": "Bench", "service_area": "Taipei Da'an"},
+        "diagnose": True,
+    }
+    env = {"OPENAI_API_KEY": stub.api_key, "OPENAI_BASE_URL": stub.base_url}
+    try:
+        with api_server(env) as (process, port):
+            client = ApiClient(port, key)
+            wait_ready(process, client, "/api/v1/problem-cards", report)
+            timings = []
+            for _ in range(requests):
+                started = time.perf_counter()
+                status, body = client.post("/api/v1/problem-cards", report)
+                timings.append((time.perf_counter() - started) * 1000)
+                if status != 201:
+                    raise RuntimeError(f"API answered {status}: {body}")
+            client.close()
+            return timings
+    finally:
+        stub.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cards", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--api-requests", type=int, default=200, help="0 skips the API run")
     args = parser.parse_args()
     django_setup("kioku_bench_dispatch")
     if args.reload or not is_loaded(args.cards):
@@ -208,6 +247,13 @@ def main() -> None:
         print(
             f"  layer 1 {'with' if prefer else 'without'} brand/model preference: "
             f"p50 {q[49]:.2f} ms  p95 {q[94]:.2f} ms  recall@{RECALL_K} {np.mean(recalls):.3f}"
+        )
+    if args.api_requests:
+        timings = api_diagnose(args.api_requests)
+        q = statistics.quantiles(timings, n=100)
+        print(
+            f"  POST /problem-cards with diagnose, through gunicorn and the stub, "
+            f"{args.api_requests} requests: p50 {q[49]:.1f} ms  p95 {q[94]:.1f} ms"
         )
 
 

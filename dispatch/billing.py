@@ -211,6 +211,36 @@ def _completed(order: ServiceOrder, doing: str) -> None:
         )
 
 
+def _settlement_basis(
+    share_percent: Decimal | str | None, fee: Decimal | str | None
+) -> tuple[Decimal | None, Decimal | None]:
+    """Exactly one of a share (above 0, at most 100) or a fee (0 to MAX_MONEY), as Decimals."""
+    code = DISPATCH_INVALID_SETTLEMENT
+    if (share_percent is None) == (fee is None):
+        raise DispatchError(
+            code,
+            "Settle by share_percent or by fee: one of the two.",
+            status=422,
+            details={"field": "share_percent"},
+        )
+    if share_percent is not None:
+        share_percent = _decimal(share_percent, field="share_percent", code=code)
+        if not Decimal("0") < share_percent <= Decimal("100"):
+            raise DispatchError(
+                code,
+                "share_percent must be above 0 and at most 100.",
+                status=422,
+                details={"field": "share_percent"},
+            )
+        return share_percent, None
+    fee = _decimal(fee, field="fee", code=code)
+    if not Decimal("0") <= fee <= MAX_MONEY:
+        raise DispatchError(
+            code, f"fee must be between 0 and {MAX_MONEY}.", status=422, details={"field": "fee"}
+        )
+    return None, fee
+
+
 @transaction.atomic
 def order_settle(
     *,
@@ -221,32 +251,7 @@ def order_settle(
 ) -> Settlement:
     """What the technician earns for a completed order, once: a share of its subtotal
     (`share_percent`, above 0 and at most 100) or a fixed `fee`, never both."""
-    if (share_percent is None) == (fee is None):
-        raise DispatchError(
-            DISPATCH_INVALID_SETTLEMENT,
-            "Settle by share_percent or by fee: one of the two.",
-            status=422,
-            details={"field": "share_percent"},
-        )
-    code = DISPATCH_INVALID_SETTLEMENT
-    if share_percent is not None:
-        share_percent = _decimal(share_percent, field="share_percent", code=code)
-        if not Decimal("0") < share_percent <= Decimal("100"):
-            raise DispatchError(
-                code,
-                "share_percent must be above 0 and at most 100.",
-                status=422,
-                details={"field": "share_percent"},
-            )
-    else:
-        fee = _decimal(fee, field="fee", code=code)
-        if not Decimal("0") <= fee <= MAX_MONEY:
-            raise DispatchError(
-                code,
-                f"fee must be between 0 and {MAX_MONEY}.",
-                status=422,
-                details={"field": "fee"},
-            )
+    share_percent, fee = _settlement_basis(share_percent, fee)
     order = order_locked(order_id)
     _completed(order, "settled")
     if Settlement.objects.filter(order=order).exists():
@@ -308,17 +313,8 @@ def invoice_number_next(*, issued_on: date) -> str:
     return f"INV-{issued_on.year}-{number:06d}"
 
 
-@transaction.atomic
-def order_invoice(
-    *,
-    order_id: int,
-    buyer_name: str,
-    actor: Actor,
-    buyer_tax_id: str = "",
-    issued_on: date | None = None,
-) -> Invoice:
-    """The invoice of a completed order, once, with its totals at KIOKU_TAX_RATE. A buyer tax ID
-    (統一編號) is optional; when given it must pass its checksum."""
+def _buyer(buyer_name: str, buyer_tax_id: str) -> tuple[str, str]:
+    """The buyer's name (required, spaces collapsed) and tax ID (optional; checksum-verified)."""
     buyer_name = " ".join((buyer_name or "").split())
     if not buyer_name or len(buyer_name) > 200:
         raise DispatchError(
@@ -335,6 +331,21 @@ def order_invoice(
             status=422,
             details={"field": "buyer_tax_id"},
         )
+    return buyer_name, buyer_tax_id
+
+
+@transaction.atomic
+def order_invoice(
+    *,
+    order_id: int,
+    buyer_name: str,
+    actor: Actor,
+    buyer_tax_id: str = "",
+    issued_on: date | None = None,
+) -> Invoice:
+    """The invoice of a completed order, once, with its totals at KIOKU_TAX_RATE. A buyer tax ID
+    (統一編號) is optional; when given it must pass its checksum."""
+    buyer_name, buyer_tax_id = _buyer(buyer_name, buyer_tax_id)
     order = order_locked(order_id)
     _completed(order, "invoiced")
     if Invoice.objects.filter(order=order).exists():
