@@ -23,6 +23,7 @@ from dispatch.models import (
     TechnicianSkill,
 )
 from dispatch.orders import Actor, order_cancel, order_create
+from dispatch.services import problem_card_case_curate
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -121,7 +122,27 @@ class ProblemCardAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = _flat(fields)
     inlines = [OrderOfCardInline, DiagnosisInline, PhotoInline]
-    actions = ["diagnose", "dispatch"]
+    actions = ["diagnose", "dispatch", "disable_case", "enable_case"]
+
+    @admin.action(description="Disable as a case (misleading: diagnosis, search and ask skip it)")
+    def disable_case(self, request, queryset):
+        _each(
+            self,
+            request,
+            queryset,
+            "Disabled as cases",
+            lambda card: problem_card_case_curate(card_id=card.pk, is_case_enabled=False),
+        )
+
+    @admin.action(description="Enable as a case again")
+    def enable_case(self, request, queryset):
+        _each(
+            self,
+            request,
+            queryset,
+            "Enabled as cases",
+            lambda card: problem_card_case_curate(card_id=card.pk, is_case_enabled=True),
+        )
 
     @admin.action(description="Diagnose selected cards (three layers, recorded)")
     def diagnose(self, request, queryset):

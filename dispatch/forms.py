@@ -69,3 +69,12 @@ class PhotoForm(forms.Form):
     file = forms.FileField(
         label="Photo", widget=forms.ClearableFileInput(attrs={"accept": "image/*"})
     )
+
+
+class CaseCurateForm(forms.Form):
+    resolution = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 3}))
+    root_cause = forms.CharField(label="Root cause", max_length=5000, required=False)
+    parts_used = forms.CharField(label="Parts used", max_length=2000, required=False)
+    is_case_enabled = forms.BooleanField(
+        label="Use as a case (diagnosis, search and ask)", required=False
+    )

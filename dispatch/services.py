@@ -20,7 +20,8 @@ from knowledge.embed.enqueue import embedding_enqueue
 from knowledge.embed.pipeline import embedding_write_now
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_record
 from knowledge.ingest.ingestion import source_ingest_text
-from knowledge.models import SourceType, embedding_requeue_fields
+from knowledge.models import KnowledgeSource, SourceType, embedding_requeue_fields
+from knowledge.services import source_update
 from knowledge.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -279,6 +280,56 @@ def _resolve(
         )
     _case_source_write(card)
     card.refresh_from_db()
+    return card
+
+
+@transaction.atomic
+def problem_card_case_curate(
+    *,
+    card_id: int,
+    is_case_enabled: bool | None = None,
+    resolution: str | None = None,
+    root_cause: str | None = None,
+    parts_used: str | None = None,
+) -> ProblemCard:
+    """A curator's hand on a resolved case: disable a misleading one (diagnosis, search and ask
+    stop using it: the card's flag and its `case` source), enable it again, or fix what the
+    resolution says (the case source is rewritten)."""
+    card = _locked(card_id, None)
+    if card.status not in (CardStatus.RESOLVED, CardStatus.CLOSED):
+        raise DispatchError(
+            DISPATCH_INVALID_TRANSITION,
+            f"Card #{card_id} is not a resolved case: resolve it first.",
+            status=409,
+            details={"status": card.status},
+        )
+    texts = {
+        field: value
+        for field, value in (
+            ("resolution", resolution),
+            ("root_cause", root_cause),
+            ("parts_used", parts_used),
+        )
+        if value is not None
+    }
+    for field, value in _card_fields(texts).items():
+        setattr(card, field, value)
+    if not card.resolution:
+        raise DispatchError(
+            DISPATCH_RESOLUTION_REQUIRED,
+            "A case keeps its resolution: disable the case instead of emptying it.",
+            status=422,
+            details={"field": "resolution"},
+        )
+    if is_case_enabled is not None:
+        card.is_case_enabled = is_case_enabled
+    card.version += 1
+    card.save()
+    if texts:
+        _case_source_write(card)
+    source = KnowledgeSource.objects.filter(uri=case_uri(card)).first()
+    if source is not None and source.enabled != card.is_case_enabled:
+        source_update(source=source, enabled=card.is_case_enabled)
     return card
 
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("cases/<int:card_id>/", views.case_detail, name="case-detail"),
     path("cases/<int:card_id>/diagnose/", views.case_diagnose, name="case-diagnose"),
     path("cases/<int:card_id>/resolve/", views.case_resolve, name="case-resolve"),
+    path("cases/<int:card_id>/curate/", views.case_curate, name="case-curate"),
     path("cases/<int:card_id>/order/", views.order_new, name="order-new"),
     path("orders/", views.order_list, name="order-list"),
     path("orders/<int:order_id>/", views.order_detail, name="order-detail"),

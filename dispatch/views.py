@@ -16,6 +16,7 @@ from dispatch.billing import order_invoice, order_line_add, order_totals
 from dispatch.diagnosis import problem_card_diagnose
 from dispatch.forms import (
     CardFilterForm,
+    CaseCurateForm,
     InvoiceForm,
     OrderLineForm,
     OrderNewForm,
@@ -28,7 +29,12 @@ from dispatch.matching import order_candidates
 from dispatch.models import ORDER_TRANSITIONS, OrderStatus, ProblemCardPhoto
 from dispatch.orders import Actor, order_create, order_transition
 from dispatch.photos import photo_size_check, problem_card_photo_add
-from dispatch.services import CustomerIn, problem_card_create, problem_card_resolve
+from dispatch.services import (
+    CustomerIn,
+    problem_card_case_curate,
+    problem_card_create,
+    problem_card_resolve,
+)
 from dispatch.sop import sop_draft_create
 
 CARDS_PER_PAGE = 50
@@ -92,6 +98,14 @@ def _detail_context(card_id: int) -> dict:
         "card": card,
         "history": card.diagnoses.all()[:10],
         "resolve_form": ResolveForm(),
+        "curate_form": CaseCurateForm(
+            initial={
+                "resolution": card.resolution,
+                "root_cause": card.root_cause,
+                "parts_used": card.parts_used,
+                "is_case_enabled": card.is_case_enabled,
+            }
+        ),
         "photo_form": PhotoForm(),
     }
 
@@ -181,6 +195,23 @@ def photo(request: HttpRequest, photo_id: int) -> FileResponse:
     response = FileResponse(handle, content_type=found.content_type)
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@require_POST
+@staff_required
+def case_curate(request: HttpRequest, card_id: int) -> HttpResponse:
+    get_object_or_404(queries.problem_cards(), pk=card_id)
+    form = CaseCurateForm(request.POST)
+    error = None
+    if form.is_valid():
+        try:
+            problem_card_case_curate(card_id=card_id, **form.cleaned_data)
+        except ApiError as exc:
+            error = exc
+        else:
+            return redirect("dispatch:case-detail", card_id=card_id)
+    context = {**_detail_context(card_id), "curate_form": form, "curate_error": error}
+    return render(request, "dispatch/case_detail.html", context, status=422)
 
 
 # --- Dispatch: the board and one order ----------------------------------------------------------

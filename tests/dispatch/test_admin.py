@@ -102,3 +102,16 @@ def test_invoicing_from_the_admin_bills_the_cards_customer(admin_client):
     run_action(admin_client, "serviceorder", "invoice_to_customer", [order.pk])
     invoice = Invoice.objects.get()
     assert (invoice.buyer_name, invoice.issued_by) == ("Chen Mei", "root")
+
+
+def test_a_misleading_case_is_disabled_from_the_admin(admin_client):
+    from dispatch.services import problem_card_resolve
+
+    case = make_card()
+    problem_card_resolve(card_id=case.pk, resolution="Replaced the battery holder.")
+    open_card = make_card()
+    html = run_action(admin_client, "problemcard", "disable_case", [case.pk, open_card.pk])
+    assert "not a resolved case" in html.content.decode()  # the open card is refused, shown
+    case.refresh_from_db()
+    assert not case.is_case_enabled
+    assert not ProblemCard.objects.resolved_cases().filter(pk=case.pk).exists()

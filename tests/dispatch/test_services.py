@@ -144,3 +144,44 @@ def test_with_the_provider_down_a_resolved_card_waits_for_the_pipeline(settings,
     openai_stub.reset()
     embedding_run()
     assert queries.problem_cards().get(pk=card.pk).has_vector
+
+
+def test_a_misleading_case_disabled_by_a_curator_leaves_diagnosis_search_and_ask():
+    from dispatch.diagnosis import problem_card_similar
+    from dispatch.services import problem_card_case_curate
+
+    case = make_card(error_code="E21")
+    problem_card_resolve(card_id=case.pk, resolution="Replaced the worn strike plate screws.")
+    embedding_run()
+    card = make_card(error_code="E21")
+    assert [c.card_id for c in problem_card_similar(card_id=card.pk).cases] == [case.pk]
+
+    problem_card_case_curate(card_id=case.pk, is_case_enabled=False)
+
+    assert problem_card_similar(card_id=card.pk).cases == []
+    assert not KnowledgeSource.objects.get(uri=case_uri(case)).enabled
+    assert chunk_search("strike plate screws", mode="keyword").hits == []
+    problem_card_case_curate(card_id=case.pk, is_case_enabled=True)
+    assert chunk_search("strike plate screws", mode="keyword").hits
+
+
+def test_a_curator_fixes_a_resolution_and_the_case_source_follows():
+    from dispatch.services import problem_card_case_curate
+
+    case = make_card()
+    problem_card_resolve(card_id=case.pk, resolution="Replaced the battery.")
+    card = problem_card_case_curate(card_id=case.pk, resolution="Cleaned the corroded contacts.")
+    assert card.resolution == "Cleaned the corroded contacts."
+    source = KnowledgeSource.objects.get(uri=case_uri(card))
+    assert "Cleaned the corroded contacts." in " ".join(c.content for c in source.chunks.all())
+    with pytest.raises(DispatchError) as excinfo:
+        problem_card_case_curate(card_id=case.pk, resolution="  ")
+    assert excinfo.value.code == "DISPATCH_RESOLUTION_REQUIRED"
+
+
+def test_only_a_resolved_case_is_curated():
+    from dispatch.services import problem_card_case_curate
+
+    with pytest.raises(DispatchError) as excinfo:
+        problem_card_case_curate(card_id=make_card().pk, is_case_enabled=False)
+    assert excinfo.value.code == "DISPATCH_INVALID_TRANSITION"

@@ -87,3 +87,15 @@ def test_diagnosing_again_over_htmx_swaps_the_panel(curator):
 def test_the_navigation_links_to_cases(curator):
     html = curator.get("/").content.decode()
     assert 'href="/dispatch/cases/"' in html
+
+
+def test_a_curator_disables_a_case_on_its_page(curator):
+    card = make_case(resolution="Re-seated the motor cable.")
+    response = curator.post(
+        f"/dispatch/cases/{card.pk}/curate/",
+        {"resolution": "Re-seated the motor cable firmly.", "parts_used": ""},
+        follow=True,
+    )
+    assert "disabled as a case" in visible_text(response)
+    card.refresh_from_db()
+    assert not card.is_case_enabled and card.resolution == "Re-seated the motor cable firmly."
