@@ -154,11 +154,9 @@ def _card_vector(card: ProblemCard, space: VectorSpace) -> tuple[list[float] | N
     """The card's own vector in the active space, or one computed now when the pipeline has not
     reached it yet (not stored: the pipeline writes it); None with the reason when the provider
     cannot embed."""
-    stored = getattr(card, space.column)
-    if stored is not None and getattr(card, space.model_column) == space.model:
-        values = stored.to_list() if hasattr(stored, "to_list") else list(stored)
-        if len(values) == space.dimensions:
-            return values, ""
+    stored = card.stored_vector(space)
+    if stored is not None:
+        return stored, ""
     try:
         return list(embedding_provider_for(space).embed([card.search_text])[0]), ""
     except ProviderError as exc:

@@ -4,6 +4,7 @@ around them. Amounts are `Decimal` in fixed-point columns; every order status ch
 import hashlib
 import re
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -12,6 +13,9 @@ from django.db import models
 from django.db.models import Q
 
 from knowledge.models import EmbeddableModel
+
+if TYPE_CHECKING:
+    from knowledge.embed.spaces import VectorSpace
 
 # --- Normalisation rules ----------------------------------------------------------------------
 
@@ -171,6 +175,18 @@ class ProblemCard(EmbeddableModel):
         self.error_code = normalize_error_code(self.error_code)
         self.search_text = self.compose_search_text()
         self.search_text_hash = hashlib.sha256(self.search_text.encode("utf-8")).hexdigest()
+
+    def stored_vector(self, space: "VectorSpace") -> list[float] | None:
+        """The card's vector of its current text in `space`, when the row holds one."""
+        stored = getattr(self, space.column)
+        if (
+            stored is None
+            or getattr(self, space.model_column) != space.model
+            or self.embedding_text_hash != self.search_text_hash
+        ):
+            return None
+        values = stored.to_list() if hasattr(stored, "to_list") else list(stored)
+        return values if len(values) == space.dimensions else None
 
     def compose_search_text(self) -> str:
         """What a card means for similarity: lock, symptom, code and the customer's words. The

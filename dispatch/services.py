@@ -201,12 +201,7 @@ def _vector_for_resolve(card_id: int) -> _VectorNow | None:
         return None
     # Recorded like the pipeline does on its first write, so the vector's space is pinned.
     space = space_record().writing
-    has_vector = (
-        getattr(card, space.column) is not None
-        and getattr(card, space.model_column) == space.model
-        and card.embedding_text_hash == card.search_text_hash
-    )
-    if has_vector:
+    if card.stored_vector(space) is not None:
         return None
     try:
         vector = embedding_provider_for(space).embed([card.search_text])[0]

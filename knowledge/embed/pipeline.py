@@ -322,6 +322,16 @@ def _store_results(
     model.embedding_batch_done([row.pk for row in rows])
 
 
+def _embedded_sql(space: VectorSpace, vector: str, text_hash: str) -> str:
+    """The SET list that stores a vector in `space`'s slot and closes the row's bookkeeping
+    (parameters after `vector` and `text_hash`: the model, then the DONE status)."""
+    return (
+        f"{space.column} = {vector}, embedding_text_hash = {text_hash}, "
+        f"{space.model_column} = %s, embedding_status = %s, embedded_at = now(), "
+        "embedding_claimed_until = NULL, embedding_last_error = ''"
+    )
+
+
 def _write_back(
     model: type[EmbeddableModel],
     rows: list[ClaimedRow],
@@ -349,10 +359,7 @@ def _write_back(
         _copy_results(cursor, [rows[i] for i in indices], [vectors[i] for i in indices])
         cursor.execute(
             f"""
-            UPDATE {table} AS row SET {space.column} = result.embedding,
-                {space.model_column} = %s, embedding_text_hash = result.text_hash,
-                embedding_status = %s, embedded_at = now(), embedding_claimed_until = NULL,
-                embedding_last_error = ''
+            UPDATE {table} AS row SET {_embedded_sql(space, "result.embedding", "result.text_hash")}
             FROM kioku_embedding_results AS result
             WHERE row.id = result.id AND row.{hash_field} = result.text_hash
               AND row.embedding_claimed_until = %s
@@ -394,12 +401,10 @@ def embedding_write_now(
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            UPDATE {_table(model)} SET {space.column} = %s::halfvec, {space.model_column} = %s,
-                embedding_text_hash = %s, embedding_status = %s, embedded_at = now(),
-                embedding_claimed_until = NULL, embedding_last_error = ''
+            UPDATE {_table(model)} SET {_embedded_sql(space, "%s::halfvec", "%s")}
             WHERE id = %s AND {model.EMBEDDING_HASH_FIELD} = %s
             """,
-            [literal, space.model, text_hash, EmbeddingStatus.DONE, row_id, text_hash],
+            [literal, text_hash, space.model, EmbeddingStatus.DONE, row_id, text_hash],
         )
         return cursor.rowcount == 1
 
