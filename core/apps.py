@@ -1,3 +1,5 @@
+import os
+
 from django.apps import AppConfig
 
 
@@ -9,6 +11,7 @@ class CoreConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from core import checks  # noqa: F401  (registers the system checks)
+        from core.database import connection_pools_forget
         from core.models import ApiKey
         from core.services import api_key_cache_clear
 
@@ -18,3 +21,5 @@ class CoreConfig(AppConfig):
 
         post_save.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_saved")
         post_delete.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_deleted")
+        # django-q2 forks its workers from the cluster process: each must have its own pool.
+        os.register_at_fork(after_in_child=connection_pools_forget)

@@ -1,8 +1,11 @@
-"""What the connected PostgreSQL offers: versions of the server and of pgvector."""
+"""What the connected PostgreSQL offers (versions of the server and of pgvector), and connection
+pools that survive a fork."""
 
 from dataclasses import dataclass
 
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
 
 MIN_PGVECTOR = (0, 7, 0)
 MIN_POSTGRES = 15
@@ -56,3 +59,25 @@ def database_capabilities(connection: BaseDatabaseWrapper) -> DatabaseCapabiliti
         pgvector_available=available,
         pgvector_installed=installed,
     )
+
+
+# Pools a forked child inherited: kept referenced so that it never tears them down (see below).
+_inherited_pools: list[object] = []
+
+
+def connection_pools_forget() -> None:
+    """Run in every forked child (os.register_at_fork, core/apps.py): stop using the parent's
+    psycopg pools (KIOKU_DB_POOL) and the connection a thread held. Their sockets are the
+    parent's server sessions: a django-q2 worker forked from the cluster would otherwise send
+    its statements down the same session as its siblings and the parent, interleaved (tasks
+    failing with "the last operation didn't produce records", rows never embedded). The child
+    opens a pool of its own on first use. Nothing is closed here: closing would end the
+    parent's sessions (psycopg itself leaves a connection made by another process alone)."""
+    pools = PostgresWrapper._connection_pools
+    if not pools:
+        return
+    _inherited_pools.extend(pools.values())
+    pools.clear()
+    for wrapper in connections.all(initialized_only=True):
+        if wrapper.settings_dict.get("OPTIONS", {}).get("pool"):
+            wrapper.connection = None

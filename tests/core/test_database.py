@@ -1,4 +1,7 @@
+import os
+
 import pytest
+from django.db import connections
 
 from core.database import DatabaseCapabilities, database_capabilities, parse_version
 
@@ -55,3 +58,44 @@ def test_the_pgvector_system_check_passes_on_a_good_database():
     from core.checks import pgvector_available
 
     assert pgvector_available(databases=["default"]) == []
+
+
+def _backend_pid(wrapper) -> int:
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    wrapper.close()  # back to the pool
+    return pid
+
+
+@pytest.mark.django_db
+def test_a_forked_child_opens_its_own_pool_and_leaves_the_parents_sessions_alone():
+    # As a django-q2 worker forked from the cluster with KIOKU_DB_POOL set: a pool of one
+    # connection in the parent, then a query in the child.
+    default = connections["default"]
+    options = {**default.settings_dict["OPTIONS"], "pool": {"min_size": 1, "max_size": 1}}
+    pooled = type(default)(
+        {**default.settings_dict, "CONN_MAX_AGE": 0, "OPTIONS": options}, alias="fork-test"
+    )
+    try:
+        parent_pid = _backend_pid(pooled)
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child reports through the pipe)
+            code = 1
+            try:
+                os.write(write, str(_backend_pid(pooled)).encode())
+                pooled.close_pool()
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        _, status = os.waitpid(child, 0)
+        child_pid = int(os.read(read, 32) or 0)
+        os.close(read)
+
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_pid not in (0, parent_pid)
+        assert _backend_pid(pooled) == parent_pid
+    finally:
+        pooled.close_pool()
