@@ -25,10 +25,10 @@ own). Then each client loops until `--seconds` have passed, picking an operation
   assign, en_route, on_site, completed (which resolves the card into a `case` source).
 
 Printed: requests/s overall, count, p50 and p95 per operation, and every non-2xx answer with its
-body (429 included: the run's keys are not meant to be throttled). After the run, once the
-worker has drained, the check: every appended message stored once, every ingested source with
-the chunk count its last answer gave, all embedded in the active space from their current text,
-every card, order and order step present, every answer stored. The exit status is 1 if any
+body (429 included: the server's KIOKU_API_RATE is set far above what the clients send). After
+the run, once the worker has drained, the check: every appended message stored once, every
+ingested source with the chunk count its last answer gave, all embedded in the active space from
+their current text, every card, order and order step present, every answer stored. The exit status is 1 if any
 request failed or anything is missing. Nothing is timed as pass/fail.
 """
 
@@ -509,6 +509,13 @@ def main() -> int:
     parser.add_argument("--stub-latency", type=float, default=0.0, help="seconds per stub call")
     parser.add_argument("--mix", default="search=35,ask=15,append=30,ingest=8,dispatch=12")
     parser.add_argument("--drain-timeout", type=float, default=180, help="seconds")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the server and the worker, e.g. KIOKU_DB_POOL=4 (repeatable)",
+    )
     args = parser.parse_args()
     weights = {name: int(n) for name, n in (part.split("=") for part in args.mix.split(","))}
 
@@ -524,11 +531,18 @@ def main() -> int:
         api_key_create(name=f"load-{run_id}-{n}", scopes=["write"])[1] for n in range(args.clients)
     ]
     stub = RemoteStub(latency=args.stub_latency)
-    env = {"OPENAI_API_KEY": stub.api_key, "OPENAI_BASE_URL": stub.base_url}
+    env = {
+        "OPENAI_API_KEY": stub.api_key,
+        "OPENAI_BASE_URL": stub.base_url,
+        # The per-key API throttle: far above what a client can send, so a 429 is a finding.
+        "KIOKU_API_RATE": "100000/min",
+        "LOG_LEVEL": "WARNING",
+        **dict(item.split("=", 1) for item in args.env),
+    }
     log_dir = Path(tempfile.mkdtemp(prefix="kioku-load-"))
     print(
         f"run {run_id}: {args.clients} clients × {args.seconds:g} s, mix {weights}, stub latency "
-        f"{args.stub_latency:g} s; {os.cpu_count()} cores, load average "
+        f"{args.stub_latency:g} s, settings {args.env or 'default'}; {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.2f}; worker log {log_dir / 'qcluster.log'}",
         flush=True,
     )
