@@ -32,7 +32,13 @@ from dispatch.models import (
     ServiceOrder,
     Technician,
 )
-from dispatch.services import FIELD_LIMITS, card_status_check, problem_card_resolve
+from dispatch.services import (
+    FIELD_LIMITS,
+    CaseVector,
+    card_status_check,
+    case_vector_prepare,
+    problem_card_resolve,
+)
 from knowledge.text import normalize_text
 
 # Longest accepted values (characters). What an order's completion writes into its card is held
@@ -262,7 +268,6 @@ def _cancel(order: ServiceOrder, *, actor: Actor, note: str) -> ServiceOrder:
     return order
 
 
-@transaction.atomic
 def order_transition(
     *,
     order_id: int,
@@ -277,10 +282,44 @@ def order_transition(
 ) -> ServiceOrder:
     """Move the order one step: `assigned` needs a technician, `en_route` an ETA (given now or
     before), `completed` the work done and the parts used (say "none" when there were none),
-    `cancelled` a reason. Completing resolves the card with the order's findings, in this
+    `cancelled` a reason. Completing resolves the card with the order's findings, in one
     transaction: both happen or neither."""
     if to not in OrderStatus.values:
         raise _invalid("to", f"Unknown status {to!r}; use one of {', '.join(OrderStatus.values)}.")
+    case_vector = None
+    if to == OrderStatus.COMPLETED:
+        # The provider answers before the order row is locked (see case_vector_prepare).
+        card_id = ServiceOrder.objects.filter(pk=order_id).values_list("card_id", flat=True).first()
+        if card_id is not None:
+            case_vector = case_vector_prepare(card_id=card_id)
+    return _order_step(
+        order_id=order_id,
+        to=to,
+        version=version,
+        actor=actor,
+        note=note,
+        technician_id=technician_id,
+        eta=eta,
+        work_done=work_done,
+        parts_used=parts_used,
+        case_vector=case_vector,
+    )
+
+
+@transaction.atomic
+def _order_step(
+    *,
+    order_id: int,
+    to: str,
+    version: int,
+    actor: Actor,
+    note: str,
+    technician_id: int | None,
+    eta: datetime | None,
+    work_done: str,
+    parts_used: str,
+    case_vector: CaseVector | None,
+) -> ServiceOrder:
     order = order_locked(order_id, version)
     eta = _aware(eta)
     if to == OrderStatus.ASSIGNED:
@@ -314,5 +353,6 @@ def order_transition(
             resolution=order.work_done,
             parts_used=order.parts_used,
             resolved_by=order.technician,
+            prepared=case_vector,
         )
     return order

@@ -185,17 +185,24 @@ def card_status_check(card: ProblemCard, to: str) -> None:
         )
 
 
+# problem_card_resolve's default: prepare the vector itself.
+UNPREPARED = object()
+
+
 @dataclass(frozen=True)
-class _VectorNow:
+class CaseVector:
+    """A card's vector computed before its resolution is written (see case_vector_prepare)."""
+
     vector: list[float]
     space: VectorSpace
     text_hash: str
 
 
-def _vector_for_resolve(card_id: int) -> _VectorNow | None:
+def case_vector_prepare(*, card_id: int) -> CaseVector | None:
     """A case never exists without its vector: the vector of a card the pipeline has not reached
-    yet, computed now (before any row is locked); None when the card has it already, or when the
-    provider cannot embed now (the card stays pending and the pipeline fills it)."""
+    yet, computed now — call it outside any transaction, so no row lock or pooled connection is
+    held while the provider answers; None when the card has it already, or when the provider
+    cannot embed now (the card stays pending and the pipeline fills it)."""
     card = ProblemCard.objects.filter(pk=card_id).first()
     if card is None:
         return None
@@ -208,7 +215,7 @@ def _vector_for_resolve(card_id: int) -> _VectorNow | None:
     except ProviderError as exc:
         logger.warning("Card #%s resolved without its vector (%s); queued.", card_id, exc.message)
         return None
-    return _VectorNow(vector=list(vector), space=space, text_hash=card.search_text_hash)
+    return CaseVector(vector=list(vector), space=space, text_hash=card.search_text_hash)
 
 
 def problem_card_resolve(
@@ -219,10 +226,14 @@ def problem_card_resolve(
     parts_used: str = "",
     resolved_by: Technician | None = None,
     version: int | None = None,
+    prepared: CaseVector | None | object = UNPREPARED,
 ) -> ProblemCard:
     """Record what fixed the fault. The card becomes case knowledge: layer 1 of the diagnosis
     reads its own vector, and search and ask find it as a `case` source. A card the pipeline has
-    not embedded yet is written together with its vector when the provider is up."""
+    not embedded yet is written together with its vector when the provider is up. A caller that
+    resolves inside its own transaction passes the vector it prepared before opening it."""
+    if prepared is UNPREPARED:
+        prepared = case_vector_prepare(card_id=card_id)
     return _resolve(
         card_id=card_id,
         resolution=resolution,
@@ -230,7 +241,7 @@ def problem_card_resolve(
         parts_used=parts_used,
         resolved_by=resolved_by,
         version=version,
-        vector_now=_vector_for_resolve(card_id),
+        vector_now=prepared,
     )
 
 
@@ -243,7 +254,7 @@ def _resolve(
     parts_used: str,
     resolved_by: Technician | None,
     version: int | None,
-    vector_now: _VectorNow | None,
+    vector_now: CaseVector | None,
 ) -> ProblemCard:
     fields = _card_fields(
         {"resolution": resolution, "root_cause": root_cause, "parts_used": parts_used}

@@ -366,3 +366,30 @@ def test_an_order_stays_on_site_when_its_card_cannot_be_resolved():
     order.refresh_from_db()
     assert (order.status, order.work_done, order.completed_at) == (S.ON_SITE, "", None)
     assert not order.events.filter(to_status=S.COMPLETED).exists()
+
+
+def test_completing_embeds_an_unembedded_card_before_locking_the_order(monkeypatch):
+    """The provider may take seconds: no row lock and no transaction is held while it answers
+    (found by bench/load.py), and the case is still written with its vector."""
+    import dispatch.services
+
+    order = order_in_status(S.ON_SITE)
+    seen: list[bool] = []
+    real_provider_for = dispatch.services.embedding_provider_for
+
+    class Spy:
+        def __init__(self, provider):
+            self.provider = provider
+
+        def embed(self, texts):
+            seen.append(connection.in_atomic_block)
+            return self.provider.embed(texts)
+
+    monkeypatch.setattr(
+        dispatch.services, "embedding_provider_for", lambda space: Spy(real_provider_for(space))
+    )
+    assert ProblemCard.objects.get(pk=order.card_id).embedding is None
+    step(order, S.COMPLETED)
+    card = ProblemCard.objects.get(pk=order.card_id)
+    assert seen == [False]
+    assert card.status == CardStatus.RESOLVED and card.embedding is not None
