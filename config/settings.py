@@ -7,6 +7,7 @@
 """
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,6 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "django_htmx",
     "django_q",
     "ninja",
@@ -53,8 +56,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "core.middleware.ApiErrorShapeMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -109,12 +115,76 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "core:home"
 LOGOUT_REDIRECT_URL = "login"
+# django-axes first: it counts failed logins and refuses a locked-out one before the password
+# is checked (the login page, the admin's login, anything calling authenticate()).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Web security -----------------------------------------------------------------------------
+# KIOKU_HTTPS says Kioku is reached over HTTPS, through a TLS proxy that sets X-Forwarded-Proto
+# (gunicorn itself speaks plain HTTP). It turns on what only makes sense over HTTPS: the redirect
+# from http://, cookies sent only over HTTPS, and HSTS (not in DEBUG, so a developer's browser
+# does not learn to refuse plain HTTP for a year). Off by default because the local instance and
+# the compose file answer on http://localhost:8000. `manage.py check --deploy` is clean with it.
+KIOKU_HTTPS = envbool("KIOKU_HTTPS", False)
+if KIOKU_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Probes inside the network call /healthz over plain HTTP (the compose healthcheck).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    if not DEBUG:
+        SECURE_HSTS_SECONDS = 365 * 24 * 3600
+        SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# HSTS preload asks browsers' built-in lists to carry the domain: a decision for whoever owns the
+# domain, not a default of the app (security.W021 only says it is off).
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# Always on, whatever the transport: no MIME sniffing, no page inside another site's frame, the
+# referrer only to Kioku itself, and the CSRF cookie out of JavaScript's reach (the pages send the
+# token from the template: hx-headers on <body>, the forms' hidden field).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_HTTPONLY = True
+# Content-Security-Policy (django-csp) on every response: scripts, styles and everything else only
+# from Kioku's own origin, nothing inline, no eval — so text that slips into a page as markup
+# cannot run or restyle it. Pages keep their scripts and styles in static/ (htmx is configured by
+# a <meta> tag in base.html: no inline indicator style, no eval).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# Login throttling (django-axes, failures kept in PostgreSQL so every web process sees them): five
+# failed attempts lock the username, and separately the client address, for fifteen minutes; each
+# further attempt during the lock restarts it. The address is REMOTE_ADDR only — X-Forwarded-For
+# is whatever the client wrote, so it is never trusted here.
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "core.views.login_locked_out"
 
 # --- I18n / static --------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -162,13 +162,39 @@ def browser():
         browser.close()
 
 
+# Every page a browser test opens runs under Kioku's Content-Security-Policy: a violation (an
+# inline script or style, eval, a foreign origin) is reported to the console and fails the test.
+CSP_VIOLATION_REPORTER = """
+document.addEventListener("securitypolicyviolation", function (event) {
+  console.error("CSP violation: " + event.violatedDirective + " blocked " + event.blockedURI
+    + " at " + event.sourceFile + ":" + event.lineNumber + " " + (event.sample || ""));
+});
+"""
+
+
+def is_csp_violation(text: str) -> bool:
+    return text.startswith("CSP violation:") or "Content Security Policy" in text
+
+
 @pytest.fixture
 def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
+    context.add_init_script(CSP_VIOLATION_REPORTER)
     page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(f"{page.url}: {message.text}")
+            if is_csp_violation(message.text)
+            else None
+        ),
+    )
+    page.csp_violations = violations
     yield page
     context.close()
+    assert not violations, "\n".join(violations)
 
 
 @pytest.fixture

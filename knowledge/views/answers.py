@@ -29,7 +29,12 @@ CITATION_MARK = re.compile(r"\[(\d{1,3})\]")
 
 
 def answer_html(answer: Answer) -> str:
-    """The answer text, escaped, with each [n] linked to the chunk it cites."""
+    """The answer text, escaped, with each [n] linked to the chunk it cites.
+
+    The prompt-injection rule of the pages: a model's text is untrusted like the documents it
+    read, so it is all escaped, and its only links are citations of passages it was given (the
+    answer's cited sources, numbers checked by parse_citations). URLs, HTML and markdown links
+    the model writes stay text, even when a document asked for them."""
     chunk_ids = {source.rank: source.chunk_id for source in answer.sources.all() if source.cited}
 
     def link(match: re.Match) -> str:

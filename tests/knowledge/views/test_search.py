@@ -101,7 +101,8 @@ def test_a_query_shows_highlighted_hits_linking_to_their_chunks(curator, embedde
     assert "Battery guide › Replacing batteries" in text
     assert "vector #1 · " in text and "keyword #1 · " in text
     assert "offline embeddings" in text and " ms" in text
-    assert 'style="width: 100%"' in body  # the best hit fills the score bar
+    # The best hit fills its score bar.
+    assert '<meter class="score-bar" aria-hidden="true" min="0" max="100" value="100">' in body
 
     followed = curator.get(f"/knowledge/chunks/{chunk.pk}/")
     assert followed.status_code == 302
