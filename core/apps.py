@@ -6,10 +6,11 @@ class CoreConfig(AppConfig):
     verbose_name = "Kioku core (API keys, health, pages)"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
         from core import checks  # noqa: F401  (registers the system checks)
         from core.models import ApiKey
+        from core.permissions import groups_sync_after_migrate
         from core.services import api_key_cache_clear
 
         # Keys changed or deleted in this process (admin, API) stop being trusted at once.
@@ -18,3 +19,5 @@ class CoreConfig(AppConfig):
 
         post_save.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_saved")
         post_delete.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_deleted")
+        # The groups follow core/permissions.py after every migrate (and a test database flush).
+        post_migrate.connect(groups_sync_after_migrate, sender=self, dispatch_uid="groups_sync")
