@@ -22,6 +22,7 @@ def permission_required(*perms: str) -> Callable[[View], View]:
                 raise PermissionDenied(f"This needs the permission {', '.join(perms)}.")
             return view(request, *args, **kwargs)
 
+        wrapper.required_permissions = perms  # read by the tests that walk every page
         return login_required(wrapper)
 
     return decorate
