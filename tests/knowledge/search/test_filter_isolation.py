@@ -140,3 +140,14 @@ def test_without_the_iterative_scan_the_index_would_lose_the_allowed_session(cro
     values, sql, params = _vector_statement(settings)
     values = {**values, "hnsw.iterative_scan": "off"}
     assert _run_on_the_index(values, sql, params, explain=False) == []
+
+
+def test_an_answer_asked_with_a_filter_cites_and_lists_the_allowed_session_only(crowd, api):
+    for filters in FILTERS:
+        body = {"question": "Why does the KG-500 keypad beep three times?", "filters": filters}
+        response = api.post("/api/v1/ask", json=body)
+        assert response.status_code == 200, response.content
+        answer = response.json()
+        assert answer["sources"], answer
+        assert {source["source_id"] for source in answer["sources"]} == {crowd.pk}, filters
+        assert "Ticket" not in answer["answer"]
