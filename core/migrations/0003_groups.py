@@ -5,9 +5,19 @@ from django.db import migrations
 
 
 def groups_create(apps, schema_editor):
-    from core.permissions import groups_sync
+    from core.permissions import CURATOR, DISPATCHER, groups_sync
 
-    groups_sync(apps=apps, using=schema_editor.connection.alias, strict=False)
+    using = schema_editor.connection.alias
+    groups_sync(apps=apps, using=using, strict=False)
+    # Before the groups, every staff user could do everything the pages offer: keep that for the
+    # staff already there (new staff start with no group; superusers need none).
+    User = apps.get_model("auth", "User")
+    Group = apps.get_model("auth", "Group")
+    keep = Group.objects.using(using).filter(name__in=[CURATOR, DISPATCHER])
+    for user in User.objects.using(using).filter(
+        is_staff=True, is_superuser=False, groups__isnull=True
+    ):
+        user.groups.add(*keep)
 
 
 def groups_remove(apps, schema_editor):

@@ -178,3 +178,27 @@ def test_the_admin_offers_each_group_its_own_actions(client, make_user):
     assert "delete_with_chunks" not in _actions(client, "/admin/knowledge/knowledgesource/")
     assert "cancel" in _actions(client, "/admin/dispatch/serviceorder/")
     assert "disable_case" not in _actions(client, "/admin/dispatch/problemcard/")
+
+
+# --- The upgrade ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_existing_staff_able_to_do_what_they_did(django_user_model):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("core", "0002_api_keys")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    django_user_model.objects.create(username="old-staff", is_staff=True)
+    django_user_model.objects.create(username="old-agent")
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    staff = django_user_model.objects.get(username="old-staff")
+    assert set(staff.groups.values_list("name", flat=True)) == {"curator", "dispatcher"}
+    assert staff.has_perm("knowledge.manage_index") and staff.has_perm(
+        "dispatch.change_order_status"
+    )
+    assert not django_user_model.objects.get(username="old-agent").groups.exists()
