@@ -20,4 +20,4 @@ class CoreConfig(AppConfig):
         post_save.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_saved")
         post_delete.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_deleted")
         # The groups follow core/permissions.py after every migrate (and a test database flush).
-        post_migrate.connect(groups_sync_after_migrate, sender=self, dispatch_uid="groups_sync")
+        post_migrate.connect(groups_sync_after_migrate, dispatch_uid="groups_sync")

@@ -93,12 +93,14 @@ def group_permissions(
     }
 
 
-def permissions_ensure(*, apps: Apps = global_apps, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Every model's permissions (Django creates them after migrate; a data migration runs
-    before) and the custom ones above."""
+def permissions_ensure(
+    *, apps: Apps = global_apps, using: str = DEFAULT_DB_ALIAS, model_permissions: bool = True
+) -> None:
+    """The custom permissions above and, unless Django has just done it, every model's (Django
+    creates them after migrate; a data migration runs before)."""
     from django.contrib.auth.management import create_permissions
 
-    for app_config in apps.get_app_configs():
+    for app_config in apps.get_app_configs() if model_permissions else ():
         # create_permissions skips an app without models_module, which no app of a migration's
         # historical registry has: lend it one for the call.
         lent = getattr(app_config, "models_module", None) is None
@@ -121,12 +123,16 @@ def permissions_ensure(*, apps: Apps = global_apps, using: str = DEFAULT_DB_ALIA
 
 
 def groups_sync(
-    *, apps: Apps = global_apps, using: str = DEFAULT_DB_ALIAS, strict: bool = True
+    *,
+    apps: Apps = global_apps,
+    using: str = DEFAULT_DB_ALIAS,
+    strict: bool = True,
+    model_permissions: bool = True,
 ) -> None:
     """Create the four groups and give each exactly the permissions of the table above.
     `strict=False` (the data migration) leaves out permissions of models a later migration
     adds; the post_migrate run at the end of the same `migrate` gives them."""
-    permissions_ensure(apps=apps, using=using)
+    permissions_ensure(apps=apps, using=using, model_permissions=model_permissions)
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     by_name = {
@@ -146,5 +152,9 @@ def groups_sync(
 def groups_sync_after_migrate(
     sender: Any, *, apps: Apps = global_apps, using: str = DEFAULT_DB_ALIAS, **_: Any
 ) -> None:
-    """post_migrate receiver (core's): also after a test database flush."""
-    groups_sync(apps=apps, using=using)
+    """post_migrate receiver, also after a test database flush. post_migrate is sent once per
+    app, in INSTALLED_APPS order, and Django creates each app's model permissions on its own
+    signal: at the last app's, every permission exists and only the groups are left to do."""
+    last = [config for config in global_apps.get_app_configs() if config.models_module][-1]
+    if sender is last:
+        groups_sync(apps=apps, using=using, model_permissions=False)

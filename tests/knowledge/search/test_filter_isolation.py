@@ -151,3 +151,17 @@ def test_an_answer_asked_with_a_filter_cites_and_lists_the_allowed_session_only(
         assert answer["sources"], answer
         assert {source["source_id"] for source in answer["sources"]} == {crowd.pk}, filters
         assert "Ticket" not in answer["answer"]
+
+
+def test_the_keyword_plan_filters_the_candidates_before_their_limit(crowd):
+    statements = captured_sql(
+        lambda: chunk_search(QUERY, mode="keyword", top_k=5, filters={"channel": "ops"})
+    )
+    sql, params = next((sql, params) for sql, params in statements if "ts_rank" in sql)
+    values, sql, params = split_settings_statement(sql, params)
+    plan = "\n".join(row[0] for row in _run_on_the_index(values, sql, params, explain=True))
+    candidates = plan[plan.index("CTE candidates") :]
+    candidates = (
+        candidates[: candidates.index("CTE best")] if "CTE best" in candidates else candidates
+    )
+    assert "Limit" in candidates and "source_id = ANY" in candidates.split("Limit", 1)[1], plan
