@@ -139,3 +139,12 @@ def test_a_flushed_database_gets_the_groups_back_on_migrate(transactional_db):
     Group.objects.all().delete()
     call_command("migrate", verbosity=0)
     assert "knowledge.manage_index" in _group_perms(CURATOR)
+
+
+def test_the_admin_asks_for_a_staff_login_whatever_the_groups(client, make_user):
+    assert client.get("/admin/knowledge/knowledgesource/")["Location"].startswith("/admin/login/")
+    client.force_login(make_user("not-staff", ADMIN))
+    response = client.get("/admin/knowledge/knowledgesource/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    client.force_login(make_user("staff-without-group", is_staff=True))
+    assert client.get("/admin/knowledge/knowledgesource/").status_code == 403
