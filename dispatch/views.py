@@ -184,8 +184,9 @@ def case_photo_add(request: HttpRequest, card_id: int) -> HttpResponse:
 @require_GET
 @permission_required("dispatch.view_problemcardphoto")
 def photo(request: HttpRequest, photo_id: int) -> FileResponse:
-    """A card's photo, for logged-in users only: photos are customer data, so no public URL
-    (MEDIA_URL) serves them. The content type is the one decided from the bytes on upload."""
+    """A card's photo, for users who may view photos only: photos are customer data, so no
+    public URL (MEDIA_URL) serves them. The content type is the one decided from the bytes on
+    upload."""
     found = get_object_or_404(ProblemCardPhoto, pk=photo_id)
     try:
         handle = found.image.open("rb")
