@@ -9,6 +9,12 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 DEV_ADMIN_USERNAME = "admin"
+# One staff user per group of core/permissions.py, to try the pages as each role.
+DEMO_USERS = {
+    "viewer": "demo-viewer",
+    "curator": "demo-curator",
+    "dispatcher": "demo-dispatcher",
+}
 
 
 def dev_admin_ensure(*, password: str | None = None) -> str | None:
@@ -20,6 +26,25 @@ def dev_admin_ensure(*, password: str | None = None) -> str | None:
     password = password or secrets.token_urlsafe(12)
     User.objects.create_superuser(DEV_ADMIN_USERNAME, "admin@kioku.invalid", password)
     return password
+
+
+def demo_users_ensure() -> dict[str, str]:
+    """Create the demo users missing (staff, each in its group); return the new ones' usernames
+    and passwords (shown once)."""
+    from django.contrib.auth.models import Group
+
+    User = get_user_model()
+    created = {}
+    for group_name, username in DEMO_USERS.items():
+        if User.objects.filter(username=username).exists():
+            continue
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_user(
+            username, f"{username}@kioku.invalid", password, is_staff=True
+        )
+        user.groups.add(Group.objects.get(name=group_name))
+        created[username] = password
+    return created
 
 
 def demo_loaders() -> list[tuple[str, Callable[[], str], Callable[[], bool]]]:

@@ -1,4 +1,4 @@
-"""What every HTMX page shares: who may write, and whether a request wants a fragment."""
+"""What every HTMX page shares: who may see and do what, and whether a request wants a fragment."""
 
 from collections.abc import Callable
 from functools import wraps
@@ -11,16 +11,21 @@ from django.http import HttpRequest, HttpResponse
 View = Callable[..., HttpResponse]
 
 
-def staff_required(view: View) -> View:
-    """Logged in (else the login page) and staff (else 403): for every page action that writes."""
+def permission_required(*perms: str) -> Callable[[View], View]:
+    """Logged in (else the login page) and holding every one of `perms` (else 403): on every
+    page, with the permission the groups of core/permissions.py hand out for it."""
 
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff can make changes here.")
-        return view(request, *args, **kwargs)
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.has_perms(perms):
+                raise PermissionDenied(f"This needs the permission {', '.join(perms)}.")
+            return view(request, *args, **kwargs)
 
-    return login_required(wrapper)
+        wrapper.required_permissions = perms  # read by the tests that walk every page
+        return login_required(wrapper)
+
+    return decorate
 
 
 def wants_fragment(request: HttpRequest) -> bool:

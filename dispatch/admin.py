@@ -124,7 +124,21 @@ class ProblemCardAdmin(ReadOnlyAdmin):
     inlines = [OrderOfCardInline, DiagnosisInline, PhotoInline]
     actions = ["diagnose", "dispatch", "disable_case", "enable_case"]
 
-    @admin.action(description="Disable as a case (misleading: diagnosis, search and ask skip it)")
+    # Read-only rows, but each action asks for the permission its page button needs
+    # (core/permissions.py): a viewer sees no action at all.
+    def has_diagnose_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("dispatch.change_problemcard")
+
+    def has_dispatch_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("dispatch.add_serviceorder")
+
+    def has_curate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("dispatch.curate_problemcard")
+
+    @admin.action(
+        description="Disable as a case (misleading: diagnosis, search and ask skip it)",
+        permissions=["curate"],
+    )
     def disable_case(self, request, queryset):
         _each(
             self,
@@ -134,7 +148,7 @@ class ProblemCardAdmin(ReadOnlyAdmin):
             lambda card: problem_card_case_curate(card_id=card.pk, is_case_enabled=False),
         )
 
-    @admin.action(description="Enable as a case again")
+    @admin.action(description="Enable as a case again", permissions=["curate"])
     def enable_case(self, request, queryset):
         _each(
             self,
@@ -144,7 +158,9 @@ class ProblemCardAdmin(ReadOnlyAdmin):
             lambda card: problem_card_case_curate(card_id=card.pk, is_case_enabled=True),
         )
 
-    @admin.action(description="Diagnose selected cards (three layers, recorded)")
+    @admin.action(
+        description="Diagnose selected cards (three layers, recorded)", permissions=["diagnose"]
+    )
     def diagnose(self, request, queryset):
         _each(
             self,
@@ -154,7 +170,10 @@ class ProblemCardAdmin(ReadOnlyAdmin):
             lambda card: problem_card_diagnose(card_id=card.pk),
         )
 
-    @admin.action(description="Open a service order for each selected card (its address)")
+    @admin.action(
+        description="Open a service order for each selected card (its address)",
+        permissions=["dispatch"],
+    )
     def dispatch(self, request, queryset):
         actor = Actor.of_user(request.user)
         _each(
@@ -268,6 +287,12 @@ class ServiceOrderAdmin(ReadOnlyAdmin):
     inlines = [LineInline, EventInline]
     actions = ["cancel", "invoice_to_customer"]
 
+    def has_order_status_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("dispatch.change_order_status")
+
+    def has_invoice_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("dispatch.add_invoice")
+
     @admin.display(description="Totals")
     def totals(self, order: ServiceOrder) -> str:
         totals = order_totals(order=order)
@@ -275,7 +300,9 @@ class ServiceOrderAdmin(ReadOnlyAdmin):
             f"subtotal {totals.subtotal} + tax {totals.tax} ({totals.tax_rate:%}) = {totals.total}"
         )
 
-    @admin.action(description="Cancel selected orders (customer called it off)")
+    @admin.action(
+        description="Cancel selected orders (customer called it off)", permissions=["order_status"]
+    )
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         actor = Actor.of_user(request.user)
         _each(
@@ -291,7 +318,10 @@ class ServiceOrderAdmin(ReadOnlyAdmin):
             ),
         )
 
-    @admin.action(description="Invoice selected completed orders to the card's customer")
+    @admin.action(
+        description="Invoice selected completed orders to the card's customer",
+        permissions=["invoice"],
+    )
     def invoice_to_customer(self, request: HttpRequest, queryset: QuerySet) -> None:
         actor = Actor.of_user(request.user)
         _each(
@@ -332,11 +362,11 @@ class QuoteItemAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Activate selected items")
+    @admin.action(description="Activate selected items", permissions=["change"])
     def activate(self, request, queryset):
         self.message_user(request, f"Activated {queryset.update(is_active=True)} item(s).")
 
-    @admin.action(description="Deactivate selected items (no new lines)")
+    @admin.action(description="Deactivate selected items (no new lines)", permissions=["change"])
     def deactivate(self, request, queryset):
         self.message_user(request, f"Deactivated {queryset.update(is_active=False)} item(s).")
 

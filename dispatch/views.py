@@ -2,7 +2,6 @@
 its diagnosis history, resolve it) and the Dispatch board (orders by status, today's load per
 technician, one order with its steps, lines, totals and invoice)."""
 
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from core.errors import ApiError
-from core.pages import staff_required, wants_fragment
+from core.pages import permission_required, wants_fragment
 from dispatch import queries
 from dispatch.billing import order_invoice, order_line_add, order_totals
 from dispatch.diagnosis import problem_card_diagnose
@@ -41,7 +40,7 @@ CARDS_PER_PAGE = 50
 
 
 @require_GET
-@login_required
+@permission_required("dispatch.view_problemcard")
 @vary_on_headers("HX-Request")
 def case_list(request: HttpRequest) -> HttpResponse:
     filters = CardFilterForm(request.GET)
@@ -63,7 +62,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@staff_required
+@permission_required("dispatch.add_problemcard")
 def case_new(request: HttpRequest) -> HttpResponse:
     form = ProblemCardForm(request.POST or None)
     error = None
@@ -111,13 +110,13 @@ def _detail_context(card_id: int) -> dict:
 
 
 @require_GET
-@login_required
+@permission_required("dispatch.view_problemcard")
 def case_detail(request: HttpRequest, card_id: int) -> HttpResponse:
     return render(request, "dispatch/case_detail.html", _detail_context(card_id))
 
 
 @require_POST
-@staff_required
+@permission_required("dispatch.change_problemcard")
 def case_diagnose(request: HttpRequest, card_id: int) -> HttpResponse:
     get_object_or_404(queries.problem_cards(), pk=card_id)
     problem_card_diagnose(card_id=card_id)
@@ -128,7 +127,7 @@ def case_diagnose(request: HttpRequest, card_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("dispatch.change_problemcard")
 def case_resolve(request: HttpRequest, card_id: int) -> HttpResponse:
     get_object_or_404(queries.problem_cards(), pk=card_id)
     form = ResolveForm(request.POST)
@@ -145,7 +144,7 @@ def case_resolve(request: HttpRequest, card_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.add_knowledgesource")
 def case_sop_draft(request: HttpRequest, card_id: int) -> HttpResponse:
     get_object_or_404(queries.problem_cards(), pk=card_id)
     try:
@@ -162,7 +161,7 @@ def case_sop_draft(request: HttpRequest, card_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("dispatch.add_problemcardphoto")
 def case_photo_add(request: HttpRequest, card_id: int) -> HttpResponse:
     get_object_or_404(queries.problem_cards(), pk=card_id)
     form = PhotoForm(request.POST, request.FILES)
@@ -183,10 +182,11 @@ def case_photo_add(request: HttpRequest, card_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@permission_required("dispatch.view_problemcardphoto")
 def photo(request: HttpRequest, photo_id: int) -> FileResponse:
-    """A card's photo, for logged-in users only: photos are customer data, so no public URL
-    (MEDIA_URL) serves them. The content type is the one decided from the bytes on upload."""
+    """A card's photo, for users who may view photos only: photos are customer data, so no
+    public URL (MEDIA_URL) serves them. The content type is the one decided from the bytes on
+    upload."""
     found = get_object_or_404(ProblemCardPhoto, pk=photo_id)
     try:
         handle = found.image.open("rb")
@@ -198,7 +198,7 @@ def photo(request: HttpRequest, photo_id: int) -> FileResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("dispatch.curate_problemcard")
 def case_curate(request: HttpRequest, card_id: int) -> HttpResponse:
     get_object_or_404(queries.problem_cards(), pk=card_id)
     form = CaseCurateForm(request.POST)
@@ -227,7 +227,7 @@ BOARD_COMPLETED_SHOWN = 20  # the latest completed orders; older ones are on the
 
 
 @require_GET
-@login_required
+@permission_required("dispatch.view_serviceorder")
 @vary_on_headers("HX-Request")
 def order_list(request: HttpRequest) -> HttpResponse:
     """The board: open orders in a column per status, the latest completed ones, and each
@@ -260,7 +260,7 @@ def _order_context(order_id: int) -> dict:
 
 
 @require_GET
-@login_required
+@permission_required("dispatch.view_serviceorder")
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
     return render(request, "dispatch/order_detail.html", _order_context(order_id))
 
@@ -274,7 +274,7 @@ def _order_page(request: HttpRequest, order_id: int, error: ApiError | None) -> 
 
 
 @require_POST
-@staff_required
+@permission_required("dispatch.add_serviceorder")
 def order_new(request: HttpRequest, card_id: int) -> HttpResponse:
     form = OrderNewForm(request.POST)
     try:
@@ -290,7 +290,7 @@ def order_new(request: HttpRequest, card_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("dispatch.change_order_status")
 def order_step(request: HttpRequest, order_id: int) -> HttpResponse:
     form = OrderStepForm(request.POST)
     if not form.is_valid():
@@ -315,7 +315,7 @@ def order_step(request: HttpRequest, order_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("dispatch.add_orderline")
 def order_line_new(request: HttpRequest, order_id: int) -> HttpResponse:
     form = OrderLineForm(request.POST)
     error = None
@@ -332,7 +332,7 @@ def order_line_new(request: HttpRequest, order_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("dispatch.add_invoice")
 def order_invoice_new(request: HttpRequest, order_id: int) -> HttpResponse:
     form = InvoiceForm(request.POST)
     error = None

@@ -111,29 +111,29 @@ class KnowledgeSourceAdmin(admin.ModelAdmin):
     def embedded_count(self, source) -> int:
         return source.n_embedded
 
-    @admin.action(description="Enable selected sources")
+    @admin.action(description="Enable selected sources", permissions=["change"])
     def enable(self, request, queryset):
         self.message_user(
             request, f"Enabled {sources_set_enabled(sources=queryset, enabled=True)} source(s)."
         )
 
-    @admin.action(description="Disable selected sources")
+    @admin.action(description="Disable selected sources", permissions=["change"])
     def disable(self, request, queryset):
         self.message_user(
             request, f"Disabled {sources_set_enabled(sources=queryset, enabled=False)} source(s)."
         )
 
-    @admin.action(description="Re-chunk selected sources")
+    @admin.action(description="Re-chunk selected sources", permissions=["change"])
     def rechunk(self, request, queryset):
         total = sum(source_rechunk(source=source).chunks for source in queryset)
         self.message_user(request, f"Re-chunked {queryset.count()} source(s) into {total} chunks.")
 
-    @admin.action(description="Re-embed selected sources")
+    @admin.action(description="Re-embed selected sources", permissions=["change"])
     def reembed(self, request, queryset):
         count = chunks_mark_for_embedding(chunks=KnowledgeChunk.objects.filter(source__in=queryset))
         self.message_user(request, f"Queued {count} chunk(s) for embedding.")
 
-    @admin.action(description="Delete selected sources with their chunks")
+    @admin.action(description="Delete selected sources with their chunks", permissions=["delete"])
     def delete_with_chunks(self, request, queryset):
         count = 0
         for source in queryset:
@@ -196,7 +196,7 @@ class KnowledgeChunkAdmin(admin.ModelAdmin):
         except CurationError as exc:
             self.message_user(request, exc.message, messages.ERROR)
 
-    @admin.action(description="Re-embed selected chunks")
+    @admin.action(description="Re-embed selected chunks", permissions=["change"])
     def reembed(self, request, queryset):
         self.message_user(
             request, f"Queued {chunks_mark_for_embedding(chunks=queryset)} chunk(s) for embedding."
@@ -236,7 +236,9 @@ class DeadLetterChunkAdmin(admin.ModelAdmin):
             or "—"
         )
 
-    @admin.action(description="Retry embedding of the selected dead letters")
+    @admin.action(
+        description="Retry embedding of the selected dead letters", permissions=["change"]
+    )
     def retry(self, request, queryset):
         count = dead_letters_retry(ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Queued {count} dead letter(s) for embedding.")
@@ -324,10 +326,10 @@ class AnswerAdmin(admin.ModelAdmin):
             answer_feedback(answer=answer, is_helpful=is_helpful, by=request.user.get_username())
         self.message_user(request, f"{queryset.count()} answer(s) updated.", messages.SUCCESS)
 
-    @admin.action(description="Mark as helpful (leave the curation queue)")
+    @admin.action(description="Mark as helpful (leave the curation queue)", permissions=["change"])
     def mark_helpful(self, request, queryset) -> None:
         self._feedback(request, queryset, is_helpful=True)
 
-    @admin.action(description="Mark as not helpful (curation queue)")
+    @admin.action(description="Mark as not helpful (curation queue)", permissions=["change"])
     def mark_not_helpful(self, request, queryset) -> None:
         self._feedback(request, queryset, is_helpful=False)

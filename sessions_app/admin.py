@@ -73,11 +73,16 @@ class ChatSessionAdmin(admin.ModelAdmin):
         # Deleting goes through the action, which removes the knowledge too.
         return False
 
+    def has_delete_with_knowledge_permission(self, request: HttpRequest) -> bool:
+        # Django's delete stays off (has_delete_permission); the model's delete permission
+        # allows the action that also removes the knowledge.
+        return request.user.has_perm("sessions_app.delete_chatsession")
+
     @admin.display(description="Messages", ordering="n_messages")
     def message_count(self, session: ChatSession) -> int:
         return session.n_messages
 
-    @admin.action(description="Archive now into knowledge")
+    @admin.action(description="Archive now into knowledge", permissions=["change"])
     def archive_now(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
         done: dict[str, int] = {}
         for session in queryset:
@@ -92,7 +97,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
 
     @admin.action(
         description="Delete sessions with their messages and archived knowledge",
-        permissions=["change"],
+        permissions=["delete_with_knowledge"],
     )
     def delete_with_knowledge(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> None:
         sessions = messages_deleted = sources = 0

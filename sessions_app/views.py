@@ -5,7 +5,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -13,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from core.errors import ApiError
-from core.pages import staff_required, wants_fragment
+from core.pages import permission_required, wants_fragment
 from sessions_app import queries
 from sessions_app.archiver import session_archive
 from sessions_app.models import ChatSession, SessionStatus
@@ -44,7 +43,7 @@ def _session_or_404(key: str) -> ChatSession:
 
 
 @require_GET
-@login_required
+@permission_required("sessions_app.view_chatsession")
 @vary_on_headers("HX-Request")
 def session_list(request: HttpRequest) -> HttpResponse:
     filters = SessionFilterForm(request.GET)
@@ -76,7 +75,7 @@ def _detail_context(request: HttpRequest, key: str) -> dict[str, Any]:
 
 
 @require_GET
-@login_required
+@permission_required("sessions_app.view_chatsession")
 def session_detail(request: HttpRequest, key: str) -> HttpResponse:
     try:
         context = _detail_context(request, key)
@@ -86,7 +85,7 @@ def session_detail(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("sessions_app.change_chatsession")
 def session_archive_now(request: HttpRequest, key: str) -> HttpResponse:
     session = _session_or_404(key)
     try:
@@ -101,7 +100,7 @@ def session_archive_now(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("sessions_app.delete_chatsession")
 def session_remove(request: HttpRequest, key: str) -> HttpResponse:
     session = _session_or_404(key)
     counts = session_delete(session=session)

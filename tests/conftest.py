@@ -198,24 +198,41 @@ def page(browser, live_server):
 
 
 @pytest.fixture
-def staff_user(db, django_user_model):
-    return django_user_model.objects.create_user(
-        "curator", "curator@kioku.invalid", "correct-horse-battery", is_staff=True
+def make_user(db, django_user_model):
+    """A user in the given groups of core/permissions.py (viewer, curator, dispatcher, admin)."""
+    from django.contrib.auth.models import Group
+
+    # No password unless a test logs in with one: hashing it costs ~0.3 s per user.
+    def make(username: str, *groups: str, is_staff: bool = False, password: str | None = None):
+        user = django_user_model.objects.create_user(
+            username, f"{username}@kioku.invalid", password, is_staff=is_staff
+        )
+        user.groups.set(Group.objects.filter(name__in=groups))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def staff_user(make_user):
+    """Staff in the curator and dispatcher groups: may do everything the pages offer."""
+    return make_user(
+        "curator", "curator", "dispatcher", is_staff=True, password="correct-horse-battery"
     )
 
 
 @pytest.fixture
 def curator(client, staff_user):
-    """The test client logged in as a staff user (may curate)."""
+    """The test client logged in as a staff user (may curate and dispatch)."""
     client.force_login(staff_user)
     return client
 
 
 @pytest.fixture
-def agent(client, django_user_model):
-    """The test client logged in as a support agent without staff rights: may read, may not
+def agent(client, make_user):
+    """The test client logged in as a support agent in the viewer group: may read, may not
     curate."""
-    client.force_login(django_user_model.objects.create_user("agent", password="agent-pass-123"))
+    client.force_login(make_user("agent", "viewer", password="agent-pass-123"))
     return client
 
 

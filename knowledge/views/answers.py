@@ -9,7 +9,6 @@ import html
 import re
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from core.errors import ApiError
-from core.pages import staff_required, wants_fragment
+from core.pages import permission_required, wants_fragment
 from knowledge import queries
 from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback
 from knowledge.answer.sse import event_stream_response
@@ -58,7 +57,7 @@ def _ask_top_k(raw: str | None) -> int | str | None:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
+@permission_required("knowledge.view_knowledgechunk")
 def ask_page(request: HttpRequest) -> HttpResponse:
     """The question box. With JavaScript the answer streams in (ask_stream); without it the form
     posts here and the stored answer's page opens."""
@@ -87,7 +86,7 @@ def ask_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@permission_required("knowledge.view_knowledgechunk")
 def ask_stream(request: HttpRequest) -> StreamingHttpResponse:
     """Server-sent events of one ask (see knowledge/answer/sse.py); the page's ask.js reads them."""
     events = answer_ask_stream(
@@ -105,7 +104,7 @@ def _answer_context(answer: Answer) -> dict:
 
 
 @require_GET
-@login_required
+@permission_required("knowledge.view_answer")
 @vary_on_headers("HX-Request")
 def answer_detail(request: HttpRequest, answer_id: int) -> HttpResponse:
     answer = get_object_or_404(queries.answers_with_sources(), pk=answer_id)
@@ -116,7 +115,7 @@ def answer_detail(request: HttpRequest, answer_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.change_answer")
 def answer_feedback_view(request: HttpRequest, answer_id: int) -> HttpResponse:
     answer = get_object_or_404(Answer, pk=answer_id)
     helpful = request.POST.get("helpful")
@@ -137,7 +136,7 @@ def answer_feedback_view(request: HttpRequest, answer_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@permission_required("knowledge.view_answer")
 def answer_queue(request: HttpRequest) -> HttpResponse:
     """Not-helpful answers for curators, each with the passages it was given."""
     page = Paginator(queries.answers_needing_curation(), 25).get_page(request.GET.get("page"))
@@ -146,6 +145,6 @@ def answer_queue(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@permission_required("knowledge.view_answer")
 def content_gaps(request: HttpRequest) -> HttpResponse:
     return render(request, "knowledge/content_gaps.html", {"gaps": queries.content_gaps()})

@@ -5,13 +5,12 @@ works without JavaScript.
 """
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from core.pages import staff_required, wants_fragment
+from core.pages import permission_required, wants_fragment
 from knowledge import queries
 from knowledge.embed import vector_index
 from knowledge.embed.spaces import embedding_switch_start
@@ -21,7 +20,7 @@ INDEX_CHANGED = "index-changed"
 
 
 @require_GET
-@login_required
+@permission_required("knowledge.view_knowledgechunk")
 @vary_on_headers("HX-Request")
 def index_status(request: HttpRequest) -> HttpResponse:
     context = {"status": queries.index_status()}
@@ -41,7 +40,7 @@ def _index_action_response(request: HttpRequest, *, message: str) -> HttpRespons
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.manage_index")
 def index_rebuild(request: HttpRequest) -> HttpResponse:
     result = vector_index.index_rebuild()
     return _index_action_response(
@@ -55,7 +54,7 @@ def index_rebuild(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.manage_index")
 def index_clear(request: HttpRequest) -> HttpResponse:
     cleared = vector_index.index_clear()
     return _index_action_response(
@@ -68,6 +67,6 @@ def index_clear(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.manage_index")
 def index_switch(request: HttpRequest) -> HttpResponse:
     return _index_action_response(request, message=embedding_switch_start().message)

@@ -4,13 +4,12 @@ HTMX requests get the partial they swap; plain requests get whole pages, so ever
 works without JavaScript.
 """
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from core.pages import wants_fragment
+from core.pages import permission_required, wants_fragment
 from knowledge.models import SourceType
 from knowledge.search.base import MODES, SearchError, SearchResult
 from knowledge.search.service import chunk_search
@@ -55,7 +54,7 @@ def _search_hit_rows(result: SearchResult) -> list[dict]:
 
 
 @require_GET
-@login_required
+@permission_required("knowledge.view_knowledgechunk")
 @vary_on_headers("HX-Request")
 def search_page(request: HttpRequest) -> HttpResponse:
     """The search box. Input goes to the search service as typed: it owns validation, so a bad

@@ -6,7 +6,6 @@ works without JavaScript.
 
 import json
 
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -15,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from core.pages import staff_required, wants_fragment
+from core.pages import permission_required, wants_fragment
 from knowledge import queries
 from knowledge.forms import (
     ChunkFlagsForm,
@@ -56,7 +55,7 @@ def _source_list_context(request: HttpRequest) -> dict:
 
 
 @require_GET
-@login_required
+@permission_required("knowledge.view_knowledgesource")
 @vary_on_headers("HX-Request")
 def source_list(request: HttpRequest) -> HttpResponse:
     context = _source_list_context(request)
@@ -105,7 +104,7 @@ def _ingest_response(
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.add_knowledgesource")
 def source_upload(request: HttpRequest) -> HttpResponse:
     form = SourceUploadForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -127,7 +126,7 @@ def source_upload(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.add_knowledgesource")
 def source_create_text(request: HttpRequest) -> HttpResponse:
     form = SourceTextForm(request.POST)
     if not form.is_valid():
@@ -157,7 +156,7 @@ def _source_header_context(source_id: int) -> dict:
 
 
 @require_GET
-@login_required
+@permission_required("knowledge.view_knowledgesource")
 @vary_on_headers("HX-Request")
 def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
     context = _source_header_context(source_id)
@@ -170,7 +169,7 @@ def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.change_knowledgesource")
 def source_set_enabled(request: HttpRequest, source_id: int) -> HttpResponse:
     source = get_object_or_404(KnowledgeSource, pk=source_id)
     form = SourceEnabledForm(request.POST)
@@ -202,7 +201,7 @@ def _chunk_row(request: HttpRequest, chunk: KnowledgeChunk) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@permission_required("knowledge.view_knowledgechunk")
 @vary_on_headers("HX-Request")
 def chunk_detail(request: HttpRequest, chunk_id: int) -> HttpResponse:
     """The chunk's row for HTMX (Cancel in the edit form); otherwise a redirect to its anchor."""
@@ -210,7 +209,7 @@ def chunk_detail(request: HttpRequest, chunk_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@staff_required
+@permission_required("knowledge.change_knowledgechunk")
 def chunk_edit(request: HttpRequest, chunk_id: int) -> HttpResponse:
     chunk = get_object_or_404(KnowledgeChunk.objects.select_related("source"), pk=chunk_id)
     error = None
@@ -238,7 +237,7 @@ def chunk_edit(request: HttpRequest, chunk_id: int) -> HttpResponse:
 
 
 @require_POST
-@staff_required
+@permission_required("knowledge.change_knowledgechunk")
 def chunk_set_flags(request: HttpRequest, chunk_id: int) -> HttpResponse:
     chunk = get_object_or_404(KnowledgeChunk, pk=chunk_id)
     form = ChunkFlagsForm(request.POST)

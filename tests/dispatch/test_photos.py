@@ -193,12 +193,14 @@ def test_an_agent_without_staff_rights_cannot_add_a_photo_or_see_the_form(agent,
     assert 'id="photo-form"' not in agent.get(f"/dispatch/cases/{card.pk}/").content.decode()
 
 
-def test_the_photo_url_needs_a_login(client, django_user_model):
+def test_the_photo_url_needs_a_login_and_the_view_permission(client, make_user):
     photo = problem_card_photo_add(card_id=make_card().pk, data=PNG, filename="lock.png")
     url = f"/dispatch/photos/{photo.pk}/"
     response = client.get(url)
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
-    client.force_login(django_user_model.objects.create_user("agent", password="agent-pass-123"))
+    client.force_login(make_user("nobody"))
+    assert client.get(url).status_code == 403
+    client.force_login(make_user("agent", "viewer"))
     response = client.get(url)
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"

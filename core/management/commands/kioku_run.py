@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from config import embedded_db
-from core.demo import DEV_ADMIN_USERNAME, demo_load_if_empty, dev_admin_ensure
+from core.demo import DEV_ADMIN_USERNAME, demo_load_if_empty, demo_users_ensure, dev_admin_ensure
 
 
 class Command(BaseCommand):
@@ -55,6 +55,13 @@ class Command(BaseCommand):
                     f"    username: {DEV_ADMIN_USERNAME}\n    password: {password}\n"
                     "Change the password in the admin, or create your own with `manage.py createsuperuser`."
                 )
+            )
+        users = demo_users_ensure()
+        if users:
+            self.stdout.write(
+                "Created demo users, one per group (viewer, curator, dispatcher) — passwords shown "
+                "only now:\n"
+                + "\n".join(f"    {username}: {password}" for username, password in users.items())
             )
         for line in demo_load_if_empty():
             self.stdout.write(f"Demo data loaded — {line}")

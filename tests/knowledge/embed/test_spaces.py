@@ -260,11 +260,8 @@ def test_the_switch_api_needs_the_admin_scope_and_reports(api, api_as, library, 
     assert status["active"]["index"] == "chunk_embedding_hnsw_1536"
 
 
-def test_the_dashboard_shows_a_needed_switch_and_its_progress(client, library, settings):
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
-    client.force_login(user)
+def test_the_dashboard_shows_a_needed_switch_and_its_progress(client, make_user, library, settings):
+    client.force_login(make_user("staff", "curator", is_staff=True))
     settings.KIOKU_EMBEDDING_DIMENSIONS = 64
     page = client.get("/knowledge/index/").content.decode()
     assert "Switch to local-hash-v1" in page and "the index holds" in page
