@@ -5,7 +5,9 @@ import html
 
 def highlight_snippet(text: str, terms: list[str], *, width: int = 280) -> str:
     """A window of `text` around the first match, HTML-escaped, with matches in <mark>."""
-    lowered = text.lower()
+    # Lowered one character at a time, keeping the length ("İ".lower() is two characters), so
+    # a match's offsets are the original text's.
+    lowered = "".join(c if len(low := c.lower()) != 1 else low for c in text)
     spans = []
     for term in sorted({t for t in terms if t}, key=len, reverse=True):
         start = 0

@@ -362,6 +362,12 @@ def test_highlighting_escapes_everything_but_mark():
     assert snippet.replace("<mark>", "").replace("</mark>", "").count("<") == 0
 
 
+def test_a_character_whose_lower_case_is_longer_does_not_shift_the_marks():
+    # "İ".lower() is "i̇" (two characters): lowering the whole text moved every later match.
+    snippet = highlight_snippet("İİİ Istanbul office: reset the router", ["router"])
+    assert snippet.endswith("reset the <mark>router</mark>")
+
+
 def test_filters_parse_dates_and_reject_inverted_ranges():
     parsed = parse_filters({"created_from": "2026-01-01", "created_to": "2026-01-31"})
     assert parsed.created_from.day == 1 and parsed.created_to.hour == 23
