@@ -7,9 +7,11 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
+from core.edge import EdgeParser, path_params_checked
 from core.errors import STATUS_CODES, ApiError, ErrorCode, error_body
+from core.throttle import ApiKeyRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,11 @@ api = NinjaAPI(
     ),
     urls_namespace="api",
     docs_url="/docs",
+    # The rule for NUL, lone surrogates, encodings and depth of what clients send (core/edge.py).
+    parser=EdgeParser(),
+    throttle=[ApiKeyRateThrottle()],
 )
+api.add_decorator(path_params_checked)
 
 
 def error_response(
@@ -70,6 +76,16 @@ def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> Htt
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, ApiError):  # our parser refused the body (core/edge.py)
+        return _api_error(request, exc.__cause__)
+    if isinstance(exc, Throttled):
+        return error_response(
+            request,
+            429,
+            ErrorCode.RATE_LIMITED,
+            f"Too many requests for this API key (KIOKU_API_RATE {settings.KIOKU_API_RATE}).",
+            {"rate": settings.KIOKU_API_RATE, "retry_after_seconds": exc.wait},
+        )
     message = str(exc)
     code = STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     if message.startswith("Cannot parse request body"):

@@ -10,7 +10,7 @@ from ninja import File, Query, Router, Status
 from ninja.files import UploadedFile
 
 from core.auth import read_auth, write_auth
-from core.pagination import Page, page_of
+from core.pagination import Page, limit_param, offset_param, page_of
 from dispatch import queries
 from dispatch.billing import order_invoice, order_line_add, order_line_remove, order_settle
 from dispatch.diagnosis import Diagnosis, problem_card_diagnose, problem_card_similar
@@ -100,8 +100,8 @@ def problem_card_get_list(
     brand: str | None = Query(None, max_length=100),
     error_code: str | None = Query(None, max_length=40),
     q: str | None = Query(None, max_length=200),
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     cards = queries.problem_card_list(status=status, brand=brand, error_code=error_code, query=q)
     return page_of(cards, limit=limit, offset=offset)
@@ -207,8 +207,8 @@ def technician_get_list(
     area: str | None = Query(None, max_length=100),
     brand: str | None = Query(None, max_length=100),
     is_active: bool | None = None,
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     technicians = queries.technician_list(area=area, brand=brand, is_active=is_active)
     return page_of(technicians, limit=limit, offset=offset)
@@ -306,8 +306,8 @@ def service_order_get_list(
     technician_id: int | None = None,
     day: date | None = SCHEDULED_DATE,
     problem_card_id: int | None = None,
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     orders = queries.service_order_list(
         status=status, technician_id=technician_id, day=day, card_id=problem_card_id
@@ -377,7 +377,7 @@ def service_order_transition(
     summary="Technicians for the order, best first, with the reasons",
 )
 def service_order_candidates(
-    request: HttpRequest, order_id: int, limit: int = Query(5, ge=1, le=50)
+    request: HttpRequest, order_id: int, limit: int = limit_param(5, 50)
 ) -> list[Candidate]:
     return order_candidates(order=_order(order_id), limit=limit)
 

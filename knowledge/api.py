@@ -9,7 +9,7 @@ from ninja.files import UploadedFile
 
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
-from core.pagination import Page, page_of
+from core.pagination import Page, limit_param, offset_param, page_of
 from knowledge import queries
 from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback, ask_validate
 from knowledge.answer.sse import event_stream_response
@@ -155,8 +155,8 @@ def source_list(
     status: SourceStatus | None = None,
     enabled: bool | None = None,
     q: str | None = Query(None, max_length=200),
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     sources = queries.source_list(source_type=source_type, status=status, enabled=enabled, query=q)
     return page_of(sources, limit=limit, offset=offset)
@@ -211,8 +211,8 @@ def source_remove(request: HttpRequest, source_id: int) -> Status[None]:
 def source_chunk_list(
     request: HttpRequest,
     source_id: int,
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 500),
+    offset: int = offset_param(),
 ) -> Page:
     get_object_or_404(KnowledgeSource, pk=source_id)
     return page_of(queries.source_chunks(source_id=source_id), limit=limit, offset=offset)
@@ -302,7 +302,7 @@ def index_switch_run(request: HttpRequest) -> dict:
     summary="Chunks whose embedding failed too often",
 )
 def dead_letter_list(
-    request: HttpRequest, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)
+    request: HttpRequest, limit: int = limit_param(50, 200), offset: int = offset_param()
 ) -> Page:
     return page_of(DeadLetterChunk.objects.order_by("id"), limit=limit, offset=offset)
 

@@ -2,7 +2,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from core.auth import admin_auth, read_auth, write_auth
-from core.pagination import Page, page_of
+from core.pagination import Page, limit_param, offset_param, page_of
 from sessions_app import queries
 from sessions_app.archiver import ArchiveOutcome, session_archive
 from sessions_app.models import ChatSession, SessionStatus
@@ -51,8 +51,8 @@ def session_list(
     platform: str | None = Query(None, max_length=50),
     channel: str | None = Query(None, max_length=200),
     q: str | None = Query(None, max_length=200),
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     sessions = queries.session_list(status=status, platform=platform, channel=channel, query=q)
     return page_of(sessions, limit=limit, offset=offset)
@@ -67,8 +67,8 @@ def session_list(
 def session_get(
     request: HttpRequest,
     key: str,
-    limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(100, 500),
+    offset: int = offset_param(),
 ) -> ChatSession:
     session = queries.session_by_key(session_key_validate(key))
     messages = queries.session_messages(session)
