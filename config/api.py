@@ -6,23 +6,68 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
 from core.edge import EdgeParser, path_params_checked
 from core.errors import STATUS_CODES, ApiError, ErrorCode, error_body
+from core.schemas import ErrorOut
 from core.throttle import ApiKeyRateThrottle
 
 logger = logging.getLogger(__name__)
 
 
-class ErrorOut(Schema):
-    code: str
-    message: str
-    details: dict
+# What each status means, for the statuses config/api.py documents on operations by their shape.
+ERROR_STATUSES = {
+    400: "The body is not JSON or not UTF-8 (INVALID_JSON, TEXT_INVALID_ENCODING), or a request "
+    "the endpoint refuses with its own code.",
+    401: "No API key, or an unknown or revoked one (AUTH_REQUIRED, AUTH_INVALID_KEY).",
+    403: "The key lacks the scope (AUTH_FORBIDDEN_SCOPE).",
+    404: "No such object (NOT_FOUND or the app's own code).",
+    413: "The body is larger than the limit (PAYLOAD_TOO_LARGE, or the app's own code).",
+    422: "A value is not valid (VALIDATION_ERROR, TEXT_INVALID_CHARACTER, JSON_TOO_DEEP, or the "
+    "app's own code).",
+    429: "Too many requests for this key (RATE_LIMITED); wait Retry-After seconds.",
+    503: "The database or a provider is unavailable (SERVICE_UNAVAILABLE or the app's own code).",
+}
 
 
-api = NinjaAPI(
+class KiokuAPI(NinjaAPI):
+    def get_openapi_schema(self, **kwargs: Any) -> dict[str, Any]:
+        """ninja's schema, plus the error statuses each operation can answer by its shape: every
+        one needs a key and is throttled; parameters can be invalid, path objects missing,
+        bodies malformed or too large."""
+        schema = super().get_openapi_schema(**kwargs)
+        schema["components"]["schemas"].setdefault("ErrorOut", ErrorOut.model_json_schema())
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                _document_errors(operation)
+        return schema
+
+
+def _document_errors(operation: dict[str, Any]) -> None:
+    places = {parameter["in"] for parameter in operation.get("parameters", [])}
+    statuses = {401, 403, 429, 503}
+    if places or "requestBody" in operation:
+        statuses |= {422}
+    if "path" in places:
+        statuses |= {404}
+    if "query" in places or "requestBody" in operation:
+        statuses |= {400}
+    if "requestBody" in operation:
+        statuses |= {413}
+    responses = operation.setdefault("responses", {})
+    for status in sorted(statuses - set(responses) - {int(key) for key in responses}):
+        response = {
+            "description": ERROR_STATUSES[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+        }
+        if status == 429:
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 0}}}
+        responses[status] = response
+
+
+api = KiokuAPI(
     title="Kioku API",
     version="1",
     description=(

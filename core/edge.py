@@ -82,6 +82,14 @@ class EdgeParser(Parser):
             parsed = json.loads(text, parse_constant=_not_json)
         except RecursionError:
             raise _too_deep() from None
+        if not isinstance(parsed, dict):
+            # Every body of this API is an object; ninja would take `[]` for one with no fields.
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR,
+                "The request body must be a JSON object.",
+                status=422,
+                details={"location": ["body"]},
+            )
         json_check(parsed, location=["body"])
         return parsed
 

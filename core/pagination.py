@@ -6,6 +6,8 @@ from typing import Any, TypedDict
 from django.db.models import QuerySet
 from ninja import Query, Schema
 
+# PostgreSQL's bigint: the largest id or version a request can name.
+BIGINT_MAX = 2**63 - 1
 # The furthest a page may start. Past any table Kioku keeps (the row alert is 500,000) and far
 # inside PostgreSQL's bigint OFFSET, which a larger number overflows (a 500, before this bound).
 OFFSET_MAX = 1_000_000_000

@@ -7,10 +7,12 @@ from datetime import date
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Query, Router, Status
+from ninja.decorators import decorate_view
 from ninja.files import UploadedFile
 
 from core.auth import read_auth, write_auth
 from core.pagination import Page, limit_param, offset_param, page_of
+from core.uploads import upload_limited
 from dispatch import queries
 from dispatch.billing import order_invoice, order_line_add, order_line_remove, order_settle
 from dispatch.diagnosis import Diagnosis, problem_card_diagnose, problem_card_similar
@@ -179,11 +181,11 @@ def problem_card_resolve_post(
     auth=write_auth,
     summary="Add a photo (JPEG, PNG, GIF or WebP, decided from the bytes; KIOKU_MAX_PHOTO_BYTES)",
 )
+@decorate_view(upload_limited(photo_size_check))
 def problem_card_photo_post(
     request: HttpRequest, card_id: int, file: File[UploadedFile]
 ) -> Status[ProblemCardPhoto]:
     _card(card_id)
-    photo_size_check(file.size)  # before reading a large file into memory
     photo = problem_card_photo_add(card_id=card_id, data=file.read(), filename=file.name)
     return Status(201, photo)
 

@@ -3,11 +3,12 @@ services take the same values under their own names."""
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.urls import reverse
 from ninja import Field, Schema
 
-from core.pagination import PageOut
+from core.pagination import BIGINT_MAX, PageOut
 from dispatch.billing import order_totals
 from dispatch.models import (
     CardStatus,
@@ -19,47 +20,72 @@ from dispatch.models import (
     ProblemCardPhoto,
     ServiceOrder,
     Settlement,
+    Symptom,
     Technician,
 )
+from dispatch.services import FIELD_LIMITS
 from knowledge.models import KnowledgeSource
+
+# A required text must hold something besides white space (dispatch.services.REQUIRED).
+NOT_BLANK = r"\S"
+
+
+def text_field(
+    field: str, default: str | None = "", *, required: bool = False, **extra: Any
+) -> Any:
+    """A card's text field with its limit from dispatch.services.FIELD_LIMITS, stated in the
+    schema; the services enforce it with their code (DISPATCH_INVALID_CARD)."""
+    rule: dict[str, Any] = {"maxLength": FIELD_LIMITS[field]}
+    if required:
+        rule["pattern"] = NOT_BLANK
+    return Field(... if required and default == "" else default, json_schema_extra=rule, **extra)
 
 
 class CustomerSchema(Schema):
-    name: str = Field(description="Who reported the fault.")
-    phone: str = ""
-    line_user_id: str = Field("", description="LINE user id, when the report came through LINE.")
-    address: str = ""
-    service_area: str = Field("", description="e.g. Taipei Da'an; matching filters on it.")
+    name: str = text_field("customer_name", required=True, description="Who reported the fault.")
+    phone: str = text_field("customer_phone")
+    line_user_id: str = text_field(
+        "customer_line_user_id", description="LINE user id, when the report came through LINE."
+    )
+    address: str = text_field("address")
+    service_area: str = text_field(
+        "service_area", description="e.g. Taipei Da'an; matching filters on it."
+    )
 
 
 class ProblemCardIn(Schema):
-    brand: str
-    model: str = Field("", description="The lock model, e.g. KG-200.")
-    symptom: str = Field(description="wont_lock, wont_unlock, error_code, battery, keypad, app, "
-                         "noise, damage or other.")  # fmt: skip
-    error_code: str = Field("", description="As shown on the lock; E21, e-21, E 21 → E-21.")
-    description: str
+    brand: str = text_field("brand", required=True)
+    model: str = text_field("lock_model", description="The lock model, e.g. KG-200.")
+    symptom: str = Field(json_schema_extra={"enum": list(Symptom.values)})
+    error_code: str = text_field(
+        "error_code", description="As shown on the lock; E21, e-21, E 21 → E-21."
+    )
+    description: str = text_field("description", required=True)
     customer: CustomerSchema
     diagnose: bool = Field(False, description="Run the three-layer diagnosis right away.")
 
 
 class ProblemCardPatchIn(Schema):
-    version: int | None = Field(None, description="The version you read; a stale one is a 409.")
-    brand: str | None = None
-    model: str | None = None
-    symptom: str | None = None
-    error_code: str | None = None
-    description: str | None = None
-    address: str | None = None
-    service_area: str | None = None
+    version: int | None = Field(
+        None, ge=1, le=BIGINT_MAX, description="The version you read; a stale one is a 409."
+    )
+    brand: str = text_field("brand", None, required=True)  # null is not a brand
+    model: str | None = text_field("lock_model", None)
+    symptom: str = Field(None, json_schema_extra={"enum": list(Symptom.values)})
+    error_code: str | None = text_field("error_code", None)
+    description: str = text_field("description", None, required=True)
+    address: str | None = text_field("address", None)
+    service_area: str | None = text_field("service_area", None)
 
 
 class ResolveIn(Schema):
-    resolution: str = Field(description="What fixed it (required).")
-    root_cause: str = ""
-    parts_used: str = ""
-    technician_id: int | None = None
-    version: int | None = None
+    resolution: str = text_field(
+        "resolution", required=True, description="What fixed it (required)."
+    )
+    root_cause: str = text_field("root_cause")
+    parts_used: str = text_field("parts_used")
+    technician_id: int | None = Field(None, ge=1, le=BIGINT_MAX)
+    version: int | None = Field(None, ge=1, le=BIGINT_MAX)
 
 
 class ProblemCardPhotoOut(Schema):

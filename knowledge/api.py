@@ -5,11 +5,13 @@ from datetime import timedelta
 from django.http import HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, Query, Router, Status
+from ninja.decorators import decorate_view
 from ninja.files import UploadedFile
 
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
 from core.pagination import Page, limit_param, offset_param, page_of
+from core.uploads import upload_limited
 from knowledge import queries
 from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback, ask_validate
 from knowledge.answer.sse import event_stream_response
@@ -17,7 +19,11 @@ from knowledge.embed.pipeline import dead_letters_retry
 from knowledge.embed.spaces import embedding_switch_start
 from knowledge.embed.vector_index import index_clear, index_rebuild
 from knowledge.ingest.base import IngestResult
-from knowledge.ingest.ingestion import source_ingest_file, source_ingest_text
+from knowledge.ingest.ingestion import (
+    source_ingest_file,
+    source_ingest_text,
+    upload_size_check,
+)
 from knowledge.ingest.web_sources import web_source_fetch
 from knowledge.models import (
     Answer,
@@ -100,6 +106,7 @@ def source_create_from_text(request: HttpRequest, payload: SourceTextIn) -> Stat
     auth=write_auth,
     summary="Create or update a source from a file",
 )
+@decorate_view(upload_limited(upload_size_check))
 def source_create_from_file(
     request: HttpRequest,
     file: File[UploadedFile],

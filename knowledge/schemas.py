@@ -5,6 +5,11 @@ from ninja import Field, Schema
 from core.pagination import PageOut
 from knowledge.models import Answer, AnswerSource, KnowledgeSource, SourceStatus, SourceType
 
+# The rules of a question or search query, stated in the schema; the services enforce them with
+# their own codes (ASK_EMPTY_QUESTION, SEARCH_EMPTY_QUERY, SEARCH_QUERY_TOO_LONG): not blank, at
+# most KIOKU_SEARCH_MAX_QUERY_CHARS's default.
+QUERY_RULE = {"minLength": 1, "maxLength": 2000, "pattern": r"\S"}
+
 
 class SourceTextIn(Schema):
     title: str = Field(min_length=1, max_length=500)
@@ -116,8 +121,15 @@ class ChunkPage(PageOut):
 
 
 class AskIn(Schema):
-    question: str = Field(description="The question, in Japanese, Chinese or English.")
-    top_k: int | None = Field(None, description="Passages to retrieve, 1–20 (KIOKU_ASK_TOP_K).")
+    question: str = Field(
+        description="The question, in Japanese, Chinese or English.",
+        json_schema_extra=QUERY_RULE,
+    )
+    top_k: int | None = Field(
+        None,
+        description="Passages to retrieve, 1–20 (KIOKU_ASK_TOP_K).",
+        json_schema_extra={"minimum": 1, "maximum": 20},
+    )
     filters: dict = Field(
         default_factory=dict, description="The search filters (see POST /search)."
     )
@@ -181,9 +193,9 @@ class FeedbackIn(Schema):
 
 
 class SearchIn(Schema):
-    query: str = Field(description="What to look for (any language).")
-    mode: str = Field("hybrid", description="vector, keyword or hybrid")
-    top_k: int = Field(10, description="1–100")
+    query: str = Field(description="What to look for (any language).", json_schema_extra=QUERY_RULE)
+    mode: str = Field("hybrid", json_schema_extra={"enum": ["vector", "keyword", "hybrid"]})
+    top_k: int = Field(10, json_schema_extra={"minimum": 1, "maximum": 100})
     filters: dict = Field(
         default_factory=dict,
         description=(
@@ -192,7 +204,11 @@ class SearchIn(Schema):
             "(ISO dates), channel, user (session chunks)."
         ),
     )
-    min_similarity: float | None = Field(None, description="Vector similarity threshold (−1…1).")
+    min_similarity: float | None = Field(
+        None,
+        description="Vector similarity threshold (−1…1).",
+        json_schema_extra={"minimum": -1, "maximum": 1},
+    )
 
 
 class SearchHitOut(Schema):

@@ -69,6 +69,17 @@ def test_nul_in_a_path_parameter_is_refused(api):
     assert_invalid_character(response, ["path", "key"])
 
 
+def test_the_edge_rule_covers_string_path_parameters(rf):
+    from core.edge import path_params_checked
+    from core.errors import ApiError
+
+    request = rf.get("/api/v1/x")
+    request.resolver_match = type("Match", (), {"kwargs": {"name": "a\x00"}})()
+    with pytest.raises(ApiError) as raised:
+        path_params_checked(lambda request: None)(request)
+    assert raised.value.details["location"] == ["path", "name"]
+
+
 def test_path_parameters_are_checked_after_authentication(api_as):
     assert api_as().get("/api/v1/sessions/a%00b").status_code == 401
 

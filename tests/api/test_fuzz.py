@@ -34,6 +34,12 @@ def test_schemathesis_finds_no_failure(live_server, make_api_key, settings, tmp_
         "2",
         "--seed",
         os.environ.get("KIOKU_FUZZ_SEED", "1616"),
+        # NUL and lone surrogates are refused by one rule at the edge (tests/api/test_edge.py),
+        # which a JSON Schema cannot state for every string and key: not generated here.
+        "--generation-allow-x00",
+        "false",
+        "--generation-codec",
+        "utf-8",
         "--request-timeout",
         "30",
         "--report",
@@ -41,5 +47,6 @@ def test_schemathesis_finds_no_failure(live_server, make_api_key, settings, tmp_
         "--report-dir",
         str(tmp_path),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    # In tmp_path: schemathesis keeps a cache of crashes in its working directory.
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout + completed.stderr[-5000:]
