@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
@@ -152,6 +153,13 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
         ErrorCode.PAYLOAD_TOO_LARGE,
         f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.",
         {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+    )
+
+
+@api.exception_handler(MultiPartParserError)
+def _bad_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    return error_response(
+        request, 400, ErrorCode.BAD_REQUEST, f"The multipart body cannot be read: {exc}"
     )
 
 

@@ -12,6 +12,7 @@ from ninja.files import UploadedFile
 
 from core.auth import read_auth, write_auth
 from core.pagination import Page, limit_param, offset_param, page_of
+from core.schemas import errors
 from core.uploads import upload_limited
 from dispatch import queries
 from dispatch.billing import order_invoice, order_line_add, order_line_remove, order_settle
@@ -117,7 +118,10 @@ def problem_card_get(request: HttpRequest, card_id: int) -> ProblemCard:
 
 
 @router.patch(
-    "/problem-cards/{card_id}", response=ProblemCardOut, auth=write_auth, summary="Edit a card"
+    "/problem-cards/{card_id}",
+    response={200: ProblemCardOut, **errors(409)},
+    auth=write_auth,
+    summary="Edit a card",
 )
 def problem_card_patch(
     request: HttpRequest, card_id: int, payload: ProblemCardPatchIn
@@ -153,7 +157,7 @@ def problem_card_similar_get(request: HttpRequest, card_id: int) -> Diagnosis:
 
 @router.post(
     "/problem-cards/{card_id}/resolve",
-    response=ProblemCardOut,
+    response={200: ProblemCardOut, **errors(409)},
     auth=write_auth,
     summary="Record what fixed it: the card becomes case knowledge",
 )
@@ -177,7 +181,7 @@ def problem_card_resolve_post(
 
 @router.post(
     "/problem-cards/{card_id}/photos",
-    response={201: ProblemCardPhotoOut},
+    response={201: ProblemCardPhotoOut, **errors(415)},
     auth=write_auth,
     summary="Add a photo (JPEG, PNG, GIF or WebP, decided from the bytes; KIOKU_MAX_PHOTO_BYTES)",
 )
@@ -273,7 +277,7 @@ def _actor(request: HttpRequest) -> Actor:
 
 @router.post(
     "/service-orders",
-    response={201: ServiceOrderDetailOut},
+    response={201: ServiceOrderDetailOut, **errors(404, 409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Open an order for a card (the card becomes dispatched)",
@@ -330,7 +334,7 @@ def service_order_get(request: HttpRequest, order_id: int) -> ServiceOrder:
 
 @router.post(
     "/service-orders/{order_id}/assign",
-    response=ServiceOrderDetailOut,
+    response={200: ServiceOrderDetailOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Assign (or reassign) a technician; a stale version is a 409",
@@ -349,7 +353,7 @@ def service_order_assign(request: HttpRequest, order_id: int, payload: AssignIn)
 
 @router.post(
     "/service-orders/{order_id}/transition",
-    response=ServiceOrderDetailOut,
+    response={200: ServiceOrderDetailOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Move the order along created → assigned → en_route → on_site → completed, or cancel",
@@ -386,7 +390,7 @@ def service_order_candidates(
 
 @router.post(
     "/service-orders/{order_id}/lines",
-    response={201: ServiceOrderDetailOut},
+    response={201: ServiceOrderDetailOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Quote a standard item on an open order",
@@ -405,7 +409,7 @@ def service_order_line_post(
 
 @router.delete(
     "/service-orders/{order_id}/lines/{line_id}",
-    response=ServiceOrderDetailOut,
+    response={200: ServiceOrderDetailOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Take a line off an open order",
@@ -417,7 +421,7 @@ def service_order_line_delete(request: HttpRequest, order_id: int, line_id: int)
 
 @router.post(
     "/service-orders/{order_id}/settle",
-    response={201: SettlementOut},
+    response={201: SettlementOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Settle the technician of a completed order (a share or a fixed fee), once",
@@ -436,7 +440,7 @@ def service_order_settle(
 
 @router.post(
     "/service-orders/{order_id}/invoice",
-    response={201: InvoiceOut},
+    response={201: InvoiceOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Invoice a completed order, once",
@@ -467,7 +471,7 @@ def quote_item_get_list(request: HttpRequest, include_inactive: bool = False) ->
 
 @router.post(
     "/problem-cards/{card_id}/sop-draft",
-    response={201: SopDraftOut},
+    response={201: SopDraftOut, **errors(409, 502)},
     auth=write_auth,
     summary="Draft an SOP from a resolved card and its similar cases (a disabled `sop` source)",
 )

@@ -62,12 +62,18 @@ class ProblemCardIn(Schema):
     )
     description: str = text_field("description", required=True)
     customer: CustomerSchema
-    diagnose: bool = Field(False, description="Run the three-layer diagnosis right away.")
+    diagnose: bool = Field(
+        False, description="Run the three-layer diagnosis right away.", strict=True
+    )
 
 
 class ProblemCardPatchIn(Schema):
     version: int | None = Field(
-        None, ge=1, le=BIGINT_MAX, description="The version you read; a stale one is a 409."
+        None,
+        ge=1,
+        le=BIGINT_MAX,
+        description="The version you read; a stale one is a 409.",
+        strict=True,
     )
     brand: str = text_field("brand", None, required=True)  # null is not a brand
     model: str | None = text_field("lock_model", None)
@@ -84,8 +90,8 @@ class ResolveIn(Schema):
     )
     root_cause: str = text_field("root_cause")
     parts_used: str = text_field("parts_used")
-    technician_id: int | None = Field(None, ge=1, le=BIGINT_MAX)
-    version: int | None = Field(None, ge=1, le=BIGINT_MAX)
+    technician_id: int | None = Field(None, ge=1, le=BIGINT_MAX, strict=True)
+    version: int | None = Field(None, ge=1, le=BIGINT_MAX, strict=True)
 
 
 class ProblemCardPhotoOut(Schema):
@@ -176,12 +182,14 @@ class DiagnosisOut(Schema):
 
 # --- Technicians ------------------------------------------------------------------------------
 # Money and ratings are `Decimal`: JSON carries them as strings ("600.00"), never as floats.
+# A decimal string, stated in the schema (a JSON Schema `pattern` applies to strings only).
+DECIMAL_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
 
 
 class SkillIn(Schema):
     brand: str = Field(description="As people write it; stored as its key (KG-200 → kg200).")
     symptom: str = Field("", description="Blank: every symptom of the brand.")
-    level: int = Field(ge=0, le=5)
+    level: int = Field(ge=0, le=5, strict=True)
 
 
 class SkillOut(Schema):
@@ -196,9 +204,13 @@ class TechnicianIn(Schema):
     service_areas: list[str] = Field(default_factory=list, description="e.g. Taipei Da'an.")
     latitude: float | None = None
     longitude: float | None = None
-    rating: Decimal = Field(Decimal("4.00"), description="0–5.")
-    daily_capacity: int = Field(4, description="Orders a day, 1–50.")
-    is_active: bool = True
+    rating: Decimal = Field(
+        Decimal("4.00"),
+        description="0–5.",
+        json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 5},
+    )
+    daily_capacity: int = Field(4, description="Orders a day, 1–50.", strict=True)
+    is_active: bool = Field(True, strict=True)
     skills: list[SkillIn] = Field(default_factory=list)
 
 
@@ -208,9 +220,11 @@ class TechnicianPatchIn(Schema):
     service_areas: list[str] | None = None
     latitude: float | None = None
     longitude: float | None = None
-    rating: Decimal | None = None
-    daily_capacity: int | None = None
-    is_active: bool | None = None
+    rating: Decimal | None = Field(
+        None, json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 5}
+    )
+    daily_capacity: int | None = Field(None, strict=True)
+    is_active: bool | None = Field(None, strict=True)
     skills: list[SkillIn] | None = Field(None, description="Replaces every skill when given.")
 
 
@@ -257,7 +271,7 @@ class CandidateOut(Schema):
 
 
 class ServiceOrderIn(Schema):
-    problem_card_id: int
+    problem_card_id: int = Field(strict=True)
     address: str = Field("", description="Blank: the card's address.")
     scheduled_start: datetime | None = None
     scheduled_end: datetime | None = None
@@ -266,17 +280,17 @@ class ServiceOrderIn(Schema):
 
 
 class AssignIn(Schema):
-    technician_id: int
-    version: int = Field(description="The version you read; a stale one is a 409.")
+    technician_id: int = Field(strict=True)
+    version: int = Field(description="The version you read; a stale one is a 409.", strict=True)
     eta: datetime | None = None
     note: str = ""
 
 
 class TransitionIn(Schema):
     to: OrderStatus
-    version: int = Field(description="The version you read; a stale one is a 409.")
+    version: int = Field(description="The version you read; a stale one is a 409.", strict=True)
     note: str = Field("", description="Required to cancel: why.")
-    technician_id: int | None = Field(None, description="Required to become assigned.")
+    technician_id: int | None = Field(None, description="Required to become assigned.", strict=True)
     eta: datetime | None = Field(None, description="Required to become en_route (unless set).")
     work_done: str = Field("", description="Required to complete; becomes the card's resolution.")
     parts_used: str = Field("", description='Required to complete ("none" when none were).')
@@ -311,7 +325,11 @@ class ServiceOrderPage(PageOut):
 
 class OrderLineIn(Schema):
     item_code: str = Field(description="A quote item's code (GET /quote-items).")
-    quantity: Decimal = Field(Decimal("1"), description="Above 0, at most two decimals.")
+    quantity: Decimal = Field(
+        Decimal("1"),
+        description="Above 0, at most two decimals.",
+        json_schema_extra={"pattern": DECIMAL_TEXT},
+    )
 
 
 class OrderLineOut(Schema):
@@ -348,8 +366,14 @@ class OrderEventOut(Schema):
 
 
 class SettleIn(Schema):
-    share_percent: Decimal | None = Field(None, description="Share of the subtotal, 0–100.")
-    fee: Decimal | None = Field(None, description="A fixed fee instead.")
+    share_percent: Decimal | None = Field(
+        None,
+        description="Share of the subtotal, 0–100.",
+        json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 100},
+    )
+    fee: Decimal | None = Field(
+        None, description="A fixed fee instead.", json_schema_extra={"pattern": DECIMAL_TEXT}
+    )
 
 
 class SettlementOut(Schema):

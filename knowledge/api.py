@@ -11,6 +11,7 @@ from ninja.files import UploadedFile
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
 from core.pagination import Page, limit_param, offset_param, page_of
+from core.schemas import errors
 from core.uploads import upload_limited
 from knowledge import queries
 from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback, ask_validate
@@ -327,7 +328,7 @@ def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn) -> dict[
 
 @router.post(
     "/search",
-    response=SearchOut,
+    response={200: SearchOut, **errors(409)},
     auth=read_auth,
     tags=["search"],
     summary="Search the knowledge base",
@@ -345,7 +346,13 @@ def knowledge_search(request: HttpRequest, payload: SearchIn) -> SearchResult:
     )
 
 
-@router.post("/ask", response=AnswerOut, auth=read_auth, tags=["answers"], summary="Ask a question")
+@router.post(
+    "/ask",
+    response={200: AnswerOut, **errors(502)},
+    auth=read_auth,
+    tags=["answers"],
+    summary="Ask a question",
+)
 def ask(request: HttpRequest, payload: AskIn) -> Answer:
     """The answer with numbered citations [n] to the passages it used. Without an index: the
     "index not built" answer; nothing relevant: the "no relevant documents" answer (no model
@@ -365,7 +372,7 @@ def ask(request: HttpRequest, payload: AskIn) -> Answer:
     auth=read_auth,
     tags=["answers"],
     summary="Ask a question, streamed as server-sent events",
-    response={200: None},
+    response={200: None, **errors(502)},
     openapi_extra={"responses": {200: {"content": {"text/event-stream": {}}}}},
 )
 def ask_stream(request: HttpRequest, payload: AskIn) -> StreamingHttpResponse:

@@ -1,6 +1,7 @@
 from datetime import datetime, timedelta
 
 from ninja import Field, Schema
+from pydantic import StrictInt
 
 from core.pagination import PageOut
 from knowledge.models import Answer, AnswerSource, KnowledgeSource, SourceStatus, SourceType
@@ -29,16 +30,16 @@ class SourceWebIn(Schema):
     title: str = Field("", max_length=500)
     source_type: SourceType = SourceType.WEB
     metadata: dict = Field(default_factory=dict)
-    fetch_interval_minutes: int | None = Field(None, ge=5, le=60 * 24 * 365)
+    fetch_interval_minutes: int | None = Field(None, ge=5, le=60 * 24 * 365, strict=True)
 
 
 class SourcePatchIn(Schema):
     title: str | None = Field(None, min_length=1, max_length=500)
     source_type: SourceType | None = None
     metadata: dict | None = None
-    replace_metadata: bool = False
-    enabled: bool | None = None
-    fetch_interval_minutes: int | None = Field(None, ge=5, le=60 * 24 * 365)
+    replace_metadata: bool = Field(False, strict=True)
+    enabled: bool | None = Field(None, strict=True)
+    fetch_interval_minutes: int | None = Field(None, ge=5, le=60 * 24 * 365, strict=True)
 
 
 class SourceOut(Schema):
@@ -103,10 +104,10 @@ class ChunkOut(Schema):
 
 class ChunkPatchIn(Schema):
     content: str | None = Field(None, min_length=1)
-    enabled: bool | None = None
-    pinned: bool | None = None
+    enabled: bool | None = Field(None, strict=True)
+    pinned: bool | None = Field(None, strict=True)
     valid_until: datetime | None = None
-    clear_valid_until: bool = False
+    clear_valid_until: bool = Field(False, strict=True)
 
 
 class SourcePage(PageOut):
@@ -129,6 +130,7 @@ class AskIn(Schema):
         None,
         description="Passages to retrieve, 1–20 (KIOKU_ASK_TOP_K).",
         json_schema_extra={"minimum": 1, "maximum": 20},
+        strict=True,
     )
     filters: dict = Field(
         default_factory=dict, description="The search filters (see POST /search)."
@@ -185,7 +187,7 @@ class AnswerOut(Schema):
 
 
 class FeedbackIn(Schema):
-    helpful: bool
+    helpful: bool = Field(strict=True)
     comment: str = Field("", max_length=2000)
 
 
@@ -195,7 +197,7 @@ class FeedbackIn(Schema):
 class SearchIn(Schema):
     query: str = Field(description="What to look for (any language).", json_schema_extra=QUERY_RULE)
     mode: str = Field("hybrid", json_schema_extra={"enum": ["vector", "keyword", "hybrid"]})
-    top_k: int = Field(10, json_schema_extra={"minimum": 1, "maximum": 100})
+    top_k: int = Field(10, json_schema_extra={"minimum": 1, "maximum": 100}, strict=True)
     filters: dict = Field(
         default_factory=dict,
         description=(
@@ -361,7 +363,7 @@ class DeadLetterPage(PageOut):
 
 
 class DeadLetterRetryIn(Schema):
-    ids: list[int] | None = Field(
+    ids: list[StrictInt] | None = Field(
         None, description="Only these chunks (default: every dead letter)."
     )
 
