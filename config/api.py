@@ -40,10 +40,29 @@ class KiokuAPI(NinjaAPI):
         bodies malformed or too large."""
         schema = super().get_openapi_schema(**kwargs)
         schema["components"]["schemas"].setdefault("ErrorOut", ErrorOut.model_json_schema())
+        _bounds_named(schema["components"]["schemas"])
         for operations in schema["paths"].values():
             for operation in operations.values():
                 _document_errors(operation)
         return schema
+
+
+# pydantic writes a bound of an Annotated integer with a validator (core.schemas.JsonInt) under
+# its Python name; JSON Schema's names let clients and the fuzzer read it.
+BOUND_NAMES = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _bounds_named(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") in ("integer", "number"):
+            for python_name, json_name in BOUND_NAMES.items():
+                if python_name in node:
+                    node[json_name] = node.pop(python_name)
+        for child in node.values():
+            _bounds_named(child)
+    elif isinstance(node, list):
+        for child in node:
+            _bounds_named(child)
 
 
 def _document_errors(operation: dict[str, Any]) -> None:

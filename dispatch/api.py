@@ -2,8 +2,6 @@
 technicians; service orders with their flow, candidates, lines, settlement and invoice
 (`/api/v1/service-orders`); quote items."""
 
-from datetime import date
-
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Query, Router, Status
@@ -12,7 +10,7 @@ from ninja.files import UploadedFile
 
 from core.auth import read_auth, write_auth
 from core.pagination import Page, limit_param, offset_param, page_of
-from core.schemas import errors
+from core.schemas import JsonDate, errors
 from core.uploads import upload_limited
 from dispatch import queries
 from dispatch.billing import order_invoice, order_line_add, order_line_remove, order_settle
@@ -310,7 +308,7 @@ def service_order_get_list(
     request: HttpRequest,
     status: OrderStatus | None = None,
     technician_id: int | None = None,
-    day: date | None = SCHEDULED_DATE,
+    day: JsonDate | None = SCHEDULED_DATE,
     problem_card_id: int | None = None,
     limit: int = limit_param(50, 200),
     offset: int = offset_param(),

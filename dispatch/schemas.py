@@ -7,8 +7,10 @@ from typing import Any
 
 from django.urls import reverse
 from ninja import Field, Schema
+from pydantic import StrictBool
 
 from core.pagination import BIGINT_MAX, PageOut
+from core.schemas import JsonDate, JsonDateTime, JsonInt
 from dispatch.billing import order_totals
 from dispatch.models import (
     CardStatus,
@@ -62,18 +64,15 @@ class ProblemCardIn(Schema):
     )
     description: str = text_field("description", required=True)
     customer: CustomerSchema
-    diagnose: bool = Field(
-        False, description="Run the three-layer diagnosis right away.", strict=True
-    )
+    diagnose: StrictBool = Field(False, description="Run the three-layer diagnosis right away.")
 
 
 class ProblemCardPatchIn(Schema):
-    version: int | None = Field(
+    version: JsonInt | None = Field(
         None,
         ge=1,
         le=BIGINT_MAX,
         description="The version you read; a stale one is a 409.",
-        strict=True,
     )
     brand: str = text_field("brand", None, required=True)  # null is not a brand
     model: str | None = text_field("lock_model", None)
@@ -90,8 +89,8 @@ class ResolveIn(Schema):
     )
     root_cause: str = text_field("root_cause")
     parts_used: str = text_field("parts_used")
-    technician_id: int | None = Field(None, ge=1, le=BIGINT_MAX, strict=True)
-    version: int | None = Field(None, ge=1, le=BIGINT_MAX, strict=True)
+    technician_id: JsonInt | None = Field(None, ge=1, le=BIGINT_MAX)
+    version: JsonInt | None = Field(None, ge=1, le=BIGINT_MAX)
 
 
 class ProblemCardPhotoOut(Schema):
@@ -189,7 +188,7 @@ DECIMAL_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
 class SkillIn(Schema):
     brand: str = Field(description="As people write it; stored as its key (KG-200 → kg200).")
     symptom: str = Field("", description="Blank: every symptom of the brand.")
-    level: int = Field(ge=0, le=5, strict=True)
+    level: JsonInt = Field(ge=0, le=5)
 
 
 class SkillOut(Schema):
@@ -198,33 +197,40 @@ class SkillOut(Schema):
     level: int
 
 
+# dispatch.technicians' rules stated in the schema (it enforces them with
+# DISPATCH_INVALID_TECHNICIAN): a name, places on the globe.
+TECHNICIAN_NAME = {"pattern": NOT_BLANK, "maxLength": 200}
+LATITUDE = {"minimum": -90, "maximum": 90}
+LONGITUDE = {"minimum": -180, "maximum": 180}
+
+
 class TechnicianIn(Schema):
-    name: str
+    name: str = Field(json_schema_extra=TECHNICIAN_NAME)
     phone: str = ""
     service_areas: list[str] = Field(default_factory=list, description="e.g. Taipei Da'an.")
-    latitude: float | None = None
-    longitude: float | None = None
+    latitude: float | None = Field(None, json_schema_extra=LATITUDE)
+    longitude: float | None = Field(None, json_schema_extra=LONGITUDE)
     rating: Decimal = Field(
         Decimal("4.00"),
         description="0–5.",
         json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 5},
     )
-    daily_capacity: int = Field(4, description="Orders a day, 1–50.", strict=True)
-    is_active: bool = Field(True, strict=True)
+    daily_capacity: JsonInt = Field(4, description="Orders a day, 1–50.")
+    is_active: StrictBool = True
     skills: list[SkillIn] = Field(default_factory=list)
 
 
 class TechnicianPatchIn(Schema):
-    name: str | None = None
+    name: str = Field(None, json_schema_extra=TECHNICIAN_NAME)  # null is not a name
     phone: str | None = None
     service_areas: list[str] | None = None
-    latitude: float | None = None
-    longitude: float | None = None
+    latitude: float | None = Field(None, json_schema_extra=LATITUDE)
+    longitude: float | None = Field(None, json_schema_extra=LONGITUDE)
     rating: Decimal | None = Field(
         None, json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 5}
     )
-    daily_capacity: int | None = Field(None, strict=True)
-    is_active: bool | None = Field(None, strict=True)
+    daily_capacity: JsonInt | None = None
+    is_active: StrictBool | None = None
     skills: list[SkillIn] | None = Field(None, description="Replaces every skill when given.")
 
 
@@ -271,27 +277,27 @@ class CandidateOut(Schema):
 
 
 class ServiceOrderIn(Schema):
-    problem_card_id: int = Field(strict=True)
+    problem_card_id: JsonInt
     address: str = Field("", description="Blank: the card's address.")
-    scheduled_start: datetime | None = None
-    scheduled_end: datetime | None = None
+    scheduled_start: JsonDateTime | None = None
+    scheduled_end: JsonDateTime | None = None
     latitude: float | None = Field(None, description="Where the visit is; matching adds distance.")
     longitude: float | None = None
 
 
 class AssignIn(Schema):
-    technician_id: int = Field(strict=True)
-    version: int = Field(description="The version you read; a stale one is a 409.", strict=True)
-    eta: datetime | None = None
+    technician_id: JsonInt
+    version: JsonInt = Field(description="The version you read; a stale one is a 409.")
+    eta: JsonDateTime | None = None
     note: str = ""
 
 
 class TransitionIn(Schema):
     to: OrderStatus
-    version: int = Field(description="The version you read; a stale one is a 409.", strict=True)
+    version: JsonInt = Field(description="The version you read; a stale one is a 409.")
     note: str = Field("", description="Required to cancel: why.")
-    technician_id: int | None = Field(None, description="Required to become assigned.", strict=True)
-    eta: datetime | None = Field(None, description="Required to become en_route (unless set).")
+    technician_id: JsonInt | None = Field(None, description="Required to become assigned.")
+    eta: JsonDateTime | None = Field(None, description="Required to become en_route (unless set).")
     work_done: str = Field("", description="Required to complete; becomes the card's resolution.")
     parts_used: str = Field("", description='Required to complete ("none" when none were).')
 
@@ -388,7 +394,7 @@ class SettlementOut(Schema):
 class InvoiceIn(Schema):
     buyer_name: str
     buyer_tax_id: str = Field("", description="統一編號: 8 digits, checksum-verified.")
-    issued_on: date | None = Field(None, description="Default: today.")
+    issued_on: JsonDate | None = Field(None, description="Default: today.")
 
 
 class InvoiceOut(Schema):

@@ -1,9 +1,11 @@
 from datetime import datetime, timedelta
+from typing import Any
 
 from ninja import Field, Schema
-from pydantic import StrictInt
+from pydantic import StrictBool
 
-from core.pagination import PageOut
+from core.pagination import BIGINT_MAX, PageOut
+from core.schemas import JsonDateTime, JsonInt
 from knowledge.models import Answer, AnswerSource, KnowledgeSource, SourceStatus, SourceType
 
 # The rules of a question or search query, stated in the schema; the services enforce them with
@@ -30,16 +32,16 @@ class SourceWebIn(Schema):
     title: str = Field("", max_length=500)
     source_type: SourceType = SourceType.WEB
     metadata: dict = Field(default_factory=dict)
-    fetch_interval_minutes: int | None = Field(None, ge=5, le=60 * 24 * 365, strict=True)
+    fetch_interval_minutes: JsonInt | None = Field(None, ge=5, le=60 * 24 * 365)
 
 
 class SourcePatchIn(Schema):
     title: str | None = Field(None, min_length=1, max_length=500)
     source_type: SourceType | None = None
     metadata: dict | None = None
-    replace_metadata: bool = Field(False, strict=True)
-    enabled: bool | None = Field(None, strict=True)
-    fetch_interval_minutes: int | None = Field(None, ge=5, le=60 * 24 * 365, strict=True)
+    replace_metadata: StrictBool = False
+    enabled: StrictBool | None = None
+    fetch_interval_minutes: JsonInt | None = Field(None, ge=5, le=60 * 24 * 365)
 
 
 class SourceOut(Schema):
@@ -104,10 +106,10 @@ class ChunkOut(Schema):
 
 class ChunkPatchIn(Schema):
     content: str | None = Field(None, min_length=1)
-    enabled: bool | None = Field(None, strict=True)
-    pinned: bool | None = Field(None, strict=True)
-    valid_until: datetime | None = None
-    clear_valid_until: bool = Field(False, strict=True)
+    enabled: StrictBool | None = None
+    pinned: StrictBool | None = None
+    valid_until: JsonDateTime | None = None
+    clear_valid_until: StrictBool = False
 
 
 class SourcePage(PageOut):
@@ -121,19 +123,58 @@ class ChunkPage(PageOut):
 # --- Answers ------------------------------------------------------------------------------------
 
 
+def filters_schema(schema: dict[str, Any]) -> None:
+    """The filters knowledge.search.filters.parse_filters accepts, stated in the schema (it keeps
+    enforcing them with SEARCH_INVALID_FILTER). Metadata keys come from
+    KIOKU_SEARCH_METADATA_FILTERS, read when the schema is generated."""
+    from django.conf import settings
+
+    source_type = {"type": "string", "enum": list(SourceType.values)}
+    source_id = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
+    moment = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]}
+    label = {"type": "string", "maxLength": 200}
+    plain = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]}
+    properties = {
+        "source_type": {"anyOf": [source_type, {"type": "array", "items": source_type}]},
+        "source_types": {"type": "array", "items": source_type},
+        "source_id": {"anyOf": [source_id, {"type": "array", "items": source_id}]},
+        "source_ids": {"type": "array", "items": source_id},
+        "metadata": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": dict.fromkeys(settings.KIOKU_SEARCH_METADATA_FILTERS, plain),
+        },
+        **dict.fromkeys(("created_from", "created_to", "fetched_from", "fetched_to"), moment),
+        "channel": label,
+        "user": label,
+    }
+    # A filter given as null is left out (parse_filters skips it).
+    schema.update(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                name: {"anyOf": [rule, {"type": "null"}]} for name, rule in properties.items()
+            },
+        }
+    )
+
+
 class AskIn(Schema):
     question: str = Field(
+        max_length=QUERY_RULE["maxLength"],  # it is searched: a longer one cannot run
         description="The question, in Japanese, Chinese or English.",
         json_schema_extra=QUERY_RULE,
     )
-    top_k: int | None = Field(
+    top_k: JsonInt | None = Field(
         None,
         description="Passages to retrieve, 1–20 (KIOKU_ASK_TOP_K).",
         json_schema_extra={"minimum": 1, "maximum": 20},
-        strict=True,
     )
     filters: dict = Field(
-        default_factory=dict, description="The search filters (see POST /search)."
+        default_factory=dict,
+        json_schema_extra=filters_schema,
+        description="The search filters (see POST /search).",
     )
 
 
@@ -187,7 +228,7 @@ class AnswerOut(Schema):
 
 
 class FeedbackIn(Schema):
-    helpful: bool = Field(strict=True)
+    helpful: StrictBool
     comment: str = Field("", max_length=2000)
 
 
@@ -197,9 +238,10 @@ class FeedbackIn(Schema):
 class SearchIn(Schema):
     query: str = Field(description="What to look for (any language).", json_schema_extra=QUERY_RULE)
     mode: str = Field("hybrid", json_schema_extra={"enum": ["vector", "keyword", "hybrid"]})
-    top_k: int = Field(10, json_schema_extra={"minimum": 1, "maximum": 100}, strict=True)
+    top_k: JsonInt = Field(10, json_schema_extra={"minimum": 1, "maximum": 100})
     filters: dict = Field(
         default_factory=dict,
+        json_schema_extra=filters_schema,
         description=(
             "source_type(s), source_id(s), metadata {key: value} for keys in "
             "KIOKU_SEARCH_METADATA_FILTERS, created_from/created_to, fetched_from/fetched_to "
@@ -363,7 +405,7 @@ class DeadLetterPage(PageOut):
 
 
 class DeadLetterRetryIn(Schema):
-    ids: list[StrictInt] | None = Field(
+    ids: list[JsonInt] | None = Field(
         None, description="Only these chunks (default: every dead letter)."
     )
 

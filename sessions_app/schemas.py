@@ -1,8 +1,10 @@
 from datetime import datetime
 
 from ninja import Field, Schema
+from pydantic import StrictBool
 
 from core.pagination import Page, PageOut
+from core.schemas import JsonDateTime, JsonInt
 from sessions_app.models import ChatSession, SessionStatus
 
 
@@ -17,11 +19,11 @@ class MessageItemIn(Schema):
         json_schema_extra={"enum": ["user", "assistant", "system"]},
     )
     author: str = Field("", max_length=200)
-    is_bot: bool = Field(False, strict=True)
+    is_bot: StrictBool = False
     external_id: str = Field(
         "", max_length=200, description="The platform's message id: a retry is stored once."
     )
-    created_at: datetime | None = Field(None, description="When it was said (default: now).")
+    created_at: JsonDateTime | None = Field(None, description="When it was said (default: now).")
 
 
 class AppendIn(Schema):
@@ -33,12 +35,11 @@ class AppendIn(Schema):
     channel: str = Field("", max_length=200)
     thread: str = Field("", max_length=200)
     title: str = Field("", max_length=200)
-    context: int | None = Field(
+    context: JsonInt | None = Field(
         None,
         ge=0,
         le=200,
         description="How many recent messages to return (default setting).",
-        strict=True,
     )
 
 

@@ -23,6 +23,8 @@ def test_schemathesis_finds_no_failure(live_server, make_api_key, settings, tmp_
     st = Path(sys.executable).with_name("st")
     command = [
         str(st),
+        "--config-file",
+        str(Path(__file__).with_name("schemathesis.toml")),
         "run",
         f"{live_server.url}/api/v1/openapi.json",
         "--header",
