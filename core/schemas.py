@@ -1,11 +1,11 @@
 """API shapes shared by every app: the error body."""
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from ninja import Schema
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 
 class ErrorOut(Schema):
@@ -44,6 +44,24 @@ def _iso_text(value: object) -> object:
     return value
 
 
+def _json_number(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+def utc_datetime(value: datetime) -> datetime:
+    """An aware datetime in UTC. PostgreSQL refuses offsets past ±15:59 that ISO 8601 allows
+    (a 500 before this), and a moment near year 1 or 9999 may not exist in UTC: ValueError."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the years 1–9999 in UTC") from None
+
+
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
-JsonDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+JsonDateTime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(utc_datetime)]
 JsonDate = Annotated[date, BeforeValidator(_iso_text)]

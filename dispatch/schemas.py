@@ -10,7 +10,7 @@ from ninja import Field, Schema
 from pydantic import StrictBool
 
 from core.pagination import BIGINT_MAX, PageOut
-from core.schemas import JsonDate, JsonDateTime, JsonInt
+from core.schemas import JsonDate, JsonDateTime, JsonFloat, JsonInt
 from dispatch.billing import order_totals
 from dispatch.models import (
     CardStatus,
@@ -208,8 +208,8 @@ class TechnicianIn(Schema):
     name: str = Field(json_schema_extra=TECHNICIAN_NAME)
     phone: str = ""
     service_areas: list[str] = Field(default_factory=list, description="e.g. Taipei Da'an.")
-    latitude: float | None = Field(None, json_schema_extra=LATITUDE)
-    longitude: float | None = Field(None, json_schema_extra=LONGITUDE)
+    latitude: JsonFloat | None = Field(None, json_schema_extra=LATITUDE)
+    longitude: JsonFloat | None = Field(None, json_schema_extra=LONGITUDE)
     rating: Decimal = Field(
         Decimal("4.00"),
         description="0–5.",
@@ -224,8 +224,8 @@ class TechnicianPatchIn(Schema):
     name: str = Field(None, json_schema_extra=TECHNICIAN_NAME)  # null is not a name
     phone: str | None = None
     service_areas: list[str] | None = None
-    latitude: float | None = Field(None, json_schema_extra=LATITUDE)
-    longitude: float | None = Field(None, json_schema_extra=LONGITUDE)
+    latitude: JsonFloat | None = Field(None, json_schema_extra=LATITUDE)
+    longitude: JsonFloat | None = Field(None, json_schema_extra=LONGITUDE)
     rating: Decimal | None = Field(
         None, json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 5}
     )
@@ -281,8 +281,10 @@ class ServiceOrderIn(Schema):
     address: str = Field("", description="Blank: the card's address.")
     scheduled_start: JsonDateTime | None = None
     scheduled_end: JsonDateTime | None = None
-    latitude: float | None = Field(None, description="Where the visit is; matching adds distance.")
-    longitude: float | None = None
+    latitude: JsonFloat | None = Field(
+        None, description="Where the visit is; matching adds distance."
+    )
+    longitude: JsonFloat | None = None
 
 
 class AssignIn(Schema):

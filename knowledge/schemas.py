@@ -5,7 +5,7 @@ from ninja import Field, Schema
 from pydantic import StrictBool
 
 from core.pagination import BIGINT_MAX, PageOut
-from core.schemas import JsonDateTime, JsonInt
+from core.schemas import JsonDateTime, JsonFloat, JsonInt
 from knowledge.models import Answer, AnswerSource, KnowledgeSource, SourceStatus, SourceType
 
 # The rules of a question or search query, stated in the schema; the services enforce them with
@@ -131,8 +131,13 @@ def filters_schema(schema: dict[str, Any]) -> None:
 
     source_type = {"type": "string", "enum": list(SourceType.values)}
     source_id = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
-    moment = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]}
+    # "" is left out like null.
+    moment = {
+        "type": "string",
+        "anyOf": [{"format": "date"}, {"format": "date-time"}, {"maxLength": 0}],
+    }
     label = {"type": "string", "maxLength": 200}
+    # [] is left out like null.
     plain = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]}
     properties = {
         "source_type": {"anyOf": [source_type, {"type": "array", "items": source_type}]},
@@ -248,7 +253,7 @@ class SearchIn(Schema):
             "(ISO dates), channel, user (session chunks)."
         ),
     )
-    min_similarity: float | None = Field(
+    min_similarity: JsonFloat | None = Field(
         None,
         description="Vector similarity threshold (−1…1).",
         json_schema_extra={"minimum": -1, "maximum": 1},
