@@ -154,3 +154,9 @@ def test_pagination_bounds_are_in_the_schema():
     bounds = {p["name"]: p["schema"] for p in parameters if p["name"] in ("limit", "offset")}
     assert bounds["offset"]["maximum"] == OFFSET_MAX < 2**63
     assert bounds["limit"]["maximum"] == 200
+
+
+def test_a_source_id_filter_past_bigint_is_refused(api):
+    response = api.post("/api/v1/search", json={"query": "x", "filters": {"source_ids": [2**63]}})
+    assert response.status_code == 400
+    assert response.json()["code"] == "SEARCH_INVALID_FILTER"

@@ -31,7 +31,7 @@ def test_schemathesis_finds_no_failure(live_server, make_api_key, settings, tmp_
         f"Authorization: Bearer {key}",
         *(arg for name in EXCLUDED for arg in ("--exclude-name", name)),
         "--max-examples",
-        os.environ.get("KIOKU_FUZZ_EXAMPLES", "25"),
+        os.environ.get("KIOKU_FUZZ_EXAMPLES", "10"),
         "--workers",
         "2",
         "--seed",
