@@ -15,6 +15,7 @@ from core.uploads import upload_limited
 from dispatch import queries
 from dispatch.billing import order_invoice, order_line_add, order_line_remove, order_settle
 from dispatch.diagnosis import Diagnosis, problem_card_diagnose, problem_card_similar
+from dispatch.errors import dispatch_not_found
 from dispatch.matching import Candidate, order_candidates
 from dispatch.models import (
     CardStatus,
@@ -163,9 +164,11 @@ def problem_card_resolve_post(
     request: HttpRequest, card_id: int, payload: ResolveIn
 ) -> ProblemCard:
     _card(card_id)
-    technician = (
-        get_object_or_404(Technician, pk=payload.technician_id) if payload.technician_id else None
-    )
+    technician = None
+    if payload.technician_id:
+        technician = Technician.objects.filter(pk=payload.technician_id).first()
+        if technician is None:
+            raise dispatch_not_found("technician", payload.technician_id, field="technician_id")
     problem_card_resolve(
         card_id=card_id,
         resolution=payload.resolution,

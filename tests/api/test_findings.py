@@ -160,3 +160,9 @@ def test_a_source_id_filter_past_bigint_is_refused(api):
     response = api.post("/api/v1/search", json={"query": "x", "filters": {"source_ids": [2**63]}})
     assert response.status_code == 400
     assert response.json()["code"] == "SEARCH_INVALID_FILTER"
+
+
+def test_ten_megabytes_of_single_line_text_is_ingested(api):
+    response = api.post("/api/v1/sources", json={"title": "one line", "text": "a" * 10_000_000})
+    assert response.status_code == 201, response.content[:500]
+    assert response.json()["chunks"] > 1
