@@ -140,10 +140,15 @@ def filters_schema(schema: dict[str, Any]) -> None:
     # [] is left out like null.
     plain = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]}
     properties = {
-        "source_type": {"anyOf": [source_type, {"type": "array", "items": source_type}]},
-        "source_types": {"type": "array", "items": source_type},
-        "source_id": {"anyOf": [source_id, {"type": "array", "items": source_id}]},
-        "source_ids": {"type": "array", "items": source_id},
+        # One value or a list, under either name (parse_filters reads them alike).
+        **dict.fromkeys(
+            ("source_type", "source_types"),
+            {"anyOf": [source_type, {"type": "array", "items": source_type}]},
+        ),
+        **dict.fromkeys(
+            ("source_id", "source_ids"),
+            {"anyOf": [source_id, {"type": "array", "items": source_id}]},
+        ),
         "metadata": {
             "type": "object",
             "additionalProperties": False,
