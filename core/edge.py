@@ -6,7 +6,7 @@ silently, the API refuses them: 422 TEXT_INVALID_CHARACTER, with the field's loc
 `details`, for every string and every object key at any depth of a JSON body, every query and
 form field, every file name and every path parameter. Nothing is written.
 
-A body that is not UTF-8 is refused with TEXT_INVALID_ENCODING (400); JSON nested deeper than
+A body or query string that is not UTF-8 is refused with TEXT_INVALID_ENCODING (400); JSON nested deeper than
 JSON_MAX_DEPTH with JSON_TOO_DEEP (422); `NaN`/`Infinity`, which are not JSON, with INVALID_JSON.
 """
 
@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse
@@ -97,6 +98,8 @@ class EdgeParser(Parser):
         self, data: MultiValueDict, list_fields: list[str], request: HttpRequest
     ) -> dict[str, Any]:
         where = "query" if data is request.GET else "form"
+        if where == "query":
+            _query_string_check(request.META.get("QUERY_STRING", ""))
         for key, values in data.lists():
             text_check(key, location=[where, key])
             for value in values:
@@ -120,6 +123,20 @@ def path_params_checked(view: Callable[..., HttpResponse]) -> Callable[..., Http
         return view(request, *args, **kwargs)
 
     return checked
+
+
+def _query_string_check(query_string: str) -> None:
+    """Django reads a query string that is not UTF-8 with U+FFFD in place of the bad bytes;
+    refuse it instead, like a body."""
+    try:
+        unquote_to_bytes(query_string.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            ErrorCode.TEXT_INVALID_ENCODING,
+            "The query string is not valid UTF-8 once percent-decoded.",
+            status=400,
+            details={"location": ["query"], "position": exc.start},
+        ) from None
 
 
 def _not_json(constant: str) -> None:

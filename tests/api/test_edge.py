@@ -129,3 +129,14 @@ def test_plain_text_still_passes_the_edge(api):
     response = api.post("/api/v1/sources", json=payload)
     assert response.status_code == 201, response.content
     assert json.loads(response.content)["source"]["metadata"] == {"tags": ["a"]}
+
+
+@pytest.mark.parametrize("query", ["q=%FF%FE", "q=%ED%A0%80", "q=%C0%80"])
+def test_a_query_string_that_is_not_utf8_is_refused(api, query):
+    response = api.get(f"/api/v1/sources?{query}")
+    assert response.status_code == 400
+    assert response.json()["code"] == "TEXT_INVALID_ENCODING"
+
+
+def test_a_utf8_query_string_passes(api):
+    assert api.get("/api/v1/sources?q=%E6%97%A5%E6%9C%AC+x").status_code == 200
