@@ -6,21 +6,88 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from django.http.multipartparser import MultiPartParserError
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
+from core.edge import EdgeParser, path_params_checked
 from core.errors import STATUS_CODES, ApiError, ErrorCode, error_body
+from core.schemas import ErrorOut
+from core.throttle import ApiKeyRateThrottle
 
 logger = logging.getLogger(__name__)
 
 
-class ErrorOut(Schema):
-    code: str
-    message: str
-    details: dict
+# What each status means, for the statuses config/api.py documents on operations by their shape.
+ERROR_STATUSES = {
+    400: "The body is not JSON or not UTF-8 (INVALID_JSON, TEXT_INVALID_ENCODING), or a request "
+    "the endpoint refuses with its own code.",
+    401: "No API key, or an unknown or revoked one (AUTH_REQUIRED, AUTH_INVALID_KEY).",
+    403: "The key lacks the scope (AUTH_FORBIDDEN_SCOPE).",
+    404: "No such object (NOT_FOUND or the app's own code).",
+    413: "The body is larger than the limit (PAYLOAD_TOO_LARGE, or the app's own code).",
+    422: "A value is not valid (VALIDATION_ERROR, TEXT_INVALID_CHARACTER, JSON_TOO_DEEP, or the "
+    "app's own code).",
+    429: "Too many requests for this key (RATE_LIMITED); wait Retry-After seconds.",
+    503: "The database or a provider is unavailable (SERVICE_UNAVAILABLE or the app's own code).",
+}
 
 
-api = NinjaAPI(
+class KiokuAPI(NinjaAPI):
+    def get_openapi_schema(self, **kwargs: Any) -> dict[str, Any]:
+        """ninja's schema, plus the error statuses each operation can answer by its shape: every
+        one needs a key and is throttled; parameters can be invalid, path objects missing,
+        bodies malformed or too large."""
+        schema = super().get_openapi_schema(**kwargs)
+        schema["components"]["schemas"].setdefault("ErrorOut", ErrorOut.model_json_schema())
+        _bounds_named(schema["components"]["schemas"])
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                _document_errors(operation)
+        return schema
+
+
+# pydantic writes a bound of an Annotated integer with a validator (core.schemas.JsonInt) under
+# its Python name; JSON Schema's names let clients and the fuzzer read it.
+BOUND_NAMES = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _bounds_named(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") in ("integer", "number"):
+            for python_name, json_name in BOUND_NAMES.items():
+                if python_name in node:
+                    node[json_name] = node.pop(python_name)
+        for child in node.values():
+            _bounds_named(child)
+    elif isinstance(node, list):
+        for child in node:
+            _bounds_named(child)
+
+
+def _document_errors(operation: dict[str, Any]) -> None:
+    places = {parameter["in"] for parameter in operation.get("parameters", [])}
+    statuses = {401, 403, 429, 503}
+    if places or "requestBody" in operation:
+        statuses |= {422}
+    if "path" in places:
+        statuses |= {404}
+    if "query" in places or "requestBody" in operation:
+        statuses |= {400}
+    if "requestBody" in operation:
+        statuses |= {413}
+    responses = operation.setdefault("responses", {})
+    for status in sorted(statuses - set(responses) - {int(key) for key in responses}):
+        response = {
+            "description": ERROR_STATUSES[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+        }
+        if status == 429:
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 0}}}
+        responses[status] = response
+
+
+api = KiokuAPI(
     title="Kioku API",
     version="1",
     description=(
@@ -30,7 +97,11 @@ api = NinjaAPI(
     ),
     urls_namespace="api",
     docs_url="/docs",
+    # The rule for NUL, lone surrogates, encodings and depth of what clients send (core/edge.py).
+    parser=EdgeParser(),
+    throttle=[ApiKeyRateThrottle()],
 )
+api.add_decorator(path_params_checked)
 
 
 def error_response(
@@ -70,6 +141,16 @@ def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> Htt
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, ApiError):  # our parser refused the body (core/edge.py)
+        return _api_error(request, exc.__cause__)
+    if isinstance(exc, Throttled):
+        return error_response(
+            request,
+            429,
+            ErrorCode.RATE_LIMITED,
+            f"Too many requests for this API key (KIOKU_API_RATE {settings.KIOKU_API_RATE}).",
+            {"rate": settings.KIOKU_API_RATE, "retry_after_seconds": exc.wait},
+        )
     message = str(exc)
     code = STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     if message.startswith("Cannot parse request body"):
@@ -91,6 +172,13 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
         ErrorCode.PAYLOAD_TOO_LARGE,
         f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.",
         {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+    )
+
+
+@api.exception_handler(MultiPartParserError)
+def _bad_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    return error_response(
+        request, 400, ErrorCode.BAD_REQUEST, f"The multipart body cannot be read: {exc}"
     )
 
 

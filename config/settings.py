@@ -7,9 +7,12 @@
 """
 
 import os
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded_db
 from config.env import database_from_url, envbool, envdecimal, envint, envlist, envstr
@@ -271,6 +274,14 @@ KIOKU_TAX_RATE = envdecimal(
 )
 # Largest photo accepted on a problem card (DISPATCH_PHOTO_TOO_LARGE, 413).
 KIOKU_MAX_PHOTO_BYTES = envint("KIOKU_MAX_PHOTO_BYTES", 10 * 1024 * 1024, minimum=1024)
+
+# --- API --------------------------------------------------------------------------------------
+# Requests one API key may make (core/throttle.py, django-ninja's throttling): "<count>/<period>",
+# period s, min, h or day (e.g. 10/s); more get 429 RATE_LIMITED with Retry-After. Counted per
+# web process in Django's cache.
+KIOKU_API_RATE = envstr("KIOKU_API_RATE", "600/min")
+if not re.fullmatch(r"[1-9]\d*/\d*(s|sec|m|min|h|hour|d|day)", KIOKU_API_RATE):
+    raise ImproperlyConfigured(f"KIOKU_API_RATE={KIOKU_API_RATE!r}: expected e.g. 600/min.")
 
 # --- Background work (django-q2, ORM broker) ------------------------------------------------
 # Seconds before a task is killed.

@@ -6,6 +6,7 @@ from ninja import Field, Router, Schema, Status
 from core.auth import admin_auth, read_auth
 from core.errors import ApiError, ErrorCode
 from core.models import ApiKey, ApiScope
+from core.schemas import errors
 from core.services import ApiKeyError, api_key_create, api_key_revoke
 
 router = Router(tags=["core"])
@@ -53,13 +54,18 @@ def api_key_list(request: HttpRequest) -> QuerySet[ApiKey]:
 
 
 @router.post(
-    "/api-keys", response={201: ApiKeyCreatedOut}, auth=admin_auth, summary="Create an API key"
+    "/api-keys",
+    response={201: ApiKeyCreatedOut, **errors(409)},
+    auth=admin_auth,
+    summary="Create an API key",
 )
 def api_key_post(request: HttpRequest, payload: ApiKeyIn) -> Status[ApiKey]:
     try:
         api_key, raw_key = api_key_create(name=payload.name, scopes=payload.scopes)
     except ApiKeyError as exc:
-        raise ApiError(ErrorCode.API_KEY_INVALID, str(exc)) from None
+        # A name already taken is a conflict with existing state, not a bad request.
+        taken = ApiKey.objects.filter(name=payload.name).exists()
+        raise ApiError(ErrorCode.API_KEY_INVALID, str(exc), status=409 if taken else 400) from None
     api_key.key = raw_key
     return Status(201, api_key)
 

@@ -23,7 +23,10 @@ class ApiErrorShapeMiddleware:
             and response.status_code >= 400
             and not response.get("Content-Type", "").startswith("application/json")
         ):
-            return _shaped(response.status_code, _message_for(response))
+            shaped = _shaped(response.status_code, _message_for(response))
+            if response.has_header("Allow"):  # a 405 must say what is allowed (RFC 9110)
+                shaped["Allow"] = response["Allow"]
+            return shaped
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:

@@ -2,18 +2,20 @@
 technicians; service orders with their flow, candidates, lines, settlement and invoice
 (`/api/v1/service-orders`); quote items."""
 
-from datetime import date
-
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Query, Router, Status
+from ninja.decorators import decorate_view
 from ninja.files import UploadedFile
 
 from core.auth import read_auth, write_auth
-from core.pagination import Page, page_of
+from core.pagination import Page, limit_param, offset_param, page_of
+from core.schemas import JsonDate, errors
+from core.uploads import upload_limited
 from dispatch import queries
 from dispatch.billing import order_invoice, order_line_add, order_line_remove, order_settle
 from dispatch.diagnosis import Diagnosis, problem_card_diagnose, problem_card_similar
+from dispatch.errors import dispatch_not_found
 from dispatch.matching import Candidate, order_candidates
 from dispatch.models import (
     CardStatus,
@@ -100,8 +102,8 @@ def problem_card_get_list(
     brand: str | None = Query(None, max_length=100),
     error_code: str | None = Query(None, max_length=40),
     q: str | None = Query(None, max_length=200),
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     cards = queries.problem_card_list(status=status, brand=brand, error_code=error_code, query=q)
     return page_of(cards, limit=limit, offset=offset)
@@ -115,7 +117,10 @@ def problem_card_get(request: HttpRequest, card_id: int) -> ProblemCard:
 
 
 @router.patch(
-    "/problem-cards/{card_id}", response=ProblemCardOut, auth=write_auth, summary="Edit a card"
+    "/problem-cards/{card_id}",
+    response={200: ProblemCardOut, **errors(409)},
+    auth=write_auth,
+    summary="Edit a card",
 )
 def problem_card_patch(
     request: HttpRequest, card_id: int, payload: ProblemCardPatchIn
@@ -151,7 +156,7 @@ def problem_card_similar_get(request: HttpRequest, card_id: int) -> Diagnosis:
 
 @router.post(
     "/problem-cards/{card_id}/resolve",
-    response=ProblemCardOut,
+    response={200: ProblemCardOut, **errors(409)},
     auth=write_auth,
     summary="Record what fixed it: the card becomes case knowledge",
 )
@@ -159,9 +164,11 @@ def problem_card_resolve_post(
     request: HttpRequest, card_id: int, payload: ResolveIn
 ) -> ProblemCard:
     _card(card_id)
-    technician = (
-        get_object_or_404(Technician, pk=payload.technician_id) if payload.technician_id else None
-    )
+    technician = None
+    if payload.technician_id:
+        technician = Technician.objects.filter(pk=payload.technician_id).first()
+        if technician is None:
+            raise dispatch_not_found("technician", payload.technician_id, field="technician_id")
     problem_card_resolve(
         card_id=card_id,
         resolution=payload.resolution,
@@ -175,15 +182,15 @@ def problem_card_resolve_post(
 
 @router.post(
     "/problem-cards/{card_id}/photos",
-    response={201: ProblemCardPhotoOut},
+    response={201: ProblemCardPhotoOut, **errors(415)},
     auth=write_auth,
     summary="Add a photo (JPEG, PNG, GIF or WebP, decided from the bytes; KIOKU_MAX_PHOTO_BYTES)",
 )
+@decorate_view(upload_limited(photo_size_check))
 def problem_card_photo_post(
     request: HttpRequest, card_id: int, file: File[UploadedFile]
 ) -> Status[ProblemCardPhoto]:
     _card(card_id)
-    photo_size_check(file.size)  # before reading a large file into memory
     photo = problem_card_photo_add(card_id=card_id, data=file.read(), filename=file.name)
     return Status(201, photo)
 
@@ -207,8 +214,8 @@ def technician_get_list(
     area: str | None = Query(None, max_length=100),
     brand: str | None = Query(None, max_length=100),
     is_active: bool | None = None,
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     technicians = queries.technician_list(area=area, brand=brand, is_active=is_active)
     return page_of(technicians, limit=limit, offset=offset)
@@ -271,7 +278,7 @@ def _actor(request: HttpRequest) -> Actor:
 
 @router.post(
     "/service-orders",
-    response={201: ServiceOrderDetailOut},
+    response={201: ServiceOrderDetailOut, **errors(404, 409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Open an order for a card (the card becomes dispatched)",
@@ -304,10 +311,10 @@ def service_order_get_list(
     request: HttpRequest,
     status: OrderStatus | None = None,
     technician_id: int | None = None,
-    day: date | None = SCHEDULED_DATE,
+    day: JsonDate | None = SCHEDULED_DATE,
     problem_card_id: int | None = None,
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     orders = queries.service_order_list(
         status=status, technician_id=technician_id, day=day, card_id=problem_card_id
@@ -328,7 +335,7 @@ def service_order_get(request: HttpRequest, order_id: int) -> ServiceOrder:
 
 @router.post(
     "/service-orders/{order_id}/assign",
-    response=ServiceOrderDetailOut,
+    response={200: ServiceOrderDetailOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Assign (or reassign) a technician; a stale version is a 409",
@@ -347,7 +354,7 @@ def service_order_assign(request: HttpRequest, order_id: int, payload: AssignIn)
 
 @router.post(
     "/service-orders/{order_id}/transition",
-    response=ServiceOrderDetailOut,
+    response={200: ServiceOrderDetailOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Move the order along created → assigned → en_route → on_site → completed, or cancel",
@@ -377,14 +384,14 @@ def service_order_transition(
     summary="Technicians for the order, best first, with the reasons",
 )
 def service_order_candidates(
-    request: HttpRequest, order_id: int, limit: int = Query(5, ge=1, le=50)
+    request: HttpRequest, order_id: int, limit: int = limit_param(5, 50)
 ) -> list[Candidate]:
     return order_candidates(order=_order(order_id), limit=limit)
 
 
 @router.post(
     "/service-orders/{order_id}/lines",
-    response={201: ServiceOrderDetailOut},
+    response={201: ServiceOrderDetailOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Quote a standard item on an open order",
@@ -403,7 +410,7 @@ def service_order_line_post(
 
 @router.delete(
     "/service-orders/{order_id}/lines/{line_id}",
-    response=ServiceOrderDetailOut,
+    response={200: ServiceOrderDetailOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Take a line off an open order",
@@ -415,7 +422,7 @@ def service_order_line_delete(request: HttpRequest, order_id: int, line_id: int)
 
 @router.post(
     "/service-orders/{order_id}/settle",
-    response={201: SettlementOut},
+    response={201: SettlementOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Settle the technician of a completed order (a share or a fixed fee), once",
@@ -434,7 +441,7 @@ def service_order_settle(
 
 @router.post(
     "/service-orders/{order_id}/invoice",
-    response={201: InvoiceOut},
+    response={201: InvoiceOut, **errors(409)},
     auth=write_auth,
     tags=["service orders"],
     summary="Invoice a completed order, once",
@@ -465,7 +472,7 @@ def quote_item_get_list(request: HttpRequest, include_inactive: bool = False) ->
 
 @router.post(
     "/problem-cards/{card_id}/sop-draft",
-    response={201: SopDraftOut},
+    response={201: SopDraftOut, **errors(409, 502)},
     auth=write_auth,
     summary="Draft an SOP from a resolved card and its similar cases (a disabled `sop` source)",
 )

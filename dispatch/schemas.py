@@ -3,11 +3,14 @@ services take the same values under their own names."""
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.urls import reverse
 from ninja import Field, Schema
+from pydantic import StrictBool
 
-from core.pagination import PageOut
+from core.pagination import BIGINT_MAX, PageOut
+from core.schemas import JsonDate, JsonDateTime, JsonFloat, JsonInt
 from dispatch.billing import order_totals
 from dispatch.models import (
     CardStatus,
@@ -19,47 +22,75 @@ from dispatch.models import (
     ProblemCardPhoto,
     ServiceOrder,
     Settlement,
+    Symptom,
     Technician,
 )
+from dispatch.services import FIELD_LIMITS
 from knowledge.models import KnowledgeSource
+
+# A required text must hold something besides white space (dispatch.services.REQUIRED).
+NOT_BLANK = r"\S"
+
+
+def text_field(
+    field: str, default: str | None = "", *, required: bool = False, **extra: Any
+) -> Any:
+    """A card's text field with its limit from dispatch.services.FIELD_LIMITS, stated in the
+    schema; the services enforce it with their code (DISPATCH_INVALID_CARD)."""
+    rule: dict[str, Any] = {"maxLength": FIELD_LIMITS[field]}
+    if required:
+        rule["pattern"] = NOT_BLANK
+    return Field(... if required and default == "" else default, json_schema_extra=rule, **extra)
 
 
 class CustomerSchema(Schema):
-    name: str = Field(description="Who reported the fault.")
-    phone: str = ""
-    line_user_id: str = Field("", description="LINE user id, when the report came through LINE.")
-    address: str = ""
-    service_area: str = Field("", description="e.g. Taipei Da'an; matching filters on it.")
+    name: str = text_field("customer_name", required=True, description="Who reported the fault.")
+    phone: str = text_field("customer_phone")
+    line_user_id: str = text_field(
+        "customer_line_user_id", description="LINE user id, when the report came through LINE."
+    )
+    address: str = text_field("address")
+    service_area: str = text_field(
+        "service_area", description="e.g. Taipei Da'an; matching filters on it."
+    )
 
 
 class ProblemCardIn(Schema):
-    brand: str
-    model: str = Field("", description="The lock model, e.g. KG-200.")
-    symptom: str = Field(description="wont_lock, wont_unlock, error_code, battery, keypad, app, "
-                         "noise, damage or other.")  # fmt: skip
-    error_code: str = Field("", description="As shown on the lock; E21, e-21, E 21 → E-21.")
-    description: str
+    brand: str = text_field("brand", required=True)
+    model: str = text_field("lock_model", description="The lock model, e.g. KG-200.")
+    symptom: str = Field(json_schema_extra={"enum": list(Symptom.values)})
+    error_code: str = text_field(
+        "error_code", description="As shown on the lock; E21, e-21, E 21 → E-21."
+    )
+    description: str = text_field("description", required=True)
     customer: CustomerSchema
-    diagnose: bool = Field(False, description="Run the three-layer diagnosis right away.")
+    diagnose: StrictBool = Field(False, description="Run the three-layer diagnosis right away.")
 
 
 class ProblemCardPatchIn(Schema):
-    version: int | None = Field(None, description="The version you read; a stale one is a 409.")
-    brand: str | None = None
-    model: str | None = None
-    symptom: str | None = None
-    error_code: str | None = None
-    description: str | None = None
-    address: str | None = None
-    service_area: str | None = None
+    version: JsonInt | None = Field(
+        None,
+        ge=1,
+        le=BIGINT_MAX,
+        description="The version you read; a stale one is a 409.",
+    )
+    brand: str = text_field("brand", None, required=True)  # null is not a brand
+    model: str | None = text_field("lock_model", None)
+    symptom: str = Field(None, json_schema_extra={"enum": list(Symptom.values)})
+    error_code: str | None = text_field("error_code", None)
+    description: str = text_field("description", None, required=True)
+    address: str | None = text_field("address", None)
+    service_area: str | None = text_field("service_area", None)
 
 
 class ResolveIn(Schema):
-    resolution: str = Field(description="What fixed it (required).")
-    root_cause: str = ""
-    parts_used: str = ""
-    technician_id: int | None = None
-    version: int | None = None
+    resolution: str = text_field(
+        "resolution", required=True, description="What fixed it (required)."
+    )
+    root_cause: str = text_field("root_cause")
+    parts_used: str = text_field("parts_used")
+    technician_id: JsonInt | None = Field(None, ge=1, le=BIGINT_MAX)
+    version: JsonInt | None = Field(None, ge=1, le=BIGINT_MAX)
 
 
 class ProblemCardPhotoOut(Schema):
@@ -150,12 +181,14 @@ class DiagnosisOut(Schema):
 
 # --- Technicians ------------------------------------------------------------------------------
 # Money and ratings are `Decimal`: JSON carries them as strings ("600.00"), never as floats.
+# A decimal string, stated in the schema (a JSON Schema `pattern` applies to strings only).
+DECIMAL_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
 
 
 class SkillIn(Schema):
     brand: str = Field(description="As people write it; stored as its key (KG-200 → kg200).")
     symptom: str = Field("", description="Blank: every symptom of the brand.")
-    level: int = Field(ge=0, le=5)
+    level: JsonInt = Field(ge=0, le=5)
 
 
 class SkillOut(Schema):
@@ -164,27 +197,40 @@ class SkillOut(Schema):
     level: int
 
 
+# dispatch.technicians' rules stated in the schema (it enforces them with
+# DISPATCH_INVALID_TECHNICIAN): a name, places on the globe.
+TECHNICIAN_NAME = {"pattern": NOT_BLANK, "maxLength": 200}
+LATITUDE = {"minimum": -90, "maximum": 90}
+LONGITUDE = {"minimum": -180, "maximum": 180}
+
+
 class TechnicianIn(Schema):
-    name: str
+    name: str = Field(json_schema_extra=TECHNICIAN_NAME)
     phone: str = ""
     service_areas: list[str] = Field(default_factory=list, description="e.g. Taipei Da'an.")
-    latitude: float | None = None
-    longitude: float | None = None
-    rating: Decimal = Field(Decimal("4.00"), description="0–5.")
-    daily_capacity: int = Field(4, description="Orders a day, 1–50.")
-    is_active: bool = True
+    latitude: JsonFloat | None = Field(None, json_schema_extra=LATITUDE)
+    longitude: JsonFloat | None = Field(None, json_schema_extra=LONGITUDE)
+    rating: Decimal = Field(
+        Decimal("4.00"),
+        description="0–5.",
+        json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 5},
+    )
+    daily_capacity: JsonInt = Field(4, description="Orders a day, 1–50.")
+    is_active: StrictBool = True
     skills: list[SkillIn] = Field(default_factory=list)
 
 
 class TechnicianPatchIn(Schema):
-    name: str | None = None
+    name: str = Field(None, json_schema_extra=TECHNICIAN_NAME)  # null is not a name
     phone: str | None = None
     service_areas: list[str] | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    rating: Decimal | None = None
-    daily_capacity: int | None = None
-    is_active: bool | None = None
+    latitude: JsonFloat | None = Field(None, json_schema_extra=LATITUDE)
+    longitude: JsonFloat | None = Field(None, json_schema_extra=LONGITUDE)
+    rating: Decimal | None = Field(
+        None, json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 5}
+    )
+    daily_capacity: JsonInt | None = None
+    is_active: StrictBool | None = None
     skills: list[SkillIn] | None = Field(None, description="Replaces every skill when given.")
 
 
@@ -231,27 +277,29 @@ class CandidateOut(Schema):
 
 
 class ServiceOrderIn(Schema):
-    problem_card_id: int
+    problem_card_id: JsonInt
     address: str = Field("", description="Blank: the card's address.")
-    scheduled_start: datetime | None = None
-    scheduled_end: datetime | None = None
-    latitude: float | None = Field(None, description="Where the visit is; matching adds distance.")
-    longitude: float | None = None
+    scheduled_start: JsonDateTime | None = None
+    scheduled_end: JsonDateTime | None = None
+    latitude: JsonFloat | None = Field(
+        None, description="Where the visit is; matching adds distance."
+    )
+    longitude: JsonFloat | None = None
 
 
 class AssignIn(Schema):
-    technician_id: int
-    version: int = Field(description="The version you read; a stale one is a 409.")
-    eta: datetime | None = None
+    technician_id: JsonInt
+    version: JsonInt = Field(description="The version you read; a stale one is a 409.")
+    eta: JsonDateTime | None = None
     note: str = ""
 
 
 class TransitionIn(Schema):
     to: OrderStatus
-    version: int = Field(description="The version you read; a stale one is a 409.")
+    version: JsonInt = Field(description="The version you read; a stale one is a 409.")
     note: str = Field("", description="Required to cancel: why.")
-    technician_id: int | None = Field(None, description="Required to become assigned.")
-    eta: datetime | None = Field(None, description="Required to become en_route (unless set).")
+    technician_id: JsonInt | None = Field(None, description="Required to become assigned.")
+    eta: JsonDateTime | None = Field(None, description="Required to become en_route (unless set).")
     work_done: str = Field("", description="Required to complete; becomes the card's resolution.")
     parts_used: str = Field("", description='Required to complete ("none" when none were).')
 
@@ -285,7 +333,11 @@ class ServiceOrderPage(PageOut):
 
 class OrderLineIn(Schema):
     item_code: str = Field(description="A quote item's code (GET /quote-items).")
-    quantity: Decimal = Field(Decimal("1"), description="Above 0, at most two decimals.")
+    quantity: Decimal = Field(
+        Decimal("1"),
+        description="Above 0, at most two decimals.",
+        json_schema_extra={"pattern": DECIMAL_TEXT},
+    )
 
 
 class OrderLineOut(Schema):
@@ -322,8 +374,14 @@ class OrderEventOut(Schema):
 
 
 class SettleIn(Schema):
-    share_percent: Decimal | None = Field(None, description="Share of the subtotal, 0–100.")
-    fee: Decimal | None = Field(None, description="A fixed fee instead.")
+    share_percent: Decimal | None = Field(
+        None,
+        description="Share of the subtotal, 0–100.",
+        json_schema_extra={"pattern": DECIMAL_TEXT, "minimum": 0, "maximum": 100},
+    )
+    fee: Decimal | None = Field(
+        None, description="A fixed fee instead.", json_schema_extra={"pattern": DECIMAL_TEXT}
+    )
 
 
 class SettlementOut(Schema):
@@ -338,7 +396,7 @@ class SettlementOut(Schema):
 class InvoiceIn(Schema):
     buyer_name: str
     buyer_tax_id: str = Field("", description="統一編號: 8 digits, checksum-verified.")
-    issued_on: date | None = Field(None, description="Default: today.")
+    issued_on: JsonDate | None = Field(None, description="Default: today.")
 
 
 class InvoiceOut(Schema):

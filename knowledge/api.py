@@ -5,11 +5,14 @@ from datetime import timedelta
 from django.http import HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, Query, Router, Status
+from ninja.decorators import decorate_view
 from ninja.files import UploadedFile
 
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
-from core.pagination import Page, page_of
+from core.pagination import Page, limit_param, offset_param, page_of
+from core.schemas import errors
+from core.uploads import upload_limited
 from knowledge import queries
 from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback, ask_validate
 from knowledge.answer.sse import event_stream_response
@@ -17,7 +20,11 @@ from knowledge.embed.pipeline import dead_letters_retry
 from knowledge.embed.spaces import embedding_switch_start
 from knowledge.embed.vector_index import index_clear, index_rebuild
 from knowledge.ingest.base import IngestResult
-from knowledge.ingest.ingestion import source_ingest_file, source_ingest_text
+from knowledge.ingest.ingestion import (
+    source_ingest_file,
+    source_ingest_text,
+    upload_size_check,
+)
 from knowledge.ingest.web_sources import web_source_fetch
 from knowledge.models import (
     Answer,
@@ -100,6 +107,7 @@ def source_create_from_text(request: HttpRequest, payload: SourceTextIn) -> Stat
     auth=write_auth,
     summary="Create or update a source from a file",
 )
+@decorate_view(upload_limited(upload_size_check))
 def source_create_from_file(
     request: HttpRequest,
     file: File[UploadedFile],
@@ -155,8 +163,8 @@ def source_list(
     status: SourceStatus | None = None,
     enabled: bool | None = None,
     q: str | None = Query(None, max_length=200),
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     sources = queries.source_list(source_type=source_type, status=status, enabled=enabled, query=q)
     return page_of(sources, limit=limit, offset=offset)
@@ -211,8 +219,8 @@ def source_remove(request: HttpRequest, source_id: int) -> Status[None]:
 def source_chunk_list(
     request: HttpRequest,
     source_id: int,
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 500),
+    offset: int = offset_param(),
 ) -> Page:
     get_object_or_404(KnowledgeSource, pk=source_id)
     return page_of(queries.source_chunks(source_id=source_id), limit=limit, offset=offset)
@@ -302,7 +310,7 @@ def index_switch_run(request: HttpRequest) -> dict:
     summary="Chunks whose embedding failed too often",
 )
 def dead_letter_list(
-    request: HttpRequest, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0)
+    request: HttpRequest, limit: int = limit_param(50, 200), offset: int = offset_param()
 ) -> Page:
     return page_of(DeadLetterChunk.objects.order_by("id"), limit=limit, offset=offset)
 
@@ -320,7 +328,7 @@ def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn) -> dict[
 
 @router.post(
     "/search",
-    response=SearchOut,
+    response={200: SearchOut, **errors(409)},
     auth=read_auth,
     tags=["search"],
     summary="Search the knowledge base",
@@ -338,7 +346,13 @@ def knowledge_search(request: HttpRequest, payload: SearchIn) -> SearchResult:
     )
 
 
-@router.post("/ask", response=AnswerOut, auth=read_auth, tags=["answers"], summary="Ask a question")
+@router.post(
+    "/ask",
+    response={200: AnswerOut, **errors(502)},
+    auth=read_auth,
+    tags=["answers"],
+    summary="Ask a question",
+)
 def ask(request: HttpRequest, payload: AskIn) -> Answer:
     """The answer with numbered citations [n] to the passages it used. Without an index: the
     "index not built" answer; nothing relevant: the "no relevant documents" answer (no model
@@ -358,7 +372,7 @@ def ask(request: HttpRequest, payload: AskIn) -> Answer:
     auth=read_auth,
     tags=["answers"],
     summary="Ask a question, streamed as server-sent events",
-    response={200: None},
+    response={200: None, **errors(502)},
     openapi_extra={"responses": {200: {"content": {"text/event-stream": {}}}}},
 )
 def ask_stream(request: HttpRequest, payload: AskIn) -> StreamingHttpResponse:

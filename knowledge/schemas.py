@@ -1,9 +1,17 @@
 from datetime import datetime, timedelta
+from typing import Any
 
 from ninja import Field, Schema
+from pydantic import StrictBool
 
-from core.pagination import PageOut
+from core.pagination import BIGINT_MAX, PageOut
+from core.schemas import JsonDateTime, JsonFloat, JsonInt
 from knowledge.models import Answer, AnswerSource, KnowledgeSource, SourceStatus, SourceType
+
+# The rules of a question or search query, stated in the schema; the services enforce them with
+# their own codes (ASK_EMPTY_QUESTION, SEARCH_EMPTY_QUERY, SEARCH_QUERY_TOO_LONG): not blank, at
+# most KIOKU_SEARCH_MAX_QUERY_CHARS's default.
+QUERY_RULE = {"minLength": 1, "maxLength": 2000, "pattern": r"\S"}
 
 
 class SourceTextIn(Schema):
@@ -24,16 +32,16 @@ class SourceWebIn(Schema):
     title: str = Field("", max_length=500)
     source_type: SourceType = SourceType.WEB
     metadata: dict = Field(default_factory=dict)
-    fetch_interval_minutes: int | None = Field(None, ge=5, le=60 * 24 * 365)
+    fetch_interval_minutes: JsonInt | None = Field(None, ge=5, le=60 * 24 * 365)
 
 
 class SourcePatchIn(Schema):
     title: str | None = Field(None, min_length=1, max_length=500)
     source_type: SourceType | None = None
     metadata: dict | None = None
-    replace_metadata: bool = False
-    enabled: bool | None = None
-    fetch_interval_minutes: int | None = Field(None, ge=5, le=60 * 24 * 365)
+    replace_metadata: StrictBool = False
+    enabled: StrictBool | None = None
+    fetch_interval_minutes: JsonInt | None = Field(None, ge=5, le=60 * 24 * 365)
 
 
 class SourceOut(Schema):
@@ -98,10 +106,10 @@ class ChunkOut(Schema):
 
 class ChunkPatchIn(Schema):
     content: str | None = Field(None, min_length=1)
-    enabled: bool | None = None
-    pinned: bool | None = None
-    valid_until: datetime | None = None
-    clear_valid_until: bool = False
+    enabled: StrictBool | None = None
+    pinned: StrictBool | None = None
+    valid_until: JsonDateTime | None = None
+    clear_valid_until: StrictBool = False
 
 
 class SourcePage(PageOut):
@@ -115,11 +123,68 @@ class ChunkPage(PageOut):
 # --- Answers ------------------------------------------------------------------------------------
 
 
+def filters_schema(schema: dict[str, Any]) -> None:
+    """The filters knowledge.search.filters.parse_filters accepts, stated in the schema (it keeps
+    enforcing them with SEARCH_INVALID_FILTER). Metadata keys come from
+    KIOKU_SEARCH_METADATA_FILTERS, read when the schema is generated."""
+    from django.conf import settings
+
+    source_type = {"type": "string", "enum": list(SourceType.values)}
+    source_id = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
+    # "" is left out like null.
+    moment = {
+        "type": "string",
+        "anyOf": [{"format": "date"}, {"format": "date-time"}, {"maxLength": 0}],
+    }
+    label = {"type": "string", "maxLength": 200}
+    # [] is left out like null.
+    plain = {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]}
+    properties = {
+        # One value or a list, under either name (parse_filters reads them alike).
+        **dict.fromkeys(
+            ("source_type", "source_types"),
+            {"anyOf": [source_type, {"type": "array", "items": source_type}]},
+        ),
+        **dict.fromkeys(
+            ("source_id", "source_ids"),
+            {"anyOf": [source_id, {"type": "array", "items": source_id}]},
+        ),
+        "metadata": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": dict.fromkeys(settings.KIOKU_SEARCH_METADATA_FILTERS, plain),
+        },
+        **dict.fromkeys(("created_from", "created_to", "fetched_from", "fetched_to"), moment),
+        "channel": label,
+        "user": label,
+    }
+    # A filter given as null is left out (parse_filters skips it).
+    schema.update(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                name: {"anyOf": [rule, {"type": "null"}]} for name, rule in properties.items()
+            },
+        }
+    )
+
+
 class AskIn(Schema):
-    question: str = Field(description="The question, in Japanese, Chinese or English.")
-    top_k: int | None = Field(None, description="Passages to retrieve, 1–20 (KIOKU_ASK_TOP_K).")
+    question: str = Field(
+        max_length=QUERY_RULE["maxLength"],  # it is searched: a longer one cannot run
+        description="The question, in Japanese, Chinese or English.",
+        json_schema_extra=QUERY_RULE,
+    )
+    top_k: JsonInt | None = Field(
+        None,
+        description="Passages to retrieve, 1–20 (KIOKU_ASK_TOP_K).",
+        json_schema_extra={"minimum": 1, "maximum": 20},
+    )
     filters: dict = Field(
-        default_factory=dict, description="The search filters (see POST /search)."
+        default_factory=dict,
+        json_schema_extra=filters_schema,
+        description="The search filters (see POST /search).",
     )
 
 
@@ -173,7 +238,7 @@ class AnswerOut(Schema):
 
 
 class FeedbackIn(Schema):
-    helpful: bool
+    helpful: StrictBool
     comment: str = Field("", max_length=2000)
 
 
@@ -181,18 +246,23 @@ class FeedbackIn(Schema):
 
 
 class SearchIn(Schema):
-    query: str = Field(description="What to look for (any language).")
-    mode: str = Field("hybrid", description="vector, keyword or hybrid")
-    top_k: int = Field(10, description="1–100")
+    query: str = Field(description="What to look for (any language).", json_schema_extra=QUERY_RULE)
+    mode: str = Field("hybrid", json_schema_extra={"enum": ["vector", "keyword", "hybrid"]})
+    top_k: JsonInt = Field(10, json_schema_extra={"minimum": 1, "maximum": 100})
     filters: dict = Field(
         default_factory=dict,
+        json_schema_extra=filters_schema,
         description=(
             "source_type(s), source_id(s), metadata {key: value} for keys in "
             "KIOKU_SEARCH_METADATA_FILTERS, created_from/created_to, fetched_from/fetched_to "
             "(ISO dates), channel, user (session chunks)."
         ),
     )
-    min_similarity: float | None = Field(None, description="Vector similarity threshold (−1…1).")
+    min_similarity: JsonFloat | None = Field(
+        None,
+        description="Vector similarity threshold (−1…1).",
+        json_schema_extra={"minimum": -1, "maximum": 1},
+    )
 
 
 class SearchHitOut(Schema):
@@ -345,7 +415,7 @@ class DeadLetterPage(PageOut):
 
 
 class DeadLetterRetryIn(Schema):
-    ids: list[int] | None = Field(
+    ids: list[JsonInt] | None = Field(
         None, description="Only these chunks (default: every dead letter)."
     )
 

@@ -1,8 +1,12 @@
+from typing import Annotated
+
 from django.http import HttpRequest
 from ninja import Query, Router, Status
+from pydantic import WithJsonSchema
 
 from core.auth import admin_auth, read_auth, write_auth
-from core.pagination import Page, page_of
+from core.pagination import Page, limit_param, offset_param, page_of
+from core.schemas import errors
 from sessions_app import queries
 from sessions_app.archiver import ArchiveOutcome, session_archive
 from sessions_app.models import ChatSession, SessionStatus
@@ -15,6 +19,7 @@ from sessions_app.schemas import (
     SessionPage,
 )
 from sessions_app.services import (
+    KEY_PATTERN,
     AppendResult,
     MessageIn,
     session_append,
@@ -24,6 +29,12 @@ from sessions_app.services import (
 
 router = Router(tags=["sessions"])
 
+# The key's rule (sessions_app.services.KEY_PATTERN) stated in the schema; session_key_validate
+# enforces it with its own code, SESSION_INVALID_KEY.
+SessionKey = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": KEY_PATTERN.pattern, "maxLength": 200})
+]
+
 
 @router.post(
     "/sessions/{key}/messages",
@@ -31,7 +42,9 @@ router = Router(tags=["sessions"])
     auth=write_auth,
     summary="Append messages (creates the session on first use); returns the recent context",
 )
-def message_append(request: HttpRequest, key: str, payload: AppendIn) -> Status[AppendResult]:
+def message_append(
+    request: HttpRequest, key: SessionKey, payload: AppendIn
+) -> Status[AppendResult]:
     result = session_append(
         key=key,
         messages=[MessageIn(**item.model_dump()) for item in payload.messages],
@@ -51,8 +64,8 @@ def session_list(
     platform: str | None = Query(None, max_length=50),
     channel: str | None = Query(None, max_length=200),
     q: str | None = Query(None, max_length=200),
-    limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    limit: int = limit_param(50, 200),
+    offset: int = offset_param(),
 ) -> Page:
     sessions = queries.session_list(status=status, platform=platform, channel=channel, query=q)
     return page_of(sessions, limit=limit, offset=offset)
@@ -66,9 +79,9 @@ def session_list(
 )
 def session_get(
     request: HttpRequest,
-    key: str,
-    limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    key: SessionKey,
+    limit: int = limit_param(100, 500),
+    offset: int = offset_param(),
 ) -> ChatSession:
     session = queries.session_by_key(session_key_validate(key))
     messages = queries.session_messages(session)
@@ -80,11 +93,11 @@ def session_get(
 
 @router.post(
     "/sessions/{key}/archive",
-    response=ArchiveOut,
+    response={200: ArchiveOut, **errors(409)},
     auth=write_auth,
     summary="Archive the session into knowledge now (idle or not)",
 )
-def session_archive_now(request: HttpRequest, key: str) -> ArchiveOutcome:
+def session_archive_now(request: HttpRequest, key: SessionKey) -> ArchiveOutcome:
     session = queries.session_by_key(session_key_validate(key))
     return session_archive(session_id=session.pk)
 
@@ -95,7 +108,7 @@ def session_archive_now(request: HttpRequest, key: str) -> ArchiveOutcome:
     auth=admin_auth,
     summary="Delete a session, its messages and its archived knowledge (personal data)",
 )
-def session_remove(request: HttpRequest, key: str) -> dict[str, int]:
+def session_remove(request: HttpRequest, key: SessionKey) -> dict[str, int]:
     session = queries.session_by_key(session_key_validate(key))
     counts = session_delete(session=session)
     return {"deleted_messages": counts["messages"], "deleted_sources": counts["sources"]}

@@ -1,32 +1,45 @@
 from datetime import datetime
 
 from ninja import Field, Schema
+from pydantic import StrictBool
 
 from core.pagination import Page, PageOut
+from core.schemas import JsonDateTime, JsonInt
 from sessions_app.models import ChatSession, SessionStatus
 
 
 class MessageItemIn(Schema):
-    content: str
-    role: str = Field("user", description="user, assistant or system.")
+    # The services' rules (SESSION_EMPTY_MESSAGE, SESSION_MESSAGE_TOO_LONG at the default
+    # KIOKU_SESSION_MAX_MESSAGE_CHARS, SESSION_INVALID_ROLE) stated in the schema; they keep
+    # enforcing them with their own codes.
+    content: str = Field(json_schema_extra={"pattern": r"\S", "maxLength": 32_000})
+    role: str = Field(
+        "user",
+        description="user, assistant or system.",
+        json_schema_extra={"enum": ["user", "assistant", "system"]},
+    )
     author: str = Field("", max_length=200)
-    is_bot: bool = False
+    is_bot: StrictBool = False
     external_id: str = Field(
         "", max_length=200, description="The platform's message id: a retry is stored once."
     )
-    created_at: datetime | None = Field(None, description="When it was said (default: now).")
+    created_at: JsonDateTime | None = Field(None, description="When it was said (default: now).")
 
 
 class AppendIn(Schema):
     messages: list[MessageItemIn] = Field(
-        description="One or many messages, in order (at most KIOKU_SESSION_MAX_APPEND)."
+        description="One or many messages, in order (at most KIOKU_SESSION_MAX_APPEND).",
+        json_schema_extra={"minItems": 1, "maxItems": 500},
     )
     platform: str = Field("", max_length=50, description="Used when the session is created.")
     channel: str = Field("", max_length=200)
     thread: str = Field("", max_length=200)
     title: str = Field("", max_length=200)
-    context: int | None = Field(
-        None, ge=0, le=200, description="How many recent messages to return (default setting)."
+    context: JsonInt | None = Field(
+        None,
+        ge=0,
+        le=200,
+        description="How many recent messages to return (default setting).",
     )
 
 

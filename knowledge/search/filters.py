@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils.dateparse import parse_date, parse_datetime
 
+from core.pagination import BIGINT_MAX
+from core.schemas import utc_datetime
 from knowledge.errors import SEARCH_INVALID_FILTER
 from knowledge.models import (
     SourceType,
@@ -45,7 +47,12 @@ def _as_datetime(value: object, key: str, *, end: bool = False) -> datetime:
         raise _invalid_filter(f"Filter {key!r}: {value!r} is not an ISO date (YYYY-MM-DD).", key)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.get_current_timezone())
-    return moment
+    try:
+        return utc_datetime(moment)  # PostgreSQL refuses offsets past ±15:59 (a 500 before)
+    except ValueError:
+        raise _invalid_filter(
+            f"Filter {key!r}: {value!r} is outside the years 1–9999.", key
+        ) from None
 
 
 def parse_filters(raw: dict | None) -> SearchFilters:
@@ -82,7 +89,9 @@ def _filter_value(key: str, value: object) -> tuple[str, object]:
         return "source_types", tuple(types)
     if key in ("source_id", "source_ids"):
         ids = _as_list(value, key)
-        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+        if not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 < i <= BIGINT_MAX for i in ids
+        ):
             raise _invalid_filter(f"Filter {key!r} must hold positive integer ids.", key)
         return "source_ids", tuple(ids)
     if key in ("created_from", "created_to", "fetched_from", "fetched_to"):

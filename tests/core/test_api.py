@@ -115,10 +115,10 @@ def test_admin_creates_a_key_that_works_once_shown(api, client):
     assert "key" not in listed[0]
 
 
-def test_duplicate_key_name_is_a_clear_400(api):
+def test_duplicate_key_name_is_a_409_conflict(api):
     api.post("/api/v1/api-keys", json={"name": "twin", "scopes": ["read"]})
     response = api.post("/api/v1/api-keys", json={"name": "twin", "scopes": ["read"]})
-    assert "already exists" in assert_error_shape(response, 400, "API_KEY_INVALID")["message"]
+    assert "already exists" in assert_error_shape(response, 409, "API_KEY_INVALID")["message"]
 
 
 def test_revoking_an_unknown_key_is_404(api):

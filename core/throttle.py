@@ -1,0 +1,31 @@
+"""API throttling per key: django-ninja's SimpleRateThrottle, keyed by the API key (never by an
+address a client can spoof with X-Forwarded-For), at KIOKU_API_RATE. Over the rate: 429
+RATE_LIMITED with Retry-After (ninja sets the header; config/api.py gives the error shape).
+
+The counts live in Django's cache: the default local-memory cache counts per web process, so N
+processes allow up to N × the rate; a deployment that needs one count configures a shared cache
+(CACHES, e.g. Redis)."""
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja.throttling import SimpleRateThrottle
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    scope = "api_key"
+
+    def __init__(self) -> None:
+        # The rate is read on every request (settings are read at call time, never at import).
+        self.rate = None
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        self.rate = settings.KIOKU_API_RATE
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request)
+
+    def get_cache_key(self, request: HttpRequest) -> str | None:
+        # Throttles run after authentication: every request that gets here carries a key.
+        api_key = getattr(request, "auth", None)
+        if api_key is None:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": api_key.pk}
