@@ -277,11 +277,21 @@ KIOKU_MAX_PHOTO_BYTES = envint("KIOKU_MAX_PHOTO_BYTES", 10 * 1024 * 1024, minimu
 
 # --- API --------------------------------------------------------------------------------------
 # Requests one API key may make (core/throttle.py, django-ninja's throttling): "<count>/<period>",
-# period s, min, h or day (e.g. 10/s); more get 429 RATE_LIMITED with Retry-After. Counted per
-# web process in Django's cache.
+# period s, min, h or day (e.g. 10/s); more get 429 RATE_LIMITED with Retry-After. Counted in
+# the `shared` cache below, so every web process adds to one count per key.
 KIOKU_API_RATE = envstr("KIOKU_API_RATE", "600/min")
 if not re.fullmatch(r"[1-9]\d*/\d*(s|sec|m|min|h|hour|d|day)", KIOKU_API_RATE):
     raise ImproperlyConfigured(f"KIOKU_API_RATE={KIOKU_API_RATE!r}: expected e.g. 600/min.")
+
+# What each process may keep to itself (the default), and what all processes must count together
+# (`shared`: a PostgreSQL table, core migration 0004 — there is no Redis or memcached here).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "kioku_shared_cache",
+    },
+}
 
 # --- Background work (django-q2, ORM broker) ------------------------------------------------
 # Seconds before a task is killed.

@@ -2,17 +2,19 @@
 address a client can spoof with X-Forwarded-For), at KIOKU_API_RATE. Over the rate: 429
 RATE_LIMITED with Retry-After (ninja sets the header; config/api.py gives the error shape).
 
-The counts live in Django's cache: the default local-memory cache counts per web process, so N
-processes allow up to N × the rate; a deployment that needs one count configures a shared cache
-(CACHES, e.g. Redis)."""
+The counts live in the `shared` cache (a PostgreSQL table), so all web processes add to one count
+per key. Two requests of one key at the same instant may both read the same history and one of
+them goes uncounted: a throttle's tolerance, not a ledger's."""
 
 from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpRequest
 from ninja.throttling import SimpleRateThrottle
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
     scope = "api_key"
+    cache = caches["shared"]
 
     def __init__(self) -> None:
         # The rate is read on every request (settings are read at call time, never at import).
@@ -28,4 +30,5 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         api_key = getattr(request, "auth", None)
         if api_key is None:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": api_key.pk}
+        # The key's hash, not its id: an id comes back after a test database's flush.
+        return self.cache_format % {"scope": self.scope, "ident": api_key.key_hash[:32]}

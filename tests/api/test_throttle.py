@@ -35,3 +35,19 @@ def test_each_key_has_its_own_count(api_as, three_a_minute):
         first.get("/api/v1/whoami")
     assert first.get("/api/v1/whoami").status_code == 429
     assert second.get("/api/v1/whoami").status_code == 200
+
+
+def test_the_count_is_kept_in_the_database_for_every_web_process(api, three_a_minute):
+    # Every process reads the same table: the count is not a process's own.
+    from django.db import connection
+
+    for _ in range(3):
+        api.get("/api/v1/whoami")
+    assert api.get("/api/v1/whoami").status_code == 429
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM kioku_shared_cache WHERE cache_key LIKE %s", ["%api_key%"]
+        )
+        assert cursor.fetchone()[0] == 1
+        cursor.execute("DELETE FROM kioku_shared_cache")
+    assert api.get("/api/v1/whoami").status_code == 200
