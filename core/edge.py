@@ -6,6 +6,9 @@ silently, the API refuses them: 422 TEXT_INVALID_CHARACTER, with the field's loc
 `details`, for every string and every object key at any depth of a JSON body, every query and
 form field, every file name and every path parameter. Nothing is written.
 
+Pages and the admin follow the same rule through PageTextMiddleware: a query or form field, or a
+path, holding NUL or a lone surrogate gets a 400 page naming the field before any view runs.
+
 A body or query string that is not UTF-8 is refused with TEXT_INVALID_ENCODING (400); JSON nested deeper than
 JSON_MAX_DEPTH with JSON_TOO_DEEP (422); `NaN`/`Infinity`, which are not JSON, with INVALID_JSON.
 """
@@ -19,10 +22,12 @@ from urllib.parse import unquote_to_bytes
 
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.utils.datastructures import MultiValueDict
 from ninja.parser import Parser
 
 from core.errors import ApiError, ErrorCode
+from core.middleware import API_PREFIX
 
 # Objects and arrays inside each other; metadata a person writes is a few levels deep.
 JSON_MAX_DEPTH = 32
@@ -158,3 +163,38 @@ def _label(location: Location) -> str:
 
 def _printable(part: str | int) -> str | int:
     return INVALID_CHARACTER.sub("\ufffd", part) if isinstance(part, str) else part
+
+
+class PageTextMiddleware:
+    """The rule above for everything outside the API (pages, fragments, the admin): the path, the
+    query string, form fields and uploaded files' names. A page's multipart form is parsed here
+    with the default upload handlers (no page sets its own)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        try:
+            _page_input_check(request)
+        except ApiError as error:
+            context = {"code": error.code, "message": error.message}
+            return render(request, "400.html", context, status=400)
+        return self.get_response(request)
+
+
+def _page_input_check(request: HttpRequest) -> None:
+    text_check(request.path, location=["path"])
+    _query_string_check(request.META.get("QUERY_STRING", ""))
+    fields = [("query", request.GET)]
+    if request.method == "POST":
+        fields += [("form", request.POST), ("file", request.FILES)]
+    for where, data in fields:
+        for key, values in data.lists():
+            text_check(key, location=[where, key])
+            for value in values:
+                if isinstance(value, UploadedFile):
+                    text_check(value.name or "", location=["file", key, "name"])
+                else:
+                    text_check(value, location=[where, key])
