@@ -126,6 +126,7 @@ def embedding_claim(
     *, model: type[EmbeddableModel], limit: int, lease_seconds: int
 ) -> tuple[list[ClaimedRow], object]:
     """Tx1: claim up to `limit` due rows with a fresh lease; returns the rows and the lease stamp."""
+    _lost_attempts_record(model=model, limit=limit)
     table = _table(model)
     text_field = model.EMBEDDING_TEXT_FIELD
     hash_field = model.EMBEDDING_HASH_FIELD
@@ -139,28 +140,17 @@ def embedding_claim(
     lease = timezone.now() + timedelta(seconds=lease_seconds, microseconds=random.randrange(1000))
     max_attempts = settings.KIOKU_EMBEDDING_MAX_ATTEMPTS
     with transaction.atomic(), connection.cursor() as cursor:
-        # Rows whose workers died on them max_attempts times become dead letters instead of
-        # being claimed again (a row that kills its worker must not loop forever).
         # Pending rows are found through the queue table (knowledge/embed/queue.py); the
-        # conditions on the row itself are checked again once it is locked.
-        cursor.execute(
-            f"""
-            UPDATE {table} AS row SET embedding_status = %s, embedding_claimed_until = NULL,
-                embedding_last_error = 'Gave up: the worker stopped during the last attempt.'
-            FROM {QUEUE_TABLE} AS due
-            WHERE due.table_name = %s AND due.due_at <= now() AND row.id = due.row_id
-              AND row.embedding_status = %s AND row.embedding_attempts >= %s
-              AND row.embedding_claimed_until < now()
-            """,
-            [EmbeddingStatus.DEAD, model._meta.db_table, EmbeddingStatus.PENDING, max_attempts],
-        )
+        # conditions on the row itself are checked again once it is locked. A row whose lease
+        # ended unanswered is not claimed here: `_lost_attempts_record` first counts that
+        # attempt and backs the row off.
         cursor.execute(
             f"""
             WITH claimed AS (
                 SELECT row.id FROM {QUEUE_TABLE} AS due JOIN {table} AS row ON row.id = due.row_id
                 WHERE due.table_name = %s AND due.due_at <= now()
                   AND row.embedding_status = %s AND row.embedding_next_attempt_at <= now()
-                  AND (row.embedding_claimed_until IS NULL OR row.embedding_claimed_until < now())
+                  AND row.embedding_claimed_until IS NULL
                   AND row.embedding_attempts < %s
                 ORDER BY due.due_at, due.row_id
                 LIMIT %s
@@ -431,14 +421,10 @@ def _record_failures(
     """Count a failed attempt against each row (only that row); dead letter after N attempts."""
     if not errors:
         return 0, 0
-    max_attempts = settings.KIOKU_EMBEDDING_MAX_ATTEMPTS
-    now = timezone.now()
     failed = dead = 0
     with transaction.atomic():
         for index, message in errors.items():
             row = rows[index]
-            is_dead = row.attempts >= max_attempts
-            entry = {"at": now.isoformat(), "attempt": row.attempts, "error": message[:500]}
             instance = (
                 model.objects.select_for_update()
                 .filter(pk=row.pk, embedding_claimed_until=lease)
@@ -446,22 +432,77 @@ def _record_failures(
             )
             if instance is None:
                 continue  # lease lost: another worker owns the row now
-            history = (list(instance.embedding_errors) + [entry])[-ERROR_HISTORY:]
-            model.objects.filter(pk=row.pk).update(
-                embedding_status=EmbeddingStatus.DEAD if is_dead else EmbeddingStatus.PENDING,
-                embedding_claimed_until=None,
-                embedding_last_error=message[:2000],
-                embedding_errors=history,
-                embedding_next_attempt_at=now + _backoff(row.attempts),
-            )
+            dead += _failure_record(model, instance, attempt=row.attempts, message=message)
             failed += 1
-            dead += is_dead
     return failed, dead
 
 
+def _lost_attempts_record(*, model: type[EmbeddableModel], limit: int) -> int:
+    """Rows whose lease ended while they were still pending: the worker holding them died
+    (killed, timed out by django-q2, or cut off from the database). Each lost attempt counts
+    like a failed one — an error entry, the backoff, a dead letter after N attempts — so a row
+    that keeps killing its worker is neither retried at once nor forever. Returns the rows
+    recorded."""
+    table = _table(model)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT row.id FROM {QUEUE_TABLE} AS due JOIN {table} AS row ON row.id = due.row_id
+            WHERE due.table_name = %s AND due.due_at <= now()
+              AND row.embedding_status = %s AND row.embedding_claimed_until < now()
+            ORDER BY due.due_at, due.row_id LIMIT %s
+            """,
+            [model._meta.db_table, EmbeddingStatus.PENDING, limit],
+        )
+        candidates = [pk for (pk,) in cursor.fetchall()]
+    if not candidates:
+        return 0
+    with transaction.atomic():
+        lost = list(
+            model.objects.select_for_update(skip_locked=True).filter(
+                pk__in=candidates,
+                embedding_status=EmbeddingStatus.PENDING,
+                embedding_claimed_until__lt=timezone.now(),
+            )
+        )
+        for instance in lost:
+            _failure_record(
+                model,
+                instance,
+                attempt=instance.embedding_attempts,
+                message=(
+                    f"The worker stopped during attempt {instance.embedding_attempts} (killed, "
+                    "timed out or cut off from the database): its lease ended without a result."
+                ),
+            )
+    if lost:
+        model.embedding_batch_done([instance.pk for instance in lost])
+    return len(lost)
+
+
+def _failure_record(
+    model: type[EmbeddableModel], instance: EmbeddableModel, *, attempt: int, message: str
+) -> bool:
+    """The one rule for a failed attempt of a locked row: its error kept in the history, the
+    row released, backed off, and a dead letter once it used up its attempts. True: dead."""
+    is_dead = attempt >= settings.KIOKU_EMBEDDING_MAX_ATTEMPTS
+    now = timezone.now()
+    entry = {"at": now.isoformat(), "attempt": attempt, "error": message[:500]}
+    history = (list(instance.embedding_errors) + [entry])[-ERROR_HISTORY:]
+    model.objects.filter(pk=instance.pk).update(
+        embedding_status=EmbeddingStatus.DEAD if is_dead else EmbeddingStatus.PENDING,
+        embedding_claimed_until=None,
+        embedding_last_error=message[:2000],
+        embedding_errors=history,
+        embedding_next_attempt_at=now + _backoff(attempt),
+    )
+    return is_dead
+
+
 def _backoff(attempts: int) -> timedelta:
-    """Exponential backoff with jitter between a row's attempts: ~10 s, 20 s, 40 s … ≤ 1 h."""
-    base = min(3600, 10 * 2 ** max(attempts - 1, 0))
+    """Exponential backoff with jitter between a row's attempts: with the default base of
+    10 s, ~10 s, 20 s, 40 s … ≤ 1 h."""
+    base = min(3600, settings.KIOKU_EMBEDDING_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0))
     return timedelta(seconds=base * (0.5 + random.random() / 2))
 
 

@@ -165,6 +165,7 @@ def test_text_edited_while_in_flight_is_not_overwritten_by_the_stale_vector(sett
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_late(settings):
     settings.OPENAI_API_KEY = ""
+    settings.KIOKU_EMBEDDING_BACKOFF_SECONDS = 0  # the lost attempt is retried at once
     make_chunks(4)
     rows, dead_lease = embedding_claim(model=KnowledgeChunk, limit=10, lease_seconds=1)
     assert len(rows) == 4
@@ -174,6 +175,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_late(setting
     report = embedding_process_batch()
     assert report.embedded == 4
     assert set(KnowledgeChunk.objects.values_list("embedding_attempts", flat=True)) == {2}
+    assert {
+        len(errors) for errors in KnowledgeChunk.objects.values_list("embedding_errors", flat=True)
+    } == {1}  # the lost attempt stays on record
     # …and if the "dead" worker wakes up and writes back, its lease no longer matches.
     from knowledge.embed.pipeline import _write_back
     from knowledge.embed.spaces import space_state
