@@ -1,9 +1,20 @@
-"""What /healthz reports: database, PostgreSQL and pgvector versions, the task queue."""
+"""What /healthz reports: database, PostgreSQL and pgvector versions, the task queue; and the
+one rule for "the database is out of reach" that the web layer and the workers share."""
 
 from typing import Any
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached — connection refused or lost, the
+    server shutting down or starting (SQLSTATE class 08 and 57P…) — rather than that one
+    statement failed (a serialization failure, a lock timeout: those have their own codes)."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
 def health_report() -> tuple[bool, dict[str, Any]]:

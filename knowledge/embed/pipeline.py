@@ -25,13 +25,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 from django.utils import timezone
 
+from core.health import database_unreachable
 from knowledge.embed.base import (
     EmbeddingProvider,
     ProviderConfigError,
@@ -62,6 +70,7 @@ from knowledge.models import (
 from knowledge.tokens import TokenCounter, get_token_counter
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 ERROR_HISTORY = 20  # error entries kept per row
 # Pause reasons for a provider that cannot work until someone acts (shown on the dashboard).
 BLOCKED_QUOTA = "blocked: quota"
@@ -196,10 +205,12 @@ def embedding_process_batch(
         provider = _provider_or_pause(space, report)
         if provider is None:
             return report
-    rows, lease = embedding_claim(
-        model=model,
-        limit=limit or settings.KIOKU_EMBEDDING_CLAIM_ROWS,
-        lease_seconds=settings.KIOKU_EMBEDDING_LEASE_SECONDS,
+    rows, lease = _on_live_connection(
+        lambda: embedding_claim(
+            model=model,
+            limit=limit or settings.KIOKU_EMBEDDING_CLAIM_ROWS,
+            lease_seconds=settings.KIOKU_EMBEDDING_LEASE_SECONDS,
+        )
     )
     report.claimed = len(rows)
     if not rows:
@@ -304,12 +315,31 @@ def _store_results(
     report: BatchReport,
 ) -> None:
     """Step 3: the vectors written back (Tx2), then each failure counted against its row."""
-    written, moved = _write_back(model, rows, lease, vectors, space)
+    written, moved = _on_live_connection(lambda: _write_back(model, rows, lease, vectors, space))
     report.embedded = written
     report.stale = len(vectors) - written - moved
     report.rescheduled += moved
-    report.failed, report.dead = _record_failures(model, rows, lease, errors)
-    model.embedding_batch_done([row.pk for row in rows])
+    report.failed, report.dead = _on_live_connection(
+        lambda: _record_failures(model, rows, lease, errors)
+    )
+    _on_live_connection(lambda: model.embedding_batch_done([row.pk for row in rows]))
+
+
+def _on_live_connection(step: Callable[[], T]) -> T:
+    """Run one database step of a batch (a claim, a write-back…); if it failed because the
+    connection was lost — the server restarted, an operator ran pg_terminate_backend, a pooler
+    dropped it — run it once more on a new connection. Each step is one transaction guarded by
+    the lease and the text hash, so a second run is safe. The vectors of a batch are worth the
+    retry: they were paid for. Anything else, or a second loss, propagates (rows come back when
+    their lease ends)."""
+    try:
+        return step()
+    except (OperationalError, InterfaceError) as exc:
+        if connection.in_atomic_block or not database_unreachable(exc):
+            raise  # a caller's transaction, or an error of the statement itself
+        logger.warning("Database connection lost during an embedding batch; retrying the step.")
+        connection.close()
+        return step()
 
 
 def _embedded_sql(space: VectorSpace, vector: str, text_hash: str) -> str:
@@ -579,7 +609,13 @@ def embedding_run(
                     if max_batches is not None and report.batches >= max_batches:
                         return
                     report.batches += 1
-                batch = _process_all_models()
+                try:
+                    batch = _process_all_models()
+                except (OperationalError, InterfaceError):
+                    # The database stays out of reach: stop this worker; its rows come back
+                    # when their lease ends, and the schedule starts the next run.
+                    logger.exception("Embedding stopped: the database is unreachable.")
+                    return
                 with lock:
                     report.totals.add(batch)
                 if on_batch:
@@ -605,7 +641,7 @@ def embedding_run(
         remaining = (
             None if max_seconds is None else max(1.0, max_seconds - (time.monotonic() - started))
         )
-        embedding_switch_finish(max_seconds=remaining)
+        _on_live_connection(lambda: embedding_switch_finish(max_seconds=remaining))
     report.seconds = time.monotonic() - started
     return report
 

@@ -211,7 +211,7 @@ def test_a_database_connection_killed_mid_task_is_recovered(
         message="the task did not finish",
     )
     # The same run wrote its vectors back on a new connection: nothing waits for a lease.
-    assert all_done(), statuses()
+    assert all_done(), (statuses(), cluster.output())
     assert vector_writes() == dict.fromkeys(ids, 1)
     assert Task.objects.get(id=task_id).success
     # The cluster itself keeps working.
