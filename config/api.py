@@ -5,11 +5,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from core.errors import STATUS_CODES, ApiError, ErrorCode, error_body
+from core.health import database_unavailable_json, database_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,15 @@ def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
         f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.",
         {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
     )
+
+
+@api.exception_handler(InterfaceError)
+@api.exception_handler(OperationalError)
+def _database_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # The database out of reach: 503 DATABASE_UNAVAILABLE (core/health.py), not a 500.
+    if database_unreachable(exc):
+        return database_unavailable_json()
+    return _unexpected(request, exc)
 
 
 @api.exception_handler(Exception)
