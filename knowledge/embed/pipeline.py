@@ -215,11 +215,77 @@ def embedding_process_batch(
     report.claimed = len(rows)
     if not rows:
         return report
-    vectors, errors = _embed_claimed(
-        model, rows, lease, provider=provider, report=report, sleep=sleep
+    keeper = LeaseKeeper(
+        model=model, rows=rows, lease=lease, seconds=settings.KIOKU_EMBEDDING_LEASE_SECONDS
     )
+    try:
+        vectors, errors = _embed_claimed(
+            model, rows, keeper, provider=provider, report=report, sleep=sleep
+        )
+    finally:
+        lease = keeper.stop()
     _store_results(model, rows, lease, vectors, errors, space=space, report=report)
     return report
+
+
+class LeaseKeeper:
+    """Keeps a batch's lease from ending while its worker is alive and waiting on the provider
+    (slow answers, retries): every third of the lease it is pushed forward, from a thread with a
+    connection of its own. Without it a batch that outlived its lease was claimed again by
+    another worker and embedded twice. A worker that dies stops renewing, so its rows still come
+    back one lease later. The lease is also the claim's token: `stop()` ends the renewals and
+    returns the current one for the write-back."""
+
+    def __init__(
+        self,
+        *,
+        model: type[EmbeddableModel],
+        rows: list[ClaimedRow],
+        lease: datetime,
+        seconds: float,
+    ) -> None:
+        self.model = model
+        self.ids = [row.pk for row in rows]
+        self.lease = lease
+        self.seconds = seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="embedding-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> datetime:
+        self._stopped.set()
+        self._thread.join()
+        return self.lease
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.wait(self.seconds / 3):
+                try:
+                    self.lease = _on_live_connection(self._renew)
+                except (OperationalError, InterfaceError):
+                    logger.warning("Could not renew an embedding lease: database unreachable.")
+        finally:
+            connection.close()
+
+    def _renew(self) -> datetime:
+        lease = timezone.now() + timedelta(
+            seconds=self.seconds, microseconds=random.randrange(1000)
+        )
+        table = self.model._meta.db_table
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE {_table(self.model)} SET embedding_claimed_until = %s
+                WHERE id = ANY(%s) AND embedding_claimed_until = %s RETURNING id
+                """,
+                [lease, self.ids, self.lease],
+            )
+            kept = [pk for (pk,) in cursor.fetchall()]
+            cursor.execute(
+                f"UPDATE {QUEUE_TABLE} SET due_at = %s WHERE table_name = %s AND row_id = ANY(%s)",
+                [lease, table, kept],
+            )
+        return lease
 
 
 def _provider_or_pause(space: VectorSpace, report: BatchReport) -> EmbeddingProvider | None:
@@ -255,7 +321,7 @@ def _request_plan(
 def _embed_claimed(
     model: type[EmbeddableModel],
     rows: list[ClaimedRow],
-    lease: datetime,
+    keeper: LeaseKeeper,
     *,
     provider: EmbeddingProvider,
     report: BatchReport,
@@ -280,13 +346,13 @@ def _embed_claimed(
             pipeline_pause(reason=reason, error=exc.message)
             report.paused = reason
             settled = set(vectors) | set(errors)
-            _release(model, rows, lease, settled, delay=0)
+            _release(model, rows, keeper.stop(), settled, delay=0)
             report.rescheduled += len(rows) - len(settled)
             break
         except RetryLaterError as exc:
             remaining = {i for later in batches[position:] for i in later}
             settled = set(range(len(rows))) - remaining
-            _release(model, rows, lease, settled, delay=exc.retry_after or 60)
+            _release(model, rows, keeper.stop(), settled, delay=exc.retry_after or 60)
             report.rescheduled += len(remaining)
             break
         except ProviderError as exc:  # transient errors that outlived their retries

@@ -15,6 +15,8 @@ import psutil
 import pytest
 from django.db import connection
 
+from support.openai_stub import OpenAIStub
+
 ROOT = Path(__file__).resolve().parents[2]
 FAULT_SETTINGS = "tests.faults.settings"
 
@@ -92,6 +94,17 @@ def other_backends() -> int:
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def openai_stub(settings) -> Iterator[OpenAIStub]:
+    """A stub of this test's own (not the session's): a request a killed worker left hanging
+    in it must not answer, and be counted, during a later test."""
+    stub = OpenAIStub().start()
+    settings.OPENAI_API_KEY = stub.api_key
+    settings.OPENAI_BASE_URL = stub.base_url
+    yield stub
+    stub.stop()
 
 
 @pytest.fixture
@@ -180,3 +193,22 @@ def broker_enqueue(transactional_db, monkeypatch) -> Callable[..., str]:
         return async_task(func, *args)
 
     return enqueue
+
+
+@pytest.fixture
+def sweep_until(broker_enqueue) -> Callable[..., None]:
+    """Stand in for the every-minute sweeper schedule at test speed: queue an embedding run
+    whenever none is queued, until `predicate` holds."""
+    from django_q.models import OrmQ
+
+    def sweep(predicate: Callable[[], object], *, timeout: float, message: str) -> None:
+        def swept() -> object:
+            if predicate():
+                return True
+            if not OrmQ.objects.exists():
+                broker_enqueue("knowledge.tasks.embedding_run")
+            return False
+
+        wait_until(swept, timeout=timeout, message=message, interval=0.5)
+
+    return sweep

@@ -301,3 +301,28 @@ def test_a_text_cut_to_fit_is_counted_again():
     same, cut = input_token_counts([row, row], [row.text, "word " * 10], counter)
 
     assert same == 5 and cut == counter.count("word " * 10)
+
+
+def test_a_batch_slower_than_its_lease_keeps_its_rows_and_writes_them_back(openai_stub, settings):
+    settings.KIOKU_EMBEDDING_LEASE_SECONDS = 1
+    make_chunks(3)
+    openai_stub.latency = 2.5  # the provider answers after the first lease would have ended
+    reports = []
+
+    def slow_worker():
+        try:
+            reports.append(embedding_process_batch(sleep=NO_SLEEP))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=slow_worker)
+    worker.start()
+    time.sleep(1.8)
+    taken, _ = embedding_claim(model=KnowledgeChunk, limit=10, lease_seconds=60)
+    worker.join()
+    assert taken == []  # the lease was renewed: nobody else took the rows
+    assert reports[0].embedded == 3
+    assert statuses() == {"done": 3}
+    assert set(KnowledgeChunk.objects.values_list("embedding_attempts", flat=True)) == {1}
+    assert not any(KnowledgeChunk.objects.values_list("embedding_errors", flat=True))
+    assert openai_stub.embedded_inputs == 3
