@@ -6,9 +6,11 @@ or snapshot is held while the provider is called (seconds, or minutes with retri
 
 1. **Claim** (Tx1): `SELECT … FOR UPDATE SKIP LOCKED` picks due rows, stamps them with a lease
    (`embedding_claimed_until`, unique per claim) and counts the attempt, then commits — so a
-   worker that dies during the API call still used up an attempt, and its rows come back to the
-   pool when the lease expires.
-2. **Embed** outside any transaction: the provider is called in planned batches, with retries.
+   worker that dies during the API call still used up an attempt. When its lease ends, the next
+   claim records that lost attempt like a failed one (error entry, backoff, dead letter after
+   the limit) and the rows come back after their backoff.
+2. **Embed** outside any transaction: the provider is called in planned batches, with retries,
+   while `LeaseKeeper` renews the lease, so a slow batch is never taken over by another worker.
 3. **Write back** (Tx2): vectors are stored only where the row still has the text hash we
    embedded *and* still carries our lease; anything else (text edited meanwhile, lease taken over
    by another worker) is discarded and the row stays pending.
