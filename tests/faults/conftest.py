@@ -19,6 +19,9 @@ from support.openai_stub import OpenAIStub
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULT_SETTINGS = "tests.faults.settings"
+# libpq names the connections of the processes these tests start, so a test can find (and
+# kill) exactly those, not the test run's own side connections.
+APPLICATION_NAME = "kioku-fault-test"
 
 
 def wait_until(
@@ -46,6 +49,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         KIOKU_DB_NAME=connection.settings_dict["NAME"],
         KIOKU_EMBED_ON_WRITE="false",
         OPENAI_API_KEY="",
+        PGAPPNAME=APPLICATION_NAME,
         LOG_LEVEL="INFO",
     )
     env.update(extra)
@@ -86,12 +90,13 @@ class Cluster:
         self.process.wait(timeout=10)
 
 
-def other_backends() -> int:
-    """Connections to the test database other than this process's own."""
+def started_backends() -> int:
+    """Connections to the test database of the processes these tests started."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = %s",
+            [APPLICATION_NAME],
         )
         return cursor.fetchone()[0]
 
@@ -143,7 +148,9 @@ def start_cluster(transactional_db, openai_stub, tmp_path) -> Iterator[Callable[
     yield start
     for cluster in clusters:
         cluster.kill()
-    wait_until(lambda: other_backends() == 0, timeout=20, message="cluster connections outlived it")
+    wait_until(
+        lambda: started_backends() == 0, timeout=20, message="cluster connections outlived it"
+    )
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from knowledge.ingest.ingestion import source_ingest_text
 from knowledge.models import EmbeddingDue, KnowledgeChunk, KnowledgeSource
 from knowledge.services import chunk_update, source_delete
 from support.openai_stub import stub_embedding
-from tests.faults.conftest import wait_until
+from tests.faults.conftest import APPLICATION_NAME, wait_until
 from tests.knowledge.factories import make_chunks
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
@@ -203,7 +203,8 @@ def test_a_database_connection_killed_mid_task_is_recovered(
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = %s",
+            [APPLICATION_NAME],
         )
         assert cursor.fetchone()[0] >= 1
 
