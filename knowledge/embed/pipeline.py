@@ -251,12 +251,20 @@ class LeaseKeeper:
         self.lease = lease
         self.seconds = seconds
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="embedding-lease", daemon=True)
-        self._thread.start()
+        # Inside a caller's transaction the claim is not committed: another connection could
+        # neither see nor renew it (and would wait on its row locks).
+        self._thread = (
+            None
+            if connection.in_atomic_block
+            else threading.Thread(target=self._run, name="embedding-lease", daemon=True)
+        )
+        if self._thread is not None:
+            self._thread.start()
 
     def stop(self) -> datetime:
         self._stopped.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         return self.lease
 
     def _run(self) -> None:
@@ -679,7 +687,9 @@ def embedding_run(
                     report.batches += 1
                 try:
                     batch = _process_all_models()
-                except (OperationalError, InterfaceError):
+                except (OperationalError, InterfaceError) as exc:
+                    if not database_unreachable(exc):
+                        raise
                     # The database stays out of reach: stop this worker; its rows come back
                     # when their lease ends, and the schedule starts the next run.
                     logger.exception("Embedding stopped: the database is unreachable.")

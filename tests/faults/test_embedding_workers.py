@@ -1,5 +1,6 @@
 """The embedding pipeline under faults, run by real django-q2 clusters on the test database."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -59,15 +60,24 @@ def test_a_worker_killed_mid_batch_leaves_its_rows_embedded_exactly_once(
         timeout=30,
         message="no worker called the provider",
     )
-    assert KnowledgeChunk.objects.filter(embedding_claimed_until__isnull=False).count() == 6
+    # The run's two embedder threads may have split the rows: the batch the provider answers
+    # is written back at once, the hung one keeps its lease.
+    time.sleep(1)
+    held = set(
+        KnowledgeChunk.objects.filter(embedding_claimed_until__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
+    assert held
     worker.kill()  # SIGKILL, in the middle of the batch
 
     # django-q2 delivers the unacknowledged task again and the sweeper runs: once the lease has
     # ended the lost attempt is recorded, and after its backoff the rows are embedded.
     sweep_until(all_done, timeout=60, message="rows not embedded")
     assert vector_writes() == dict.fromkeys(ids, 1)
-    assert set(KnowledgeChunk.objects.values_list("embedding_attempts", flat=True)) == {2}
-    assert all(len(c.embedding_errors) == 1 for c in KnowledgeChunk.objects.all())
+    for chunk in KnowledgeChunk.objects.all():  # the killed attempt counted and on record
+        assert chunk.embedding_attempts == (2 if chunk.pk in held else 1)
+        assert len(chunk.embedding_errors) == (1 if chunk.pk in held else 0)
     source.refresh_from_db()
     assert source.status == "ready"
     assert not EmbeddingDue.objects.exists()
