@@ -5,8 +5,8 @@ tuning setting (config/settings.py): a settings module of one's own."""
 from config.settings import *  # noqa: F403
 from config.settings import Q_CLUSTER
 
-# A dead worker's rows come back after 3 s instead of 2 min.
-KIOKU_EMBEDDING_LEASE_SECONDS = 3
+# A dead worker's rows come back after 4 s instead of 2 min.
+KIOKU_EMBEDDING_LEASE_SECONDS = 4
 KIOKU_EMBEDDING_MAX_ATTEMPTS = 3
 KIOKU_EMBEDDING_BACKOFF_SECONDS = 1
 # Small batches, so two clusters share 500 documents instead of one claiming them all.
