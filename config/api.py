@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
@@ -12,6 +13,7 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 
 from core.edge import EdgeParser, path_params_checked
 from core.errors import STATUS_CODES, ApiError, ErrorCode, error_body
+from core.health import database_unavailable_json, database_unreachable
 from core.schemas import ErrorOut
 from core.throttle import ApiKeyRateThrottle
 
@@ -180,6 +182,15 @@ def _bad_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpRespo
     return error_response(
         request, 400, ErrorCode.BAD_REQUEST, f"The multipart body cannot be read: {exc}"
     )
+
+
+@api.exception_handler(InterfaceError)
+@api.exception_handler(OperationalError)
+def _database_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # The database out of reach: 503 DATABASE_UNAVAILABLE (core/health.py), not a 500.
+    if database_unreachable(exc):
+        return database_unavailable_json()
+    return _unexpected(request, exc)
 
 
 @api.exception_handler(Exception)

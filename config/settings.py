@@ -348,6 +348,9 @@ KIOKU_EMBEDDING_CLAIM_ROWS = 1000
 KIOKU_EMBEDDING_LEASE_SECONDS = 120
 # Attempts before a row becomes a dead letter (kept with its errors until retried).
 KIOKU_EMBEDDING_MAX_ATTEMPTS = 5
+# Wait before a row's second attempt after a failed or lost one (its worker died); doubled for
+# each further attempt, with jitter, at most 1 h.
+KIOKU_EMBEDDING_BACKOFF_SECONDS = 10
 # Batches in flight per worker.
 KIOKU_EMBEDDING_CONCURRENCY = 2
 # Pause of the whole pipeline after the provider's quota runs out (no attempts are used up).

@@ -25,6 +25,7 @@ class ErrorCode:
     RATE_LIMITED = "RATE_LIMITED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # the database cannot be reached; retry later
     API_KEY_INVALID = "API_KEY_INVALID"  # a key the API was asked to create is not valid
 
 

@@ -1,9 +1,49 @@
-"""What /healthz reports: database, PostgreSQL and pgvector versions, the task queue."""
+"""What /healthz reports: database, PostgreSQL and pgvector versions, the task queue; and the
+one rule for "the database is out of reach" that the web layer and the workers share."""
 
 from typing import Any
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from django.utils import timezone
+
+from core.errors import ErrorCode, error_body
+
+# What clients are told to wait before trying again while the database is out of reach.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE_MESSAGE = "The database cannot be reached right now; try again shortly."
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached — connection refused or lost, the
+    server shutting down or starting (SQLSTATE class 08 and 57P…) — rather than that one
+    statement failed (a serialization failure, a lock timeout: those have their own codes)."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
+def database_unavailable_json() -> JsonResponse:
+    """The API's answer while the database is out of reach: 503, DATABASE_UNAVAILABLE."""
+    response = JsonResponse(
+        error_body(ErrorCode.DATABASE_UNAVAILABLE, DATABASE_UNAVAILABLE_MESSAGE), status=503
+    )
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
+def database_unavailable_page() -> HttpResponse:
+    """The pages' answer: a 503 page rendered without the request, so no context processor or
+    session lookup touches the database again."""
+    html = render_to_string(
+        "503.html",
+        {"code": ErrorCode.DATABASE_UNAVAILABLE, "message": DATABASE_UNAVAILABLE_MESSAGE},
+    )
+    response = HttpResponse(html, status=503)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
 
 
 def health_report() -> tuple[bool, dict[str, Any]]:

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from core.errors import STATUS_CODES, ErrorCode, error_body
+from core.health import database_unavailable_json, database_unavailable_page, database_unreachable
 
 logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
@@ -11,7 +12,10 @@ API_PREFIX = "/api/"
 
 class ApiErrorShapeMiddleware:
     """Under /api/, any error that did not come from our API handlers (Django's 404 for an
-    unknown route, 405, CSRF, an exception outside ninja) still gets the JSON error shape."""
+    unknown route, 405, CSRF, an exception outside ninja) still gets the JSON error shape.
+    Everywhere, a database out of reach is a 503 (DATABASE_UNAVAILABLE, Retry-After) — JSON under
+    /api/, a plain page elsewhere — not a 500: nothing is wrong with the request, it can be
+    retried once the database is back."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -29,7 +33,14 @@ class ApiErrorShapeMiddleware:
             return shaped
         return response
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if database_unreachable(exception):
+            logger.warning(
+                "Database unreachable on %s %s: %s", request.method, request.path, exception
+            )
+            if request.path.startswith(API_PREFIX):
+                return database_unavailable_json()
+            return database_unavailable_page()
         if request.path.startswith(API_PREFIX):
             logger.exception("Unhandled error on %s %s", request.method, request.path)
             return _shaped(500, "Something went wrong on our side; it was logged.")

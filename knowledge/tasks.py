@@ -11,7 +11,7 @@ from knowledge.models import KnowledgeSource
 def embedding_run() -> dict:
     """Embed everything due, then stop (the schedule and ingestion enqueue the next run).
     Stays well inside the cluster timeout so django-q2 never kills it mid-batch."""
-    report = pipeline.embedding_run(max_seconds=max(10, settings.Q_CLUSTER["timeout"] * 0.6))
+    report = pipeline.embedding_run(max_seconds=settings.Q_CLUSTER["timeout"] * 0.6)
     totals = report.totals
     return {
         "batches": report.batches,

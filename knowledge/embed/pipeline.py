@@ -6,9 +6,11 @@ or snapshot is held while the provider is called (seconds, or minutes with retri
 
 1. **Claim** (Tx1): `SELECT … FOR UPDATE SKIP LOCKED` picks due rows, stamps them with a lease
    (`embedding_claimed_until`, unique per claim) and counts the attempt, then commits — so a
-   worker that dies during the API call still used up an attempt, and its rows come back to the
-   pool when the lease expires.
-2. **Embed** outside any transaction: the provider is called in planned batches, with retries.
+   worker that dies during the API call still used up an attempt. When its lease ends, the next
+   claim records that lost attempt like a failed one (error entry, backoff, dead letter after
+   the limit) and the rows come back after their backoff.
+2. **Embed** outside any transaction: the provider is called in planned batches, with retries,
+   while `LeaseKeeper` renews the lease, so a slow batch is never taken over by another worker.
 3. **Write back** (Tx2): vectors are stored only where the row still has the text hash we
    embedded *and* still carries our lease; anything else (text edited meanwhile, lease taken over
    by another worker) is discarded and the row stays pending.
@@ -25,13 +27,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 from django.utils import timezone
 
+from core.health import database_unreachable
 from knowledge.embed.base import (
     EmbeddingProvider,
     ProviderConfigError,
@@ -62,6 +72,7 @@ from knowledge.models import (
 from knowledge.tokens import TokenCounter, get_token_counter
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 ERROR_HISTORY = 20  # error entries kept per row
 # Pause reasons for a provider that cannot work until someone acts (shown on the dashboard).
 BLOCKED_QUOTA = "blocked: quota"
@@ -126,6 +137,7 @@ def embedding_claim(
     *, model: type[EmbeddableModel], limit: int, lease_seconds: int
 ) -> tuple[list[ClaimedRow], object]:
     """Tx1: claim up to `limit` due rows with a fresh lease; returns the rows and the lease stamp."""
+    _lost_attempts_record(model=model, limit=limit)
     table = _table(model)
     text_field = model.EMBEDDING_TEXT_FIELD
     hash_field = model.EMBEDDING_HASH_FIELD
@@ -139,28 +151,17 @@ def embedding_claim(
     lease = timezone.now() + timedelta(seconds=lease_seconds, microseconds=random.randrange(1000))
     max_attempts = settings.KIOKU_EMBEDDING_MAX_ATTEMPTS
     with transaction.atomic(), connection.cursor() as cursor:
-        # Rows whose workers died on them max_attempts times become dead letters instead of
-        # being claimed again (a row that kills its worker must not loop forever).
         # Pending rows are found through the queue table (knowledge/embed/queue.py); the
-        # conditions on the row itself are checked again once it is locked.
-        cursor.execute(
-            f"""
-            UPDATE {table} AS row SET embedding_status = %s, embedding_claimed_until = NULL,
-                embedding_last_error = 'Gave up: the worker stopped during the last attempt.'
-            FROM {QUEUE_TABLE} AS due
-            WHERE due.table_name = %s AND due.due_at <= now() AND row.id = due.row_id
-              AND row.embedding_status = %s AND row.embedding_attempts >= %s
-              AND row.embedding_claimed_until < now()
-            """,
-            [EmbeddingStatus.DEAD, model._meta.db_table, EmbeddingStatus.PENDING, max_attempts],
-        )
+        # conditions on the row itself are checked again once it is locked. A row whose lease
+        # ended unanswered is not claimed here: `_lost_attempts_record` first counts that
+        # attempt and backs the row off.
         cursor.execute(
             f"""
             WITH claimed AS (
                 SELECT row.id FROM {QUEUE_TABLE} AS due JOIN {table} AS row ON row.id = due.row_id
                 WHERE due.table_name = %s AND due.due_at <= now()
                   AND row.embedding_status = %s AND row.embedding_next_attempt_at <= now()
-                  AND (row.embedding_claimed_until IS NULL OR row.embedding_claimed_until < now())
+                  AND row.embedding_claimed_until IS NULL
                   AND row.embedding_attempts < %s
                 ORDER BY due.due_at, due.row_id
                 LIMIT %s
@@ -206,19 +207,95 @@ def embedding_process_batch(
         provider = _provider_or_pause(space, report)
         if provider is None:
             return report
-    rows, lease = embedding_claim(
-        model=model,
-        limit=limit or settings.KIOKU_EMBEDDING_CLAIM_ROWS,
-        lease_seconds=settings.KIOKU_EMBEDDING_LEASE_SECONDS,
+    rows, lease = _on_live_connection(
+        lambda: embedding_claim(
+            model=model,
+            limit=limit or settings.KIOKU_EMBEDDING_CLAIM_ROWS,
+            lease_seconds=settings.KIOKU_EMBEDDING_LEASE_SECONDS,
+        )
     )
     report.claimed = len(rows)
     if not rows:
         return report
-    vectors, errors = _embed_claimed(
-        model, rows, lease, provider=provider, report=report, sleep=sleep
+    keeper = LeaseKeeper(
+        model=model, rows=rows, lease=lease, seconds=settings.KIOKU_EMBEDDING_LEASE_SECONDS
     )
+    try:
+        vectors, errors = _embed_claimed(
+            model, rows, keeper, provider=provider, report=report, sleep=sleep
+        )
+    finally:
+        lease = keeper.stop()
     _store_results(model, rows, lease, vectors, errors, space=space, report=report)
     return report
+
+
+class LeaseKeeper:
+    """Keeps a batch's lease from ending while its worker is alive and waiting on the provider
+    (slow answers, retries): every third of the lease it is pushed forward, from a thread with a
+    connection of its own. Without it a batch that outlived its lease was claimed again by
+    another worker and embedded twice. A worker that dies stops renewing, so its rows still come
+    back one lease later. The lease is also the claim's token: `stop()` ends the renewals and
+    returns the current one for the write-back."""
+
+    def __init__(
+        self,
+        *,
+        model: type[EmbeddableModel],
+        rows: list[ClaimedRow],
+        lease: datetime,
+        seconds: float,
+    ) -> None:
+        self.model = model
+        self.ids = [row.pk for row in rows]
+        self.lease = lease
+        self.seconds = seconds
+        self._stopped = threading.Event()
+        # Inside a caller's transaction the claim is not committed: another connection could
+        # neither see nor renew it (and would wait on its row locks).
+        self._thread = (
+            None
+            if connection.in_atomic_block
+            else threading.Thread(target=self._run, name="embedding-lease", daemon=True)
+        )
+        if self._thread is not None:
+            self._thread.start()
+
+    def stop(self) -> datetime:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.lease
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.wait(self.seconds / 3):
+                try:
+                    self.lease = _on_live_connection(self._renew)
+                except (OperationalError, InterfaceError):
+                    logger.warning("Could not renew an embedding lease: database unreachable.")
+        finally:
+            connection.close()
+
+    def _renew(self) -> datetime:
+        lease = timezone.now() + timedelta(
+            seconds=self.seconds, microseconds=random.randrange(1000)
+        )
+        table = self.model._meta.db_table
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE {_table(self.model)} SET embedding_claimed_until = %s
+                WHERE id = ANY(%s) AND embedding_claimed_until = %s RETURNING id
+                """,
+                [lease, self.ids, self.lease],
+            )
+            kept = [pk for (pk,) in cursor.fetchall()]
+            cursor.execute(
+                f"UPDATE {QUEUE_TABLE} SET due_at = %s WHERE table_name = %s AND row_id = ANY(%s)",
+                [lease, table, kept],
+            )
+        return lease
 
 
 def _provider_or_pause(space: VectorSpace, report: BatchReport) -> EmbeddingProvider | None:
@@ -254,7 +331,7 @@ def _request_plan(
 def _embed_claimed(
     model: type[EmbeddableModel],
     rows: list[ClaimedRow],
-    lease: datetime,
+    keeper: LeaseKeeper,
     *,
     provider: EmbeddingProvider,
     report: BatchReport,
@@ -279,13 +356,13 @@ def _embed_claimed(
             pipeline_pause(reason=reason, error=exc.message)
             report.paused = reason
             settled = set(vectors) | set(errors)
-            _release(model, rows, lease, settled, delay=0)
+            _release(model, rows, keeper.stop(), settled, delay=0)
             report.rescheduled += len(rows) - len(settled)
             break
         except RetryLaterError as exc:
             remaining = {i for later in batches[position:] for i in later}
             settled = set(range(len(rows))) - remaining
-            _release(model, rows, lease, settled, delay=exc.retry_after or 60)
+            _release(model, rows, keeper.stop(), settled, delay=exc.retry_after or 60)
             report.rescheduled += len(remaining)
             break
         except ProviderError as exc:  # transient errors that outlived their retries
@@ -314,12 +391,31 @@ def _store_results(
     report: BatchReport,
 ) -> None:
     """Step 3: the vectors written back (Tx2), then each failure counted against its row."""
-    written, moved = _write_back(model, rows, lease, vectors, space)
+    written, moved = _on_live_connection(lambda: _write_back(model, rows, lease, vectors, space))
     report.embedded = written
     report.stale = len(vectors) - written - moved
     report.rescheduled += moved
-    report.failed, report.dead = _record_failures(model, rows, lease, errors)
-    model.embedding_batch_done([row.pk for row in rows])
+    report.failed, report.dead = _on_live_connection(
+        lambda: _record_failures(model, rows, lease, errors)
+    )
+    _on_live_connection(lambda: model.embedding_batch_done([row.pk for row in rows]))
+
+
+def _on_live_connection(step: Callable[[], T]) -> T:
+    """Run one database step of a batch (a claim, a write-back…); if it failed because the
+    connection was lost — the server restarted, an operator ran pg_terminate_backend, a pooler
+    dropped it — run it once more on a new connection. Each step is one transaction guarded by
+    the lease and the text hash, so a second run is safe. The vectors of a batch are worth the
+    retry: they were paid for. Anything else, or a second loss, propagates (rows come back when
+    their lease ends)."""
+    try:
+        return step()
+    except (OperationalError, InterfaceError) as exc:
+        if connection.in_atomic_block or not database_unreachable(exc):
+            raise  # a caller's transaction, or an error of the statement itself
+        logger.warning("Database connection lost during an embedding batch; retrying the step.")
+        connection.close()
+        return step()
 
 
 def _embedded_sql(space: VectorSpace, vector: str, text_hash: str) -> str:
@@ -431,14 +527,10 @@ def _record_failures(
     """Count a failed attempt against each row (only that row); dead letter after N attempts."""
     if not errors:
         return 0, 0
-    max_attempts = settings.KIOKU_EMBEDDING_MAX_ATTEMPTS
-    now = timezone.now()
     failed = dead = 0
     with transaction.atomic():
         for index, message in errors.items():
             row = rows[index]
-            is_dead = row.attempts >= max_attempts
-            entry = {"at": now.isoformat(), "attempt": row.attempts, "error": message[:500]}
             instance = (
                 model.objects.select_for_update()
                 .filter(pk=row.pk, embedding_claimed_until=lease)
@@ -446,22 +538,77 @@ def _record_failures(
             )
             if instance is None:
                 continue  # lease lost: another worker owns the row now
-            history = (list(instance.embedding_errors) + [entry])[-ERROR_HISTORY:]
-            model.objects.filter(pk=row.pk).update(
-                embedding_status=EmbeddingStatus.DEAD if is_dead else EmbeddingStatus.PENDING,
-                embedding_claimed_until=None,
-                embedding_last_error=message[:2000],
-                embedding_errors=history,
-                embedding_next_attempt_at=now + _backoff(row.attempts),
-            )
+            dead += _failure_record(model, instance, attempt=row.attempts, message=message)
             failed += 1
-            dead += is_dead
     return failed, dead
 
 
+def _lost_attempts_record(*, model: type[EmbeddableModel], limit: int) -> int:
+    """Rows whose lease ended while they were still pending: the worker holding them died
+    (killed, timed out by django-q2, or cut off from the database). Each lost attempt counts
+    like a failed one — an error entry, the backoff, a dead letter after N attempts — so a row
+    that keeps killing its worker is neither retried at once nor forever. Returns the rows
+    recorded."""
+    table = _table(model)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT row.id FROM {QUEUE_TABLE} AS due JOIN {table} AS row ON row.id = due.row_id
+            WHERE due.table_name = %s AND due.due_at <= now()
+              AND row.embedding_status = %s AND row.embedding_claimed_until < now()
+            ORDER BY due.due_at, due.row_id LIMIT %s
+            """,
+            [model._meta.db_table, EmbeddingStatus.PENDING, limit],
+        )
+        candidates = [pk for (pk,) in cursor.fetchall()]
+    if not candidates:
+        return 0
+    with transaction.atomic():
+        lost = list(
+            model.objects.select_for_update(skip_locked=True).filter(
+                pk__in=candidates,
+                embedding_status=EmbeddingStatus.PENDING,
+                embedding_claimed_until__lt=timezone.now(),
+            )
+        )
+        for instance in lost:
+            _failure_record(
+                model,
+                instance,
+                attempt=instance.embedding_attempts,
+                message=(
+                    f"The worker stopped during attempt {instance.embedding_attempts} (killed, "
+                    "timed out or cut off from the database): its lease ended without a result."
+                ),
+            )
+    if lost:
+        model.embedding_batch_done([instance.pk for instance in lost])
+    return len(lost)
+
+
+def _failure_record(
+    model: type[EmbeddableModel], instance: EmbeddableModel, *, attempt: int, message: str
+) -> bool:
+    """The one rule for a failed attempt of a locked row: its error kept in the history, the
+    row released, backed off, and a dead letter once it used up its attempts. True: dead."""
+    is_dead = attempt >= settings.KIOKU_EMBEDDING_MAX_ATTEMPTS
+    now = timezone.now()
+    entry = {"at": now.isoformat(), "attempt": attempt, "error": message[:500]}
+    history = (list(instance.embedding_errors) + [entry])[-ERROR_HISTORY:]
+    model.objects.filter(pk=instance.pk).update(
+        embedding_status=EmbeddingStatus.DEAD if is_dead else EmbeddingStatus.PENDING,
+        embedding_claimed_until=None,
+        embedding_last_error=message[:2000],
+        embedding_errors=history,
+        embedding_next_attempt_at=now + _backoff(attempt),
+    )
+    return is_dead
+
+
 def _backoff(attempts: int) -> timedelta:
-    """Exponential backoff with jitter between a row's attempts: ~10 s, 20 s, 40 s … ≤ 1 h."""
-    base = min(3600, 10 * 2 ** max(attempts - 1, 0))
+    """Exponential backoff with jitter between a row's attempts: with the default base of
+    10 s, ~10 s, 20 s, 40 s … ≤ 1 h."""
+    base = min(3600, settings.KIOKU_EMBEDDING_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0))
     return timedelta(seconds=base * (0.5 + random.random() / 2))
 
 
@@ -538,7 +685,15 @@ def embedding_run(
                     if max_batches is not None and report.batches >= max_batches:
                         return
                     report.batches += 1
-                batch = _process_all_models()
+                try:
+                    batch = _process_all_models()
+                except (OperationalError, InterfaceError) as exc:
+                    if not database_unreachable(exc):
+                        raise
+                    # The database stays out of reach: stop this worker; its rows come back
+                    # when their lease ends, and the schedule starts the next run.
+                    logger.exception("Embedding stopped: the database is unreachable.")
+                    return
                 with lock:
                     report.totals.add(batch)
                 if on_batch:
@@ -564,7 +719,7 @@ def embedding_run(
         remaining = (
             None if max_seconds is None else max(1.0, max_seconds - (time.monotonic() - started))
         )
-        embedding_switch_finish(max_seconds=remaining)
+        _on_live_connection(lambda: embedding_switch_finish(max_seconds=remaining))
     report.seconds = time.monotonic() - started
     return report
 

@@ -52,3 +52,28 @@ def test_healthz_is_503_with_the_reason_when_the_database_is_down():
     assert answer["body"]["status"] == "unavailable"
     assert answer["body"]["database"]["reachable"] is False
     assert any("database unreachable" in reason for reason in answer["body"]["reasons"])
+
+
+def test_a_lost_or_refused_connection_counts_as_the_database_unreachable():
+    import psycopg
+    from django.db import OperationalError
+
+    from core.health import database_unreachable
+
+    lost = OperationalError("terminating connection due to administrator command")
+    lost.__cause__ = psycopg.errors.AdminShutdown()
+    refused = OperationalError("connection failed: Connection refused")
+    refused.__cause__ = psycopg.OperationalError("connection failed")
+    assert database_unreachable(lost) and database_unreachable(refused)
+
+
+def test_a_failed_statement_does_not_count_as_the_database_unreachable():
+    import psycopg
+    from django.db import OperationalError
+
+    from core.health import database_unreachable
+
+    conflict = OperationalError("could not serialize access")
+    conflict.__cause__ = psycopg.errors.SerializationFailure()
+    assert not database_unreachable(conflict)
+    assert not database_unreachable(ValueError("not a database error"))

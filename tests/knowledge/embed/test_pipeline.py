@@ -165,6 +165,7 @@ def test_text_edited_while_in_flight_is_not_overwritten_by_the_stale_vector(sett
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_late(settings):
     settings.OPENAI_API_KEY = ""
+    settings.KIOKU_EMBEDDING_BACKOFF_SECONDS = 0  # the lost attempt is retried at once
     make_chunks(4)
     rows, dead_lease = embedding_claim(model=KnowledgeChunk, limit=10, lease_seconds=1)
     assert len(rows) == 4
@@ -174,6 +175,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_writes_nothing_late(setting
     report = embedding_process_batch()
     assert report.embedded == 4
     assert set(KnowledgeChunk.objects.values_list("embedding_attempts", flat=True)) == {2}
+    assert {
+        len(errors) for errors in KnowledgeChunk.objects.values_list("embedding_errors", flat=True)
+    } == {1}  # the lost attempt stays on record
     # …and if the "dead" worker wakes up and writes back, its lease no longer matches.
     from knowledge.embed.pipeline import _write_back
     from knowledge.embed.spaces import space_state
@@ -297,3 +301,28 @@ def test_a_text_cut_to_fit_is_counted_again():
     same, cut = input_token_counts([row, row], [row.text, "word " * 10], counter)
 
     assert same == 5 and cut == counter.count("word " * 10)
+
+
+def test_a_batch_slower_than_its_lease_keeps_its_rows_and_writes_them_back(openai_stub, settings):
+    settings.KIOKU_EMBEDDING_LEASE_SECONDS = 1
+    make_chunks(3)
+    openai_stub.latency = 2.5  # the provider answers after the first lease would have ended
+    reports = []
+
+    def slow_worker():
+        try:
+            reports.append(embedding_process_batch(sleep=NO_SLEEP))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=slow_worker)
+    worker.start()
+    time.sleep(1.8)
+    taken, _ = embedding_claim(model=KnowledgeChunk, limit=10, lease_seconds=60)
+    worker.join()
+    assert taken == []  # the lease was renewed: nobody else took the rows
+    assert reports[0].embedded == 3
+    assert statuses() == {"done": 3}
+    assert set(KnowledgeChunk.objects.values_list("embedding_attempts", flat=True)) == {1}
+    assert not any(KnowledgeChunk.objects.values_list("embedding_errors", flat=True))
+    assert openai_stub.embedded_inputs == 3

@@ -139,6 +139,7 @@ def test_a_worker_dying_mid_switch_delays_the_cutover_and_loses_nothing(
     library, openai_stub, settings
 ):
     configure_b(settings, openai_stub)
+    settings.KIOKU_EMBEDDING_BACKOFF_SECONDS = 0  # the lost attempt is retried at once
     embedding_switch_start()
     rows, _ = embedding_claim(model=KnowledgeChunk, limit=3, lease_seconds=1)
     assert len(rows) == 3  # …and the worker holding them dies
