@@ -4,6 +4,7 @@ the service it wraps."""
 from django.conf import settings
 
 from knowledge.embed import pipeline, vector_index
+from knowledge.embed.enqueue import embedding_run_started
 from knowledge.ingest import web_sources
 from knowledge.models import KnowledgeSource
 
@@ -11,6 +12,7 @@ from knowledge.models import KnowledgeSource
 def embedding_run() -> dict:
     """Embed everything due, then stop (the schedule and ingestion enqueue the next run).
     Stays well inside the cluster timeout so django-q2 never kills it mid-batch."""
+    embedding_run_started()
     report = pipeline.embedding_run(max_seconds=settings.Q_CLUSTER["timeout"] * 0.6)
     totals = report.totals
     return {

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.cache import caches
 from django.db import transaction
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
@@ -28,11 +29,11 @@ def _running_pipeline(transactional_db):
 
 
 @pytest.fixture
-def enqueue_on_write(settings, broker_enqueue, monkeypatch):
-    """Ingestion queues its embedding run on commit, on the real broker, not debounced by an
-    earlier test."""
+def enqueue_on_write(settings, broker_enqueue):
+    """Ingestion queues its embedding run on commit, on the real broker, not held back by a run
+    an earlier test queued (the shared cache outlives a test database's flush)."""
     settings.KIOKU_EMBED_ON_WRITE = True
-    monkeypatch.setattr(enqueue, "_last_enqueued", 0.0)
+    caches["shared"].delete(enqueue.RUN_QUEUED_KEY)
 
 
 def test_a_cluster_down_for_many_intervals_runs_each_sweeper_once(start_cluster):

@@ -262,9 +262,6 @@ def test_a_long_retry_after_reschedules_the_rows(openai_stub, settings):
 def test_ingestion_enqueues_an_embedding_run_through_django_q(settings):
     settings.OPENAI_API_KEY = ""
     settings.KIOKU_EMBED_ON_WRITE = True
-    import knowledge.embed.enqueue
-
-    knowledge.embed.enqueue._last_enqueued = 0.0
     source = make_chunks(3)  # commits → on_commit → async_task, run inline (sync mode in tests)
     assert statuses(source) == {"done": 3}
 
