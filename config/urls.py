@@ -16,3 +16,6 @@ urlpatterns = [
     path("dispatch/", include("dispatch.urls")),
     path("", include("core.urls")),
 ]
+
+# Errors outside any view (a middleware's query) get the same 503 for a database out of reach.
+handler500 = "core.views.server_error"

@@ -35,16 +35,20 @@ class ApiErrorShapeMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if database_unreachable(exception):
-            logger.warning(
-                "Database unreachable on %s %s: %s", request.method, request.path, exception
-            )
-            if request.path.startswith(API_PREFIX):
-                return database_unavailable_json()
-            return database_unavailable_page()
+            return database_unavailable_for(request, exception)
         if request.path.startswith(API_PREFIX):
             logger.exception("Unhandled error on %s %s", request.method, request.path)
             return _shaped(500, "Something went wrong on our side; it was logged.")
         return None
+
+
+def database_unavailable_for(request: HttpRequest, exception: BaseException) -> HttpResponse:
+    """The 503 for this request while the database is out of reach: JSON under /api/, a page
+    elsewhere."""
+    logger.warning("Database unreachable on %s %s: %s", request.method, request.path, exception)
+    if request.path.startswith(API_PREFIX):
+        return database_unavailable_json()
+    return database_unavailable_page()
 
 
 def _message_for(response: HttpResponse) -> str:

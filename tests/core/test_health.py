@@ -77,3 +77,36 @@ def test_a_failed_statement_does_not_count_as_the_database_unreachable():
     conflict.__cause__ = psycopg.errors.SerializationFailure()
     assert not database_unreachable(conflict)
     assert not database_unreachable(ValueError("not a database error"))
+
+
+class DatabaseGoneOnTheWayOut:
+    """Stands for a middleware whose own query fails after the view, as the session middleware's
+    save does when the database went away mid-request."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        import psycopg
+        from django.db import OperationalError
+
+        self.get_response(request)
+        error = OperationalError("terminating connection due to administrator command")
+        raise error from psycopg.errors.AdminShutdown()
+
+
+@pytest.mark.parametrize(("path", "json"), [("/accounts/login/", False), ("/api/v1/whoami", True)])
+@pytest.mark.django_db
+def test_a_database_lost_inside_a_middleware_is_a_503_too(client, settings, path, json):
+    settings.MIDDLEWARE = [
+        "tests.core.test_health.DatabaseGoneOnTheWayOut",
+        *settings.MIDDLEWARE,
+    ]
+    client.raise_request_exception = False
+    response = client.get(path)
+    assert response.status_code == 503
+    assert response["Retry-After"]
+    if json:
+        assert response.json()["code"] == "DATABASE_UNAVAILABLE"
+    else:
+        assert "DATABASE_UNAVAILABLE" in response.content.decode()
