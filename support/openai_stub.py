@@ -561,6 +561,12 @@ class OpenAIStub:
             self._hangs.extend([float(seconds)] * count)
 
     @property
+    def pending_hangs(self) -> int:
+        """Delays not yet taken by a request (0: every queued delay is under way or over)."""
+        with self._lock:
+            return len(self._hangs)
+
+    @property
     def pending_failures(self) -> int:
         with self._lock:
             return len(self._failures)

@@ -163,11 +163,14 @@ def test_sources_edited_or_deleted_while_embedding_end_with_their_latest_text(
     edited = make_chunks(3, prefix="Edited")
     replaced = source_ingest_text(text="Old text about the E-21 error.", uri="kb://replaced").source
     deleted = make_chunks(3, prefix="Deleted")
-    openai_stub.hang_next(4)  # the first batch is in the provider while we edit
+    # The first batch is in the provider while we edit: a delay far longer than the edits take
+    # (the lease keeper holds the claim meanwhile), counted from the moment the request took it —
+    # an open connection alone may be an idle keep-alive after the batch already wrote back.
+    openai_stub.hang_next(12)
     cluster = start_cluster(timeout=30)
     broker_enqueue(RUN)
     wait_until(
-        lambda: cluster.worker_calling(openai_stub.port),
+        lambda: openai_stub.pending_hangs == 0 and cluster.worker_calling(openai_stub.port),
         timeout=30,
         message="no worker called the provider",
     )
