@@ -332,7 +332,10 @@ class ServiceOrderPage(PageOut):
 
 
 class OrderLineIn(Schema):
-    item_code: str = Field(description="A quote item's code (GET /quote-items).")
+    item_code: str = Field(
+        description="A quote item's code (GET /quote-items).",
+        json_schema_extra={"pattern": NOT_BLANK, "maxLength": 40},
+    )
     quantity: Decimal = Field(
         Decimal("1"),
         description="Above 0, at most two decimals.",
@@ -394,7 +397,8 @@ class SettlementOut(Schema):
 
 
 class InvoiceIn(Schema):
-    buyer_name: str
+    # dispatch.billing._buyer's rule (DISPATCH_INVALID_INVOICE), stated for clients.
+    buyer_name: str = Field(json_schema_extra={"pattern": NOT_BLANK, "maxLength": 200})
     buyer_tax_id: str = Field("", description="統一編號: 8 digits, checksum-verified.")
     issued_on: JsonDate | None = Field(None, description="Default: today.")
 
