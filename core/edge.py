@@ -105,13 +105,7 @@ class EdgeParser(Parser):
         where = "query" if data is request.GET else "form"
         if where == "query":
             _query_string_check(request.META.get("QUERY_STRING", ""))
-        for key, values in data.lists():
-            text_check(key, location=[where, key])
-            for value in values:
-                if isinstance(value, UploadedFile):
-                    text_check(value.name or "", location=["file", key, "name"])
-                elif isinstance(value, str):
-                    text_check(value, location=[where, key])
+        _fields_check(data, where=where)
         return super().parse_querydict(data, list_fields, request)
 
 
@@ -128,6 +122,17 @@ def path_params_checked(view: Callable[..., HttpResponse]) -> Callable[..., Http
         return view(request, *args, **kwargs)
 
     return checked
+
+
+def _fields_check(data: MultiValueDict, *, where: str) -> None:
+    """The rule for every key and value of a query, a form, or its files (their names)."""
+    for key, values in data.lists():
+        text_check(key, location=[where, key])
+        for value in values:
+            if isinstance(value, UploadedFile):
+                text_check(value.name or "", location=["file", key, "name"])
+            elif isinstance(value, str):
+                text_check(value, location=[where, key])
 
 
 def _query_string_check(query_string: str) -> None:
@@ -187,14 +192,7 @@ class PageTextMiddleware:
 def _page_input_check(request: HttpRequest) -> None:
     text_check(request.path, location=["path"])
     _query_string_check(request.META.get("QUERY_STRING", ""))
-    fields = [("query", request.GET)]
+    _fields_check(request.GET, where="query")
     if request.method == "POST":
-        fields += [("form", request.POST), ("file", request.FILES)]
-    for where, data in fields:
-        for key, values in data.lists():
-            text_check(key, location=[where, key])
-            for value in values:
-                if isinstance(value, UploadedFile):
-                    text_check(value.name or "", location=["file", key, "name"])
-                else:
-                    text_check(value, location=[where, key])
+        _fields_check(request.POST, where="form")
+        _fields_check(request.FILES, where="file")
