@@ -34,7 +34,6 @@ from dispatch.models import (
 )
 from dispatch.services import (
     FIELD_LIMITS,
-    CaseVector,
     card_status_check,
     case_vector_prepare,
     problem_card_resolve,
@@ -292,67 +291,42 @@ def order_transition(
         card_id = ServiceOrder.objects.filter(pk=order_id).values_list("card_id", flat=True).first()
         if card_id is not None:
             case_vector = case_vector_prepare(card_id=card_id)
-    return _order_step(
-        order_id=order_id,
-        to=to,
-        version=version,
-        actor=actor,
-        note=note,
-        technician_id=technician_id,
-        eta=eta,
-        work_done=work_done,
-        parts_used=parts_used,
-        case_vector=case_vector,
-    )
-
-
-@transaction.atomic
-def _order_step(
-    *,
-    order_id: int,
-    to: str,
-    version: int,
-    actor: Actor,
-    note: str,
-    technician_id: int | None,
-    eta: datetime | None,
-    work_done: str,
-    parts_used: str,
-    case_vector: CaseVector | None,
-) -> ServiceOrder:
-    order = order_locked(order_id, version)
-    eta = _aware(eta)
-    if to == OrderStatus.ASSIGNED:
-        return _assign(
-            order, technician_id=technician_id, actor=actor, eta=eta, note=_text("note", note)
-        )
-    if to == OrderStatus.CANCELLED:
-        return _cancel(order, actor=actor, note=note)
-    _transition_check(order, to)
-    note = _text("note", note)
-    if eta is not None:
-        order.eta = eta
-    if to == OrderStatus.EN_ROUTE and order.eta is None:
-        raise _invalid("eta", "When will the technician arrive? An order en route needs an ETA.")
-    if to == OrderStatus.COMPLETED:
-        order.work_done = _text("work_done", work_done)
-        order.parts_used = _text("parts_used", parts_used)
-        if not order.work_done:
-            raise _invalid("work_done", "Say what was done: completing needs the work done.")
-        if not order.parts_used:
-            raise _invalid("parts_used", 'Say which parts were used ("none" when none were).')
-        order.completed_at = timezone.now()
-    before = order.status
-    order.status = to
-    order.version += 1
-    order.save()
-    _event(order, from_status=before, actor=actor, note=note)
-    if to == OrderStatus.COMPLETED:
-        problem_card_resolve(
-            card_id=order.card_id,
-            resolution=order.work_done,
-            parts_used=order.parts_used,
-            resolved_by=order.technician,
-            prepared=case_vector,
-        )
-    return order
+    with transaction.atomic():
+        order = order_locked(order_id, version)
+        eta = _aware(eta)
+        if to == OrderStatus.ASSIGNED:
+            return _assign(
+                order, technician_id=technician_id, actor=actor, eta=eta, note=_text("note", note)
+            )
+        if to == OrderStatus.CANCELLED:
+            return _cancel(order, actor=actor, note=note)
+        _transition_check(order, to)
+        note = _text("note", note)
+        if eta is not None:
+            order.eta = eta
+        if to == OrderStatus.EN_ROUTE and order.eta is None:
+            raise _invalid(
+                "eta", "When will the technician arrive? An order en route needs an ETA."
+            )
+        if to == OrderStatus.COMPLETED:
+            order.work_done = _text("work_done", work_done)
+            order.parts_used = _text("parts_used", parts_used)
+            if not order.work_done:
+                raise _invalid("work_done", "Say what was done: completing needs the work done.")
+            if not order.parts_used:
+                raise _invalid("parts_used", 'Say which parts were used ("none" when none were).')
+            order.completed_at = timezone.now()
+        before = order.status
+        order.status = to
+        order.version += 1
+        order.save()
+        _event(order, from_status=before, actor=actor, note=note)
+        if to == OrderStatus.COMPLETED:
+            problem_card_resolve(
+                card_id=order.card_id,
+                resolution=order.work_done,
+                parts_used=order.parts_used,
+                resolved_by=order.technician,
+                prepared=case_vector,
+            )
+        return order
