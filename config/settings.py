@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "knowledge",
     "sessions_app",
     "dispatch",
+    "quality",
 ]
 
 MIDDLEWARE = [

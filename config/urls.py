@@ -14,6 +14,7 @@ urlpatterns = [
     path("knowledge/", include("knowledge.urls")),
     path("sessions/", include("sessions_app.urls")),
     path("dispatch/", include("dispatch.urls")),
+    path("quality/", include("quality.urls")),
     path("", include("core.urls")),
 ]
 

@@ -13,6 +13,7 @@ NAVIGATION = [
     ("Cases", "dispatch:case-list"),
     ("Dispatch", "dispatch:order-list"),
     ("Sessions", "sessions_app:session-list"),
+    ("Quality", "quality:evaluation"),
 ]
 
 

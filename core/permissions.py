@@ -39,7 +39,7 @@ CUSTOM_PERMISSIONS = [
 ]
 
 # The apps whose rows every group may read (API keys, users and django-q's tables are admin's).
-VIEWED_APPS = ("knowledge", "sessions_app", "dispatch")
+VIEWED_APPS = ("knowledge", "sessions_app", "dispatch", "quality")
 
 CURATOR_PERMISSIONS = [
     "knowledge.add_knowledgesource",
@@ -52,6 +52,17 @@ CURATOR_PERMISSIONS = [
     "sessions_app.change_chatsession",
     "sessions_app.delete_chatsession",
     "dispatch.curate_problemcard",
+    "quality.add_evalset",
+    "quality.change_evalset",
+    "quality.delete_evalset",
+    "quality.add_evalcase",
+    "quality.change_evalcase",
+    "quality.delete_evalcase",
+    "quality.add_evalexpected",
+    "quality.change_evalexpected",
+    "quality.delete_evalexpected",
+    "quality.add_evalrun",
+    "quality.add_retrievaltest",
 ]
 DISPATCHER_PERMISSIONS = [
     "dispatch.add_problemcard",

@@ -14,7 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE_NAMESPACES = {"core", "knowledge", "sessions_app", "dispatch"}
+PAGE_NAMESPACES = {"core", "knowledge", "sessions_app", "dispatch", "quality"}
 POLICY = {
     "default-src": "'self'",
     "script-src": "'self'",

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = sorted((ROOT / "templates").rglob("*.html"))
 APP_HTML = sorted(
     path
-    for app in ("core", "knowledge", "sessions_app", "dispatch", "config")
+    for app in ("core", "knowledge", "sessions_app", "dispatch", "quality", "config")
     for path in (ROOT / app).rglob("*.py")
     if "migrations" not in path.parts
 )

@@ -1,0 +1,16 @@
+"""Every error code the quality app answers with (`{"code", "message", "details"}`, see
+core/errors.py). One line each says when it is sent."""
+
+EVAL_SET_NAME_TAKEN = "EVAL_SET_NAME_TAKEN"  # another evaluation set has that name (409)
+EVAL_SET_NOT_FOUND = "EVAL_SET_NOT_FOUND"  # no evaluation set with that name or id (404)
+EVAL_CASE_EMPTY_QUESTION = "EVAL_CASE_EMPTY_QUESTION"  # a case without a question
+EVAL_CASE_INVALID = "EVAL_CASE_INVALID"  # a case field of the wrong type or out of bounds
+EVAL_CASE_UNKNOWN_SOURCE = "EVAL_CASE_UNKNOWN_SOURCE"  # an expected source/chunk that is not stored
+EVAL_CASE_NOT_ELIGIBLE = (
+    "EVAL_CASE_NOT_ELIGIBLE"  # e.g. a card that is not resolved, a helpful answer
+)
+EVAL_IMPORT_INVALID_LINE = (
+    "EVAL_IMPORT_INVALID_LINE"  # a JSONL line that is not a case (line number given)
+)
+EVAL_RUN_INVALID_MODE = "EVAL_RUN_INVALID_MODE"  # not vector, keyword, hybrid or all
+EVAL_RUN_EMPTY_SET = "EVAL_RUN_EMPTY_SET"  # a set with no active case (409)
