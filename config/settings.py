@@ -408,6 +408,13 @@ KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.45
 # Nearest resolved cases read from the HNSW index per diagnosis, before the threshold and ranking.
 KIOKU_CASE_CANDIDATES = 20
 
+# Evaluation: the set that the one-click buttons (feedback queue, content gaps, resolved cards)
+# add cases to, created when missing.
+KIOKU_EVAL_DEFAULT_SET = "Curated"
+# How long a queued evaluation run waits for pending embeddings before it runs anyway (a run
+# over a half-embedded index would measure the backlog, not the search).
+KIOKU_EVAL_WAIT_FOR_INDEX_SECONDS = 120
+
 # Per source type chunk sizes over the built-in ones, e.g.
 # {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
 KIOKU_CHUNKING: dict = {}
