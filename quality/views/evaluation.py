@@ -7,7 +7,7 @@ refreshes itself through htmx polling.
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -254,8 +254,9 @@ def set_import(request: HttpRequest, set_id: int) -> HttpResponse:
 @permission_required("quality.view_evalcase")
 def set_export(request: HttpRequest, set_id: int) -> HttpResponse:
     eval_set = get_object_or_404(EvalSet, pk=set_id)
-    response = StreamingHttpResponse(
-        eval_set_export_jsonl(eval_set=eval_set), content_type="application/jsonl; charset=utf-8"
+    response = HttpResponse(
+        "".join(eval_set_export_jsonl(eval_set=eval_set)),
+        content_type="application/jsonl; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="eval-set-{eval_set.pk}.jsonl"'
     return response

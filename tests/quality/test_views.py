@@ -57,7 +57,7 @@ def test_import_and_export_round_trip_through_the_page(curator):
     assert "Imported 1 case(s)." in response.content.decode()
     exported = curator.get(f"/quality/sets/{eval_set.pk}/export/")
     assert exported["Content-Type"].startswith("application/jsonl")
-    [row] = [json.loads(x) for x in b"".join(exported.streaming_content).decode().splitlines()]
+    [row] = [json.loads(x) for x in exported.content.decode().splitlines()]
     assert row["question"] == "E-21?" and row["expected"][0]["source_uri"] == "kb://manual"
 
 
