@@ -31,7 +31,7 @@ def _search_hit_rows(result: SearchResult) -> list[dict]:
     labels = dict(SourceType.choices)
     best = max((hit.score for hit in result.hits), default=0.0)
     # A fused hit missing from one list says so; elsewhere only the list that ran is shown.
-    show_missing = result.mode == "hybrid" and not result.degraded
+    show_missing = result.mode == "hybrid" and not result.keyword_only
     rows = []
     for hit in result.hits:
         ranks = [
