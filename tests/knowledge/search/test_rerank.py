@@ -348,3 +348,32 @@ def test_a_reranker_setting_that_cannot_work_stops_the_start(environ, message, t
         timeout=60,
     )
     assert result.returncode != 0 and message in result.stderr
+
+
+# --- Page and command ---------------------------------------------------------------------------
+
+
+def test_the_search_page_shows_the_reranker_and_can_skip_it(curator, http_reranker):
+    from tests.helpers import visible_text
+
+    text = visible_text(curator.get("/knowledge/search/", {"q": QUERY}))
+    assert "reranked by http:stub-rerank-v1" in text and "rerank #1 · 0.78" in text
+    assert 'name="rerank"' in curator.get("/knowledge/search/").content.decode()
+    text = visible_text(curator.get("/knowledge/search/", {"q": QUERY, "rerank": "off"}))
+    assert "reranked by" not in text and "rerank #" not in text
+    assert http_reranker.rerank_requests == 1
+
+
+def test_the_search_page_offers_no_reranking_switch_without_a_reranker(curator, corpus):
+    assert 'name="rerank"' not in curator.get("/knowledge/search/").content.decode()
+
+
+def test_the_search_command_reranks_unless_told_not_to(http_reranker, capsys):
+    from django.core.management import call_command
+
+    call_command("search", QUERY, "--top-k", "2")
+    out = capsys.readouterr().out
+    assert "reranked by http:stub-rerank-v1" in out and "rerank 0.7778" in out
+    call_command("search", QUERY, "--top-k", "2", "--no-rerank")
+    assert "rerank" not in capsys.readouterr().out
+    assert http_reranker.rerank_requests == 1
