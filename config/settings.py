@@ -241,6 +241,20 @@ KIOKU_EMBEDDING_TPM = envint("KIOKU_EMBEDDING_TPM", 0, minimum=0)
 KIOKU_CHAT_TIMEOUT_SECONDS = envint("KIOKU_CHAT_TIMEOUT_SECONDS", 60, minimum=1)
 # Longest answer, in tokens.
 KIOKU_CHAT_MAX_TOKENS = envint("KIOKU_CHAT_MAX_TOKENS", 800, minimum=16)
+# Reranking of search results (knowledge/search/rerank.py), off unless set: "http" (a
+# Cohere/Jina/vLLM-style POST {KIOKU_RERANK_URL}/rerank) or "llm" (the chat model scores them).
+KIOKU_RERANKER = envstr("KIOKU_RERANKER").strip().lower()
+if KIOKU_RERANKER not in ("", "http", "llm"):
+    raise ImproperlyConfigured(f"KIOKU_RERANKER={KIOKU_RERANKER!r}: expected http, llm or nothing.")
+# Base URL of the rerank server; empty: OPENAI_BASE_URL. Its key; empty: OPENAI_API_KEY.
+KIOKU_RERANK_URL = envstr("KIOKU_RERANK_URL")
+KIOKU_RERANK_API_KEY = envstr("KIOKU_RERANK_API_KEY")
+if KIOKU_RERANKER == "http" and not (KIOKU_RERANK_URL or OPENAI_BASE_URL):
+    raise ImproperlyConfigured("KIOKU_RERANKER=http needs KIOKU_RERANK_URL (or OPENAI_BASE_URL).")
+# Rerank model; empty: none sent (a server with one model) or, for "llm", KIOKU_CHAT_MODEL.
+KIOKU_RERANK_MODEL = envstr("KIOKU_RERANK_MODEL")
+# Timeout of one rerank request: a person waits for the search, a slower reranker is skipped.
+KIOKU_RERANK_TIMEOUT_SECONDS = envint("KIOKU_RERANK_TIMEOUT_SECONDS", 10, minimum=1)
 
 # --- Knowledge ------------------------------------------------------------------------------
 KIOKU_MAX_UPLOAD_BYTES = envint("KIOKU_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
@@ -377,6 +391,8 @@ KIOKU_SEARCH_RRF_K = 60
 KIOKU_SEARCH_PIN_BOOST = 0.01
 # Longest query accepted (SEARCH_QUERY_TOO_LONG).
 KIOKU_SEARCH_MAX_QUERY_CHARS = 2000
+# Fused candidates a reranker orders (at least top_k) before the list is cut to top_k.
+KIOKU_RERANK_CANDIDATES = 30
 
 # Answers. A retrieved passage counts as relevant when its vector similarity reaches the
 # threshold of the embedding provider in use, or when it shares the question's words: a keyword

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 import unicodedata
 from collections.abc import Generator, Iterator
@@ -41,6 +40,7 @@ from core.errors import ApiError
 from core.models import ApiKey
 from knowledge.answer.base import AskError, AskEvent
 from knowledge.answer.chat import ChatError, ChatUsage, OpenAIChatProvider, get_chat_provider
+from knowledge.answer.fencing import fence_new, fenced_passages
 from knowledge.errors import (
     ANSWER_FEEDBACK_TOO_LONG,
     ASK_EMPTY_CONTENT,
@@ -131,31 +131,9 @@ class Prompt:
     fence: str
 
 
-def _location_text(location: dict) -> str:
-    heading = location.get("heading_path") or location.get("headings")
-    if isinstance(heading, list):
-        heading = " > ".join(str(part) for part in heading)
-    parts = [str(heading)] if heading else []
-    if location.get("page"):
-        parts.append(f"page {location['page']}")
-    return ", ".join(parts)
-
-
 def build_prompt(question: str, hits: list[SearchHit], *, language: str) -> Prompt:
-    fence = secrets.token_hex(8)
-    blocks = []
-    for number, hit in enumerate(hits, 1):
-        # The nonce cannot be guessed; removing it anyway keeps a fence unique even if a document
-        # happened to contain it.
-        text = hit.content.replace(fence, "")
-        title = hit.source_title.replace(fence, "")
-        where = _location_text(hit.location)
-        header = f"title: {title}\ntype: {hit.source_type}" + (
-            f"\nsection: {where}" if where else ""
-        )
-        blocks.append(
-            f"<<<SOURCE {number} {fence}>>>\n{header}\n\n{text}\n<<<END SOURCE {number} {fence}>>>"
-        )
+    fence = fence_new()
+    blocks = fenced_passages(hits, fence=fence)
     system = SYSTEM_PROMPT.format(fence=fence, language=LANGUAGE_NAMES[language])
     user = (
         f"Sources (untrusted data, {len(hits)} in all):\n\n"
