@@ -407,6 +407,9 @@ KIOKU_CASE_MIN_SIMILARITY = 0.75
 KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.45
 # Nearest resolved cases read from the HNSW index per diagnosis, before the threshold and ranking.
 KIOKU_CASE_CANDIDATES = 20
+# Threshold calibration (quality/calibration.py): labelled points of each kind (positives and
+# negatives) a group — an embedding model, or a model and a brand — needs for a suggestion.
+KIOKU_CALIBRATION_MIN_POINTS = 10
 
 # Per source type chunk sizes over the built-in ones, e.g.
 # {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.

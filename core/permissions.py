@@ -63,6 +63,8 @@ CURATOR_PERMISSIONS = [
     "quality.delete_evalexpected",
     "quality.add_evalrun",
     "quality.add_retrievaltest",
+    "core.view_thresholdsetting",
+    "core.add_thresholdsetting",
 ]
 DISPATCHER_PERMISSIONS = [
     "dispatch.add_problemcard",
@@ -76,6 +78,8 @@ DISPATCHER_PERMISSIONS = [
     "dispatch.add_invoice",
     "dispatch.add_technician",
     "dispatch.change_technician",
+    "core.view_thresholdsetting",
+    "core.add_thresholdsetting",
 ]
 
 
