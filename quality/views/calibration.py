@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApiError, ErrorCode
 from core.models import ThresholdKind, ThresholdSetting
@@ -79,16 +79,16 @@ def _page(
     return render(request, "quality/calibration.html", context, status=status)
 
 
-@require_http_methods(["GET", "POST"])
+@require_GET
 @permission_required("core.view_thresholdsetting")
 def calibration(request: HttpRequest) -> HttpResponse:
-    if request.method == "POST":
-        return _threshold_change(request)
     return _page(request)
 
 
+@require_POST
 @permission_required("core.add_thresholdsetting")
-def _threshold_change(request: HttpRequest) -> HttpResponse:
+def calibration_change(request: HttpRequest) -> HttpResponse:
+    """Apply a group's suggestion, or go back to its default."""
     form = ThresholdChangeForm(request.POST)
     if not form.is_valid():
         error = ApiError(

@@ -9,6 +9,7 @@ from tests.quality.test_calibration import seed_known_cases
 pytestmark = pytest.mark.django_db
 
 URL = "/quality/calibration/"
+CHANGE = "/quality/calibration/change/"
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +24,13 @@ def test_without_labelled_points_the_page_says_why_there_is_no_suggestion(curato
     assert "No threshold has been changed" in body
 
 
-def test_a_viewer_may_not_open_it(agent):
-    assert agent.get(URL).status_code == 403
+def test_a_viewer_sees_the_calibration_but_no_button(agent, settings):
+    settings.KIOKU_CALIBRATION_MIN_POINTS = 5
+    seed_known_cases()
+    body = agent.get(URL).content.decode()
+    assert "0.700" in body and "Apply suggested threshold" not in body
+    form = {"action": "reset", "kind": "case_similarity", "embedding_model": "local-hash-v1"}
+    assert agent.post(CHANGE, form).status_code == 403
 
 
 def test_a_dispatcher_applies_the_suggestion_and_sees_it_in_force(client, make_user, settings):
@@ -40,7 +46,7 @@ def test_a_dispatcher_applies_the_suggestion_and_sees_it_in_force(client, make_u
         "brand_key": "",
         "value": "0.7",
     }
-    response = client.post(URL, form, follow=True)
+    response = client.post(CHANGE, form, follow=True)
     assert response.redirect_chain[-1][0] == URL
     body = response.content.decode()
     assert "Threshold 0.700 applied" in body and "The suggestion is in force." in body
@@ -56,7 +62,7 @@ def test_a_stale_suggestion_is_refused_with_its_code(curator, settings):
         "embedding_model": "local-hash-v1",
         "value": "0.65",
     }
-    response = curator.post(URL, form)
+    response = curator.post(CHANGE, form)
     assert response.status_code == 409
     assert "CALIBRATION_STALE" in response.content.decode()
     assert not ThresholdSetting.objects.exists()
@@ -70,10 +76,10 @@ def test_a_user_who_may_only_look_cannot_apply(client, make_user, settings):
     client.force_login(user)
     assert client.get(URL).status_code == 200
     form = {"action": "reset", "kind": "case_similarity", "embedding_model": "local-hash-v1"}
-    assert client.post(URL, form).status_code == 403
+    assert client.post(CHANGE, form).status_code == 403
 
 
 def test_a_malformed_form_is_answered_with_422(curator):
-    response = curator.post(URL, {"action": "apply", "kind": "nope", "embedding_model": "m"})
+    response = curator.post(CHANGE, {"action": "apply", "kind": "nope", "embedding_model": "m"})
     assert response.status_code == 422
     assert "VALIDATION_ERROR" in response.content.decode()
