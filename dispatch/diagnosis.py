@@ -5,7 +5,8 @@
    code on the same model (strong evidence even in other words), joins their resolution and the
    technician who fixed them, keeps those at or above the threshold of the embedding model in
    use (`KIOKU_CASE_MIN_SIMILARITY`, or `…_OFFLINE` for the local provider, whose similarities
-   run lower), prefers the same model, then the same brand, and returns at most 3.
+   run lower; or the value calibrated for the model and the card's brand, `case_threshold`),
+   prefers the same model, then the same brand, and returns at most 3.
 2. **Manuals**: no case passes → ask over the manuals, SOPs and FAQs of the brand (knowledge's
    ask: its relevance rule, its citations, its online/offline answer).
 3. **Escalate**: nothing relevant → the card stays open, with the reason and the technicians

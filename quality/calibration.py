@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 
 from core.errors import ApiError, ErrorCode
 from core.models import ThresholdKind, ThresholdSetting
@@ -257,9 +257,13 @@ def ask_points() -> Labelled:
     return labelled
 
 
-def _card_events(card_ids: set[int]) -> dict[int, list[tuple[datetime, str, object]]]:
-    """Per card, what happened to it in time order: ("diagnosis", layer), ("completed",
-    matched or None), ("cancelled", None), ("resolved", None)."""
+# At the same instant, an order's completion is told before the card's resolution it causes.
+EVENT_ORDER = {"completed": 0, "cancelled": 0, "resolved": 1, "diagnosis": 2}
+
+
+def _card_events(card_ids: QuerySet) -> dict[int, list[tuple[datetime, str, object]]]:
+    """Per card (ids from a subquery), what happened to it in time order: ("diagnosis", layer),
+    ("completed", matched or None), ("cancelled", None), ("resolved", None)."""
     events: dict[int, list[tuple[datetime, str, object]]] = defaultdict(list)
     for card_id, created_at, layer in DiagnosisRecord.objects.filter(
         card_id__in=card_ids
@@ -279,7 +283,7 @@ def _card_events(card_ids: set[int]) -> dict[int, list[tuple[datetime, str, obje
     ).values_list("pk", "resolved_at"):
         events[card_id].append((resolved_at, "resolved", None))
     for timeline in events.values():
-        timeline.sort(key=lambda event: event[0])
+        timeline.sort(key=lambda event: (event[0], EVENT_ORDER[event[1]]))
     return events
 
 
@@ -307,20 +311,13 @@ def _case_label(
 def case_points() -> Labelled:
     """Points keyed (model, brand_key); the every-brand group is built from the brands'."""
     labelled = Labelled()
-    records = list(
-        DiagnosisRecord.objects.filter(best_similarity__isnull=False)
-        .exclude(embedding_model="")
-        .order_by()
-        .values_list(
-            "card_id",
-            "layer",
-            "created_at",
-            "best_similarity",
-            "embedding_model",
-            "card__brand_key",
-        )
+    scored = DiagnosisRecord.objects.filter(best_similarity__isnull=False).exclude(
+        embedding_model=""
     )
-    timelines = _card_events({record[0] for record in records})
+    records = scored.order_by().values_list(
+        "card_id", "layer", "created_at", "best_similarity", "embedding_model", "card__brand_key"
+    )
+    timelines = _card_events(scored.order_by().values("card_id"))
     for card_id, layer, created_at, score, model, brand_key in records:
         label, why = _case_label(layer, created_at, timelines.get(card_id, []))
         if label is None:

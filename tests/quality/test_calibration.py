@@ -264,3 +264,21 @@ def test_there_is_nothing_to_apply_without_a_suggestion():
     with pytest.raises(CalibrationError) as raised:
         threshold_suggestion_apply(kind=ASK, model=LOCAL, shown_value=0.5, by="ana")
     assert raised.value.code == "CALIBRATION_NO_SUGGESTION"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_diagnosis_then_a_completed_order_is_a_positive_at_its_best_similarity():
+    from dispatch.diagnosis import problem_card_diagnose
+    from knowledge.embed.pipeline import embedding_run, pipeline_resume
+    from tests.dispatch.factories import make_case
+
+    pipeline_resume()
+    make_case(resolution="Re-seated the motor cable.")
+    embedding_run()
+    card = make_card(description="The keypad shows E-21 after the PIN and the bolt stays locked.")
+    diagnosis = problem_card_diagnose(card_id=card.pk)
+    assert diagnosis.layer == 1
+    assert case_points().points == {}  # no outcome yet
+
+    order_in_status(OrderStatus.COMPLETED, order=make_order(card=card))
+    assert case_points().points == {(LOCAL, "kagiya"): [Point(diagnosis.best_similarity, True)]}
