@@ -178,3 +178,13 @@ def test_an_ask_uses_the_threshold_set_for_its_model(settings):
 
     apply(-1.0, kind=ASK, model="local-hash-v1")
     assert answer_ask(question=question).outcome == AnswerOutcome.ANSWERED
+
+
+def test_the_admin_shows_the_history_read_only(client, make_user):
+    row = apply(0.7)
+    client.force_login(make_user("boss", "admin", is_staff=True))
+    assert "0.7" in client.get("/admin/core/thresholdsetting/").content.decode()
+    assert client.get(f"/admin/core/thresholdsetting/{row.pk}/change/").status_code == 200
+    assert client.get("/admin/core/thresholdsetting/add/").status_code == 403
+    assert client.post(f"/admin/core/thresholdsetting/{row.pk}/delete/").status_code == 403
+    assert ThresholdSetting.objects.get(pk=row.pk).is_active

@@ -45,6 +45,7 @@ def test_a_dispatcher_applies_the_suggested_case_threshold_in_one_click(
     expect(page.locator(".calibration-history tbody tr")).to_have_count(1)
     expect(page.locator(".calibration-history")).to_contain_text("in force")
     assert case_threshold("local-hash-v1", brand_key="kagiya") == 0.7
+    screenshot(page, "calibration-applied")
 
     cases.get_by_role("button", name="Reset to default").click()
     expect(page.locator(".messages")).to_contain_text("Back to the default threshold.")
