@@ -423,6 +423,9 @@ KIOKU_CASE_MIN_SIMILARITY = 0.75
 KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.45
 # Nearest resolved cases read from the HNSW index per diagnosis, before the threshold and ranking.
 KIOKU_CASE_CANDIDATES = 20
+# Threshold calibration (quality/calibration.py): labelled points of each kind (positives and
+# negatives) a group — an embedding model, or a model and a brand — needs for a suggestion.
+KIOKU_CALIBRATION_MIN_POINTS = 10
 
 # Evaluation: the set that the one-click buttons (feedback queue, content gaps, resolved cards)
 # add cases to, created when missing.

@@ -14,3 +14,7 @@ EVAL_IMPORT_INVALID_LINE = (
 )
 EVAL_RUN_INVALID_MODE = "EVAL_RUN_INVALID_MODE"  # not vector, keyword, hybrid or all
 EVAL_RUN_EMPTY_SET = "EVAL_RUN_EMPTY_SET"  # a set with no active case (409)
+CALIBRATION_NO_SUGGESTION = (
+    "CALIBRATION_NO_SUGGESTION"  # too few labelled points, or none separate (409)
+)
+CALIBRATION_STALE = "CALIBRATION_STALE"  # the suggestion changed since the page showed it (409)

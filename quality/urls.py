@@ -1,6 +1,7 @@
 from django.urls import path
 
 from quality.views import evaluation
+from quality.views.calibration import calibration, calibration_change
 
 app_name = "quality"
 urlpatterns = [
@@ -26,4 +27,6 @@ urlpatterns = [
     path("cases/from-card/<int:card_id>/", evaluation.case_from_card, name="case-from-card"),
     path("runs/<int:run_id>/", evaluation.run_detail, name="run-detail"),
     path("runs/compare/", evaluation.run_compare, name="run-compare"),
+    path("calibration/", calibration, name="calibration"),
+    path("calibration/change/", calibration_change, name="calibration-change"),
 ]

@@ -37,7 +37,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from core.errors import ApiError
-from core.models import ApiKey
+from core.models import ApiKey, ThresholdKind
+from core.thresholds import threshold_value
 from knowledge.answer.base import AskError, AskEvent
 from knowledge.answer.chat import ChatError, ChatUsage, OpenAIChatProvider, get_chat_provider
 from knowledge.answer.fencing import fence_new, fenced_passages
@@ -50,6 +51,7 @@ from knowledge.errors import (
     SEARCH_INDEX_EMPTY,
 )
 from knowledge.models import Answer, AnswerFeedback, AnswerMode, AnswerOutcome, AnswerSource
+from knowledge.offline import is_local_model
 from knowledge.search.base import SearchError, SearchHit, SearchResult, validate_top_k
 from knowledge.search.filters import parse_filters
 from knowledge.search.service import chunk_search
@@ -86,11 +88,22 @@ EXTRACTIVE_LABEL = {
 # --- Relevance ----------------------------------------------------------------------------------
 
 
-def similarity_threshold(result: SearchResult) -> float:
-    """Local offline vectors score lower (and noisier) than OpenAI's: each has its own."""
-    if result.offline:
+def ask_default_similarity(model: str) -> float:
+    """The settings' threshold for an embedding model: local offline vectors score lower (and
+    noisier) than OpenAI's, so each has its own."""
+    if is_local_model(model):
         return settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE
     return settings.KIOKU_ASK_MIN_SIMILARITY
+
+
+def similarity_threshold(result: SearchResult) -> float:
+    """The vector similarity that makes a passage relevant for the model the search used: a
+    calibrated value set for that model (core.thresholds), else the default."""
+    return threshold_value(
+        kind=ThresholdKind.ASK_SIMILARITY,
+        model=result.model,
+        default=ask_default_similarity(result.model),
+    )
 
 
 def hit_is_relevant(hit: SearchHit, *, question: str, min_similarity: float) -> bool:
