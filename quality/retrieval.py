@@ -36,7 +36,7 @@ from quality.models import (
     RetrievalTest,
     RetrievalTestPreference,
 )
-from quality.services import eval_case_create, eval_expected_add
+from quality.services import eval_case_create, eval_expected_add, eval_set_ensure
 
 RETRIEVAL_MAX_VARIANTS = 4
 RETRIEVAL_MAX_TOP_K = 50
@@ -301,12 +301,20 @@ def retrieval_test_hit(*, test: RetrievalTest, chunk_id: int) -> dict:
 
 @transaction.atomic
 def retrieval_hit_case_add(
-    *, test: RetrievalTest, chunk_id: int, eval_set: EvalSet, grade: int, created_by: str = ""
+    *,
+    test: RetrievalTest,
+    chunk_id: int,
+    eval_set: EvalSet | str,
+    grade: int,
+    created_by: str = "",
 ) -> tuple[EvalCase, bool]:
-    """The test's query as a case of `eval_set` expecting this hit's chunk (grade 1–3). A set
-    has one case per question: a case already asking the same question gets the hit added to
-    what it expects (or its grade changed). Returns the case and whether it is new."""
+    """The test's query as a case of `eval_set` (a set, or the name of one made if missing)
+    expecting this hit's chunk (grade 1–3). A set has one case per question: a case already
+    asking the same question gets the hit added to what it expects (or its grade changed).
+    Returns the case and whether it is new; nothing is written when it fails."""
     hit = retrieval_test_hit(test=test, chunk_id=chunk_id)
+    if isinstance(eval_set, str):
+        eval_set = eval_set_ensure(name=eval_set)
     expected = {"source_id": hit["source_id"], "chunk_id": hit["chunk_id"], "grade": grade}
     existing = (
         EvalCase.objects.select_for_update()

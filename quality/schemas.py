@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Literal
 
 from ninja import Field, Schema
-from pydantic import StrictBool
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from core.pagination import PageOut
 from core.schemas import JsonFloat, JsonInt
@@ -13,7 +13,11 @@ from quality.models import RetrievalTest
 from quality.retrieval import RETRIEVAL_MAX_TOP_K, RETRIEVAL_MAX_VARIANTS
 
 
-class RetrievalVariantIn(Schema):
+class RetrievalVariantIn(BaseModel):
+    # A plain pydantic model: ninja's Schema reads attributes through a getter that takes null
+    # for an object whose fields all have defaults.
+    model_config = ConfigDict(extra="forbid")
+
     mode: Literal["vector", "keyword", "hybrid"] = "hybrid"
     min_similarity: JsonFloat | None = Field(
         None, ge=-1, le=1, description="Vector similarity threshold (−1…1); null: none."

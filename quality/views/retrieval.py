@@ -31,7 +31,6 @@ from quality.retrieval import (
     retrieval_test_run,
     search_options_available,
 )
-from quality.services import eval_set_ensure
 
 OPTION_LABELS = {"rerank": "Rerank", "use_feedback": "Feedback"}
 
@@ -264,7 +263,7 @@ def retrieval_case_add(request: HttpRequest) -> HttpResponse:
         try:
             test = retrieval_test_find(test_id=data["test"])
             eval_set = (
-                eval_set_ensure(name=data["new_set"])
+                data["new_set"]
                 if (data.get("new_set") or "").strip()
                 else EvalSet.objects.filter(pk=data["eval_set"]).first()
             )
@@ -278,7 +277,7 @@ def retrieval_case_add(request: HttpRequest) -> HttpResponse:
                     grade=data["grade"],
                     created_by=request.user.get_username(),
                 )
-                context.update(case=case, created=created, eval_set=eval_set)
+                context.update(case=case, created=created, eval_set=case.eval_set)
         except ApiError as exc:
             context["error"] = f"{exc.message} ({exc.code})"
     if wants_fragment(request):
