@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 
 from core.errors import ApiError
 from core.models import ApiKey
+from core.pagination import BIGINT_MAX
 from knowledge.errors import SEARCH_EMPTY_QUERY, SEARCH_QUERY_TOO_LONG
 from knowledge.search.base import MODES, SearchError, SearchFilters, SearchHit, validate_top_k
 from knowledge.search.filters import parse_filters
@@ -246,7 +247,8 @@ def retrieval_test_list(*, channel: str | None = None) -> QuerySet[RetrievalTest
 
 
 def retrieval_test_find(*, test_id: int) -> RetrievalTest:
-    test = retrieval_test_list().filter(pk=test_id).first()
+    # An id past PostgreSQL's bigint would be a database error, not "no such test".
+    test = retrieval_test_list().filter(pk=test_id).first() if 0 < test_id <= BIGINT_MAX else None
     if test is None:
         raise RetrievalTestError(
             RETRIEVAL_TEST_NOT_FOUND, f"No retrieval test {test_id}.", status=404

@@ -15,9 +15,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApiError
 from core.pages import permission_required, wants_fragment
+from core.pagination import BIGINT_MAX
 from knowledge.models import SourceType
 from knowledge.search.base import MODES, SearchHit, SearchResult
-from knowledge.views.search import SEARCH_LANGUAGES, SEARCH_MODE_HINTS, _search_hit_rows
+from knowledge.views.search import SEARCH_LANGUAGES, SEARCH_MODE_HINTS, search_hit_rows
 from quality.models import EvalSet, RetrievalTest
 from quality.retrieval import (
     RETRIEVAL_HISTORY_SIZE,
@@ -131,9 +132,9 @@ class RetrievalTestForm(forms.Form):
 
 
 class AddCaseForm(forms.Form):
-    test = forms.IntegerField(min_value=1)
-    chunk = forms.IntegerField(min_value=1)
-    eval_set = forms.IntegerField(required=False, min_value=1)
+    test = forms.IntegerField(min_value=1, max_value=BIGINT_MAX)
+    chunk = forms.IntegerField(min_value=1, max_value=BIGINT_MAX)
+    eval_set = forms.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
     new_set = forms.CharField(required=False, max_length=100)
     grade = forms.TypedChoiceField(choices=[(3, "3"), (2, "2"), (1, "1")], coerce=int)
 
@@ -163,7 +164,7 @@ def column_views(test: RetrievalTest) -> list[dict]:
                 degraded=column["degraded"],
                 degraded_reason=column["degraded_reason"],
             )
-            rows = _search_hit_rows(result)
+            rows = search_hit_rows(result)
         views.append(
             {"label": column["label"], "result": result, "rows": rows, "error": column["error"]}
         )

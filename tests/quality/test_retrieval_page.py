@@ -110,6 +110,7 @@ def test_an_unknown_test_id_is_a_404_with_the_form(curator):
     assert response.status_code == 404
     assert "RETRIEVAL_TEST_NOT_FOUND" in visible_text(response)
     assert curator.get(PAGE, {"test": "abc"}).status_code == 404
+    assert curator.get(PAGE, {"test": "9" * 30}).status_code == 404  # past bigint: no 500
 
 
 def test_a_hit_is_added_as_a_case_to_a_new_set(curator):
@@ -158,6 +159,12 @@ def test_a_plain_post_adds_and_goes_back_to_the_test(curator):
     response = curator.post(ADD, data, follow=True)
     assert response.redirect_chain[-1][0] == f"{PAGE}?test={test.pk}"
     assert "Added to “Codes”" in visible_text(response)
+
+
+def test_ids_past_bigint_are_form_errors(curator):
+    data = {"test": "9" * 30, "chunk": "1", "eval_set": "9" * 30, "grade": "3"}
+    response = curator.post(ADD, data, headers=HTMX)
+    assert response.status_code == 200 and "less than or equal" in visible_text(response)
 
 
 def test_a_viewer_cannot_add_a_case(agent):
