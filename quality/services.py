@@ -22,6 +22,7 @@ from quality.errors import (
     EVAL_CASE_NOT_ELIGIBLE,
     EVAL_CASE_UNKNOWN_SOURCE,
     EVAL_IMPORT_INVALID_LINE,
+    EVAL_SET_INVALID_NAME,
     EVAL_SET_NAME_TAKEN,
 )
 from quality.models import CaseOrigin, EvalCase, EvalExpected, EvalSet
@@ -36,14 +37,18 @@ LANGUAGES = ("en", "ja", "zh")
 class EvalError(ApiError):
     """An evaluation set, case or import the caller must change."""
 
+    status = 422
+
 
 # --- Sets ---------------------------------------------------------------------------------------
 
 
 def eval_set_create(*, name: str, description: str = "") -> EvalSet:
-    name = name.strip()
+    name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
-        raise EvalError(EVAL_CASE_INVALID, "A set name has 1 to 100 characters.")
+        raise EvalError(
+            EVAL_SET_INVALID_NAME, "An evaluation set needs a name of 1 to 100 characters."
+        )
     try:
         with transaction.atomic():
             return EvalSet.objects.create(name=name, description=description.strip())
@@ -55,7 +60,7 @@ def eval_set_create(*, name: str, description: str = "") -> EvalSet:
 
 def eval_set_ensure(*, name: str) -> EvalSet:
     """The set of that name, created when missing (the one-click paths use it)."""
-    existing = EvalSet.objects.filter(name=name.strip()).first()
+    existing = EvalSet.objects.filter(name=name.strip()).first() if isinstance(name, str) else None
     return existing or eval_set_create(name=name)
 
 
@@ -107,6 +112,8 @@ def _resolve_expected(ref: ExpectedRef) -> EvalExpected:
     if ref.chunk_id is not None:
         chunk = KnowledgeChunk.objects.select_related("source").filter(pk=ref.chunk_id).first()
         source = chunk.source if chunk else None
+        if source is not None and ref.source_id is not None and source.pk != ref.source_id:
+            source = chunk = None  # a chunk of another source than the one named
     elif ref.source_id is not None:
         source = KnowledgeSource.objects.filter(pk=ref.source_id).first()
     elif ref.source_uri:
@@ -217,30 +224,29 @@ def _expected_replace(case: EvalCase, rows: list[EvalExpected]) -> None:
 
 
 @transaction.atomic
-def eval_case_expect(
+def eval_expected_add(
     *, case: EvalCase, source_id: int, chunk_id: int | None = None, grade: int = 1
-) -> EvalCase:
-    """Add one expected passage (a draft case becomes active once it expects something)."""
+) -> EvalExpected:
+    """One more passage a case expects (the same passage again takes the new grade). A draft
+    case (from a not-helpful answer) becomes active once it expects something."""
     row = _resolve_expected(
         _expected_ref({"source_id": source_id, "chunk_id": chunk_id, "grade": grade})
     )
-    rows = [*case.expected.all(), row]
-    _expected_replace(case, [EvalExpected(**_row_fields(r)) for r in rows])
+    expected, _ = EvalExpected.objects.update_or_create(
+        case=case,
+        source=row.source,
+        chunk=row.chunk,
+        defaults={
+            "grade": row.grade,
+            "source_title": row.source_title,
+            "source_uri": row.source_uri,
+            "chunk_ordinal": row.chunk_ordinal,
+        },
+    )
     if not case.is_active and case.origin == CaseOrigin.ANSWER:
         case.is_active = True
         case.save(update_fields=["is_active", "updated_at"])
-    return case
-
-
-def _row_fields(row: EvalExpected) -> dict:
-    return {
-        "source": row.source,
-        "chunk": row.chunk,
-        "source_title": row.source_title,
-        "source_uri": row.source_uri,
-        "chunk_ordinal": row.chunk_ordinal,
-        "grade": row.grade,
-    }
+    return expected
 
 
 def eval_case_unexpect(*, case: EvalCase, expected_id: int) -> EvalCase:

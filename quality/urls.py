@@ -1,6 +1,6 @@
 from django.urls import path
 
-from quality.views import evaluation
+from quality.views import evaluation, retrieval
 from quality.views.calibration import calibration, calibration_change
 
 app_name = "quality"
@@ -29,4 +29,7 @@ urlpatterns = [
     path("runs/compare/", evaluation.run_compare, name="run-compare"),
     path("calibration/", calibration, name="calibration"),
     path("calibration/change/", calibration_change, name="calibration-change"),
+    path("retrieval/", retrieval.retrieval_test_page, name="retrieval-test"),
+    path("retrieval/run/", retrieval.retrieval_test_create, name="retrieval-test-run"),
+    path("retrieval/cases/", retrieval.retrieval_case_add, name="retrieval-case-add"),
 ]

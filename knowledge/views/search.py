@@ -26,7 +26,7 @@ SEARCH_MODE_HINTS = {
 SEARCH_LANGUAGES = (("en", "English"), ("zh-TW", "繁體中文"), ("ja", "日本語"))
 
 
-def _search_hit_rows(result: SearchResult) -> list[dict]:
+def search_hit_rows(result: SearchResult) -> list[dict]:
     """Each hit with its type label, its score as a share of the best hit's (the bar), and the
     ranks it had in the vector and keyword lists (and the reranker's score, when one ran)."""
     labels = dict(SourceType.choices)
@@ -111,7 +111,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
             status = exc.status
         else:
             context["result"] = result
-            context["rows"] = _search_hit_rows(result)
+            context["rows"] = search_hit_rows(result)
     if wants_fragment(request):
         # HTMX swaps only 2xx answers by default; the error is part of the fragment.
         return render(request, "knowledge/_search_results.html", context)

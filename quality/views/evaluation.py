@@ -21,11 +21,11 @@ from quality.models import EvalCase, EvalRun, EvalSet
 from quality.runs import eval_run_queue, run_modes
 from quality.services import (
     eval_case_create,
-    eval_case_expect,
     eval_case_from_answer,
     eval_case_from_card,
     eval_case_from_gap,
     eval_case_unexpect,
+    eval_expected_add,
     eval_set_create,
     eval_set_ensure,
     eval_set_export_jsonl,
@@ -142,7 +142,9 @@ def case_expect(request: HttpRequest, case_id: int) -> HttpResponse:
         messages.error(request, "Choose the source the case should find.")
     else:
         try:
-            eval_case_expect(case=case, source_id=int(raw), grade=_grade(request.POST.get("grade")))
+            eval_expected_add(
+                case=case, source_id=int(raw), grade=_grade(request.POST.get("grade"))
+            )
         except ApiError as exc:
             _error(request, exc)
     return redirect("quality:set-detail", set_id=case.eval_set_id)

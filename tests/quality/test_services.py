@@ -15,10 +15,10 @@ from quality.models import CaseOrigin, EvalCase, EvalSet
 from quality.services import (
     EvalError,
     eval_case_create,
-    eval_case_expect,
     eval_case_from_answer,
     eval_case_from_card,
     eval_case_from_gap,
+    eval_expected_add,
     eval_set_create,
     eval_set_export_jsonl,
     eval_set_import_jsonl,
@@ -98,7 +98,7 @@ def test_a_not_helpful_answer_becomes_a_draft_case_once(eval_set):
     assert eval_case_from_answer(answer=answer, eval_set=eval_set) == case
     assert EvalCase.objects.count() == 1
     source = make_source(uri="kb://manual")
-    eval_case_expect(case=case, source_id=source.pk, grade=3)
+    eval_expected_add(case=case, source_id=source.pk, grade=3)
     case.refresh_from_db()
     assert case.is_active
     assert [row.grade for row in case.expected.all()] == [3]
