@@ -14,6 +14,7 @@ EVAL_IMPORT_INVALID_LINE = (
 )
 EVAL_RUN_INVALID_MODE = "EVAL_RUN_INVALID_MODE"  # not vector, keyword, hybrid or all
 EVAL_RUN_EMPTY_SET = "EVAL_RUN_EMPTY_SET"  # a set with no active case (409)
+EVAL_RUN_NO_RERANKER = "EVAL_RUN_NO_RERANKER"  # a run with the reranker, none configured (409)
 CALIBRATION_NO_SUGGESTION = (
     "CALIBRATION_NO_SUGGESTION"  # too few labelled points, or none separate (409)
 )

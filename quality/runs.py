@@ -23,7 +23,7 @@ from knowledge.embed.spaces import space_state
 from knowledge.models import Answer, AnswerOutcome, EmbeddingStatus, KnowledgeChunk
 from knowledge.search.base import MODES, SearchError
 from knowledge.search.service import chunk_search
-from quality.errors import EVAL_RUN_EMPTY_SET, EVAL_RUN_INVALID_MODE
+from quality.errors import EVAL_RUN_EMPTY_SET, EVAL_RUN_INVALID_MODE, EVAL_RUN_NO_RERANKER
 from quality.metrics import CaseScores, ExpectedItem, RankedHit, case_score, mean_scores
 from quality.models import EvalCase, EvalResult, EvalRun, EvalSet, RunStatus
 from quality.services import EvalError
@@ -55,6 +55,12 @@ def eval_run_create(
 ) -> EvalRun:
     for mode in modes:
         run_modes(mode)
+    if use_reranker and not settings.KIOKU_RERANKER:
+        raise EvalError(
+            EVAL_RUN_NO_RERANKER,
+            "No reranker is configured (KIOKU_RERANKER): a run with the reranker cannot run.",
+            status=409,
+        )
     cases = eval_set.cases.active().count()
     if not cases:
         raise EvalError(
@@ -103,7 +109,7 @@ def run_config(run: EvalRun) -> dict:
         "ask_min_similarity": settings.KIOKU_ASK_MIN_SIMILARITY,
         "ask_min_similarity_offline": settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE,
         "ask_top_k": settings.KIOKU_ASK_TOP_K,
-        "reranker": getattr(settings, "KIOKU_RERANKER", "") if run.use_reranker else "",
+        "reranker": settings.KIOKU_RERANKER if run.use_reranker else "",
         "feedback_weight": getattr(settings, "KIOKU_FEEDBACK_WEIGHT", 0.0)
         if run.use_feedback
         else 0.0,

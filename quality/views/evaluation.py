@@ -5,6 +5,7 @@ Every action is a plain form POST that redirects (works without JavaScript); a r
 refreshes itself through htmx polling.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -93,6 +94,7 @@ def set_detail(request: HttpRequest, set_id: int) -> HttpResponse:
             "page": page,
             "sources": KnowledgeSource.objects.order_by("title").only("id", "title"),
             "runs": eval_set.runs.all()[:10],
+            "reranker": settings.KIOKU_RERANKER,
         },
     )
 

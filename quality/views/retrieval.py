@@ -6,6 +6,7 @@ The form only turns text into values; quality.retrieval checks and runs them.
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -33,7 +34,18 @@ from quality.retrieval import (
     search_options_available,
 )
 
-OPTION_LABELS = {"rerank": "Rerank", "use_feedback": "Feedback"}
+# A ticked box departs from the search's default: reranked (when a reranker is configured), or
+# ranked without outcome feedback. An unticked box leaves the option out of the variant.
+OPTION_LABELS = {"rerank": "Rerank", "use_feedback": "Without feedback"}
+OPTION_WHEN_TICKED = {"rerank": True, "use_feedback": False}
+
+
+def page_options() -> tuple[str, ...]:
+    return tuple(
+        option
+        for option in search_options_available()
+        if option != "rerank" or settings.KIOKU_RERANKER
+    )
 
 
 class RetrievalTestForm(forms.Form):
@@ -66,7 +78,7 @@ class RetrievalTestForm(forms.Form):
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
-        self.options = search_options_available()
+        self.options = page_options()
         for index in range(RETRIEVAL_MAX_VARIANTS):
             modes = [(mode, mode) for mode in sorted(MODES, key=lambda mode: mode != "hybrid")]
             self.fields[f"mode_{index}"] = forms.ChoiceField(
@@ -91,8 +103,8 @@ class RetrievalTestForm(forms.Form):
         for index, variant in enumerate(config.get("variants", [])[:RETRIEVAL_MAX_VARIANTS]):
             initial[f"mode_{index}"] = variant.get("mode")
             initial[f"min_similarity_{index}"] = variant.get("min_similarity")
-            for option in ("rerank", "use_feedback"):
-                initial[f"{option}_{index}"] = bool(variant.get(option))
+            for option, ticked in OPTION_WHEN_TICKED.items():
+                initial[f"{option}_{index}"] = variant.get(option) is ticked
         filters = config.get("filters", {})
         types = filters.get("source_type") or filters.get("source_types") or []
         initial["type"] = types if isinstance(types, list) else [types]
@@ -122,7 +134,8 @@ class RetrievalTestForm(forms.Form):
                 "min_similarity": data.get(f"min_similarity_{index}"),
             }
             for option in self.options:
-                variant[option] = bool(data.get(f"{option}_{index}"))
+                if data.get(f"{option}_{index}"):
+                    variant[option] = OPTION_WHEN_TICKED[option]
             variants.append(variant)
         filters: dict = {"source_type": data.get("type") or []}
         if data.get("language"):

@@ -125,3 +125,27 @@ def test_the_command_prints_the_metrics_table(manual_set, capsys):
 def test_the_command_names_an_unknown_set(db):
     with pytest.raises(CommandError, match="No evaluation set named 'Nope'"):
         call_command("evaluate", "--set", "Nope")
+
+
+def test_a_run_with_the_reranker_needs_one_configured(manual_set, settings):
+    settings.KIOKU_RERANKER = ""
+    with pytest.raises(EvalError) as refused:
+        eval_run_create(eval_set=manual_set, use_reranker=True)
+    assert refused.value.code == "EVAL_RUN_NO_RERANKER"
+
+
+def test_runs_with_and_without_the_reranker_record_which_ran(manual_set, settings, openai_stub):
+    settings.KIOKU_RERANKER = "http"
+    settings.KIOKU_RERANK_URL = openai_stub.base_url
+    with_reranker = eval_run_execute(
+        run_id=eval_run_create(
+            eval_set=manual_set, modes=["hybrid"], use_reranker=True, check_answers=False
+        ).pk
+    )
+    without = eval_run_execute(
+        run_id=eval_run_create(eval_set=manual_set, modes=["hybrid"], check_answers=False).pk
+    )
+    assert with_reranker.config["reranker"] == "http"
+    assert without.config["reranker"] == ""
+    assert openai_stub.rerank_requests == 3  # one per case of the run with it, none without
+    assert with_reranker.metrics["hybrid"]["all"]["recall_at_10"] == 1.0
