@@ -87,9 +87,9 @@ EXTRACTIVE_LABEL = {
 
 
 def similarity_threshold(result: SearchResult) -> float:
-    """Local offline vectors score lower (and noisier) than OpenAI's: each has its own."""
+    """Local offline vectors score lower (and noisier) than OpenAI's: each model has its own."""
     if result.offline:
-        return settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE
+        return settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE[result.model]
     return settings.KIOKU_ASK_MIN_SIMILARITY
 
 
