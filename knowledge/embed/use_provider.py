@@ -13,7 +13,7 @@ from knowledge.embed.base import EmbeddingLimits
 
 
 class UseMultilingualEmbeddingProvider:
-    """Offline, deterministic sentence embeddings that carry meaning across words and languages.
+    """Offline sentence embeddings that carry meaning across words and languages.
 
     USE multilingual v3 (a deep averaging network with CNN n-gram features, trained on question
     answering and translation pairs in 16 languages, among them English, Japanese and Chinese)

@@ -6,7 +6,7 @@ import pytest
 
 from knowledge.embed.base import ProviderConfigError
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
-from knowledge.embed.providers import get_embedding_provider
+from knowledge.embed.providers import LOCAL_MODELS, get_embedding_provider
 from knowledge.embed.spaces import embedding_switch_start, space_state
 from knowledge.search.service import chunk_search
 from tests.knowledge.factories import make_source
@@ -77,3 +77,8 @@ def test_a_switch_to_the_multilingual_model_lets_a_japanese_question_find_an_eng
     result = chunk_search("電池が切れて家に入れない", mode="vector", top_k=3)
     assert result.model == MODEL and result.offline
     assert result.hits[0].source_id == manual.pk
+
+
+def test_every_offline_model_has_its_measured_thresholds(settings):
+    assert set(settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE) == set(LOCAL_MODELS)
+    assert set(settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE) == set(LOCAL_MODELS)
