@@ -15,7 +15,15 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded_db
-from config.env import database_from_url, envbool, envdecimal, envint, envlist, envstr
+from config.env import (
+    database_from_url,
+    envbool,
+    envchoice,
+    envdecimal,
+    envint,
+    envlist,
+    envstr,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -215,6 +223,10 @@ OPENAI_API_KEY = envstr("OPENAI_API_KEY")
 OPENAI_BASE_URL = envstr("OPENAI_BASE_URL") or None
 KIOKU_EMBEDDING_MODEL = envstr("KIOKU_EMBEDDING_MODEL", "text-embedding-3-small")
 KIOKU_EMBEDDING_DIMENSIONS = envint("KIOKU_EMBEDDING_DIMENSIONS", 1536, minimum=1)
+# Without a key: the hashing provider, or USE multilingual v3 (compared in BENCHMARKS.md).
+KIOKU_OFFLINE_EMBEDDING_MODEL = envchoice(
+    "KIOKU_OFFLINE_EMBEDDING_MODEL", "local-hash-v1", ("local-hash-v1", "local-use-m3")
+)
 KIOKU_CHAT_MODEL = envstr("KIOKU_CHAT_MODEL", "gpt-4o-mini")
 # tiktoken encoding that counts tokens against the provider's limits; it follows the models.
 KIOKU_TOKEN_ENCODING = envstr("KIOKU_TOKEN_ENCODING", "cl100k_base")
@@ -403,8 +415,9 @@ KIOKU_RERANK_CANDIDATES = 30
 KIOKU_ASK_TOP_K = 5
 # Vector similarity that makes a passage relevant with OpenAI's embeddings.
 KIOKU_ASK_MIN_SIMILARITY = 0.35
-# The same with the local offline embeddings, whose similarities are lower and noisier.
-KIOKU_ASK_MIN_SIMILARITY_OFFLINE = 0.5
+# The same with each local offline model, whose similarities run on scales of their own (one
+# number per model; local-use-m3 measured on the demo evaluation set: bench/offline_models.py).
+KIOKU_ASK_MIN_SIMILARITY_OFFLINE = {"local-hash-v1": 0.5, "local-use-m3": 0.4}
 # Keyword ts_rank that makes a passage relevant.
 KIOKU_ASK_MIN_KEYWORD_SCORE = 0.05
 # Content gaps: unanswered questions whose wording is this similar (pg_trgm) form one group.
@@ -418,9 +431,9 @@ KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS = 20
 # Diagnosis layer 1: the similarity a resolved case must reach to answer a new problem card,
 # with OpenAI's embeddings (the platform decision: 0.75).
 KIOKU_CASE_MIN_SIMILARITY = 0.75
-# The same with the local offline embeddings, whose similarities run lower (measured on the demo
-# cases: BENCHMARKS.md, bench/case_threshold.py).
-KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.45
+# The same with each local offline model, whose similarities run lower (measured on the demo
+# cases: BENCHMARKS.md, bench/case_threshold.py --model <name>).
+KIOKU_CASE_MIN_SIMILARITY_OFFLINE = {"local-hash-v1": 0.45, "local-use-m3": 0.7}
 # Nearest resolved cases read from the HNSW index per diagnosis, before the threshold and ranking.
 KIOKU_CASE_CANDIDATES = 20
 # Threshold calibration (quality/calibration.py): labelled points of each kind (positives and

@@ -88,10 +88,10 @@ class Diagnosis:
 
 
 def case_default_similarity(model: str) -> float:
-    """The settings' threshold for an embedding model (measured in BENCHMARKS.md: the local
-    provider's similarities run lower than OpenAI's)."""
+    """The settings' threshold for an embedding model (measured in BENCHMARKS.md: each local
+    model's similarities run on their own scale, lower than OpenAI's)."""
     if is_local_model(model):
-        return settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+        return settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE[model]
     return settings.KIOKU_CASE_MIN_SIMILARITY
 
 

@@ -18,7 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ApiError
-from knowledge.answer.answering import answer_ask, normalize_question
+from core.models import ThresholdKind
+from core.thresholds import threshold_value
+from dispatch.diagnosis import case_threshold
+from knowledge.answer.answering import answer_ask, ask_default_similarity, normalize_question
 from knowledge.embed.spaces import space_state
 from knowledge.models import Answer, AnswerOutcome, EmbeddingStatus, KnowledgeChunk
 from knowledge.search.base import MODES, SearchError
@@ -106,8 +109,13 @@ def run_config(run: EvalRun) -> dict:
         "embedding_model": space.model,
         "chunking": settings.KIOKU_CHUNKING,
         "rrf_k": settings.KIOKU_SEARCH_RRF_K,
-        "ask_min_similarity": settings.KIOKU_ASK_MIN_SIMILARITY,
-        "ask_min_similarity_offline": settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE,
+        # The thresholds in force for this model (a calibrated row, else the settings' default).
+        "ask_min_similarity": threshold_value(
+            kind=ThresholdKind.ASK_SIMILARITY,
+            model=space.model,
+            default=ask_default_similarity(space.model),
+        ),
+        "case_min_similarity": case_threshold(space.model),
         "ask_top_k": settings.KIOKU_ASK_TOP_K,
         "reranker": settings.KIOKU_RERANKER if run.use_reranker else "",
         "feedback_weight": getattr(settings, "KIOKU_FEEDBACK_WEIGHT", 0.0)

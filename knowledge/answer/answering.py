@@ -90,9 +90,9 @@ EXTRACTIVE_LABEL = {
 
 def ask_default_similarity(model: str) -> float:
     """The settings' threshold for an embedding model: local offline vectors score lower (and
-    noisier) than OpenAI's, so each has its own."""
+    noisier) than OpenAI's, and each local model on its own scale."""
     if is_local_model(model):
-        return settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE
+        return settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE[model]
     return settings.KIOKU_ASK_MIN_SIMILARITY
 
 

@@ -118,8 +118,9 @@ def test_case_threshold_reads_the_row_of_the_cards_brand(settings):
 
     apply(0.6, model="local-hash-v1", brand_key="kagiya")
     assert case_threshold("local-hash-v1", brand_key="kagiya") == 0.6
-    assert case_threshold("local-hash-v1", brand_key="lumio") == (
-        settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+    assert (
+        case_threshold("local-hash-v1", brand_key="lumio")
+        == (settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE["local-hash-v1"])
     )
     assert case_threshold(MODEL) == settings.KIOKU_CASE_MIN_SIMILARITY
 
@@ -133,8 +134,9 @@ def test_the_ask_threshold_reads_the_row_of_the_search_model(settings):
 
     apply(0.42, kind=ASK)
     assert similarity_threshold(result(MODEL)) == 0.42
-    assert similarity_threshold(result("local-hash-v1")) == (
-        settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE
+    assert (
+        similarity_threshold(result("local-hash-v1"))
+        == (settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE["local-hash-v1"])
     )
 
 
@@ -157,8 +159,9 @@ def test_a_diagnosis_uses_and_records_the_threshold_set_for_the_cards_brand(sett
     assert diagnosis.layer != 1 and diagnosis.threshold == 1.0
     assert DiagnosisRecord.objects.first().threshold == 1.0
     other_brand = make_card(brand="Lumio", description=near)
-    assert problem_card_diagnose(card_id=other_brand.pk).threshold == (
-        settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+    assert (
+        problem_card_diagnose(card_id=other_brand.pk).threshold
+        == (settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE["local-hash-v1"])
     )
 
 

@@ -196,7 +196,7 @@ def test_too_few_points_give_no_suggestion_and_say_why(settings):
     assert group.suggestion is None
     assert "5 positive and 5 negative" in group.no_suggestion_reason
     assert "at least 6" in group.no_suggestion_reason
-    assert group.at_current.threshold == settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+    assert group.at_current.threshold == settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE["local-hash-v1"]
 
 
 @pytest.mark.django_db
@@ -238,14 +238,14 @@ def test_applying_the_suggestion_stores_it_with_its_evidence_and_diagnosis_reads
     seed_known_cases()
     setting = threshold_suggestion_apply(kind=CASE, model=LOCAL, shown_value=0.7, by="ana")
     assert setting.is_active and setting.value == 0.7 and setting.set_by == "ana"
-    assert setting.previous_value == settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+    assert setting.previous_value == settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE["local-hash-v1"]
     assert setting.evidence["method"] == "youden_j"
     assert (setting.evidence["positives"], setting.evidence["negatives"]) == (5, 5)
     assert setting.evidence["suggested"]["youden_j"] == pytest.approx(0.6)
     assert case_threshold(LOCAL, brand_key="anything") == 0.7
 
     threshold_default_reset(kind=CASE, model=LOCAL, by="ana")
-    assert case_threshold(LOCAL) == settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+    assert case_threshold(LOCAL) == settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE["local-hash-v1"]
     assert ThresholdSetting.objects.count() == 2
 
 

@@ -50,4 +50,7 @@ def test_a_dispatcher_applies_the_suggested_case_threshold_in_one_click(
     cases.get_by_role("button", name="Reset to default").click()
     expect(page.locator(".messages")).to_contain_text("Back to the default threshold.")
     expect(page.locator(".calibration-history tbody tr")).to_have_count(2)
-    assert case_threshold("local-hash-v1") == settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+    assert (
+        case_threshold("local-hash-v1")
+        == settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE["local-hash-v1"]
+    )
