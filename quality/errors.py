@@ -23,6 +23,3 @@ EVAL_SET_INVALID_NAME = "EVAL_SET_INVALID_NAME"  # an empty set name, or one ove
 RETRIEVAL_TEST_INVALID = "RETRIEVAL_TEST_INVALID"  # variants or top_k of the wrong shape (422)
 RETRIEVAL_TEST_NOT_FOUND = "RETRIEVAL_TEST_NOT_FOUND"  # no retrieval test with that id (404)
 RETRIEVAL_HIT_NOT_FOUND = "RETRIEVAL_HIT_NOT_FOUND"  # the chunk is not among the test's hits (404)
-# A variant sets a search option (rerank, use_feedback) this build's search does not have yet:
-# shown in that variant's column.
-RETRIEVAL_OPTION_UNAVAILABLE = "RETRIEVAL_OPTION_UNAVAILABLE"

@@ -9,7 +9,6 @@ fail that search. Only errors about the query itself (empty, too long) or the fi
 every column shares, stop the test before anything is stored.
 """
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,6 @@ from knowledge.search.filters import parse_filters
 from knowledge.search.service import chunk_search
 from quality.errors import (
     RETRIEVAL_HIT_NOT_FOUND,
-    RETRIEVAL_OPTION_UNAVAILABLE,
     RETRIEVAL_TEST_INVALID,
     RETRIEVAL_TEST_NOT_FOUND,
 )
@@ -43,10 +41,7 @@ RETRIEVAL_MAX_VARIANTS = 4
 RETRIEVAL_MAX_TOP_K = 50
 RETRIEVAL_HISTORY_SIZE = 50
 CHANNELS = ("web", "api")
-# Search options a variant may set besides mode and threshold. Each is passed to chunk_search
-# under its own name once chunk_search takes a keyword of that name (the reranker and the
-# outcome feedback arrive with their own changes); until then a variant setting one shows
-# RETRIEVAL_OPTION_UNAVAILABLE in its column.
+# Search options a variant may set besides mode and threshold, passed to chunk_search by name.
 SEARCH_OPTIONS = ("rerank", "use_feedback")
 VARIANT_KEYS = {"mode", "min_similarity", *SEARCH_OPTIONS}
 DEFAULT_VARIANTS = ({"mode": "hybrid"}, {"mode": "vector"}, {"mode": "keyword"})
@@ -72,12 +67,6 @@ class RetrievalConfig:
 
     def stored(self) -> dict:
         return {"variants": self.variants, "top_k": self.top_k, "filters": self.filters}
-
-
-def search_options_available() -> tuple[str, ...]:
-    """The options of SEARCH_OPTIONS this build's chunk_search takes."""
-    parameters = inspect.signature(chunk_search).parameters
-    return tuple(option for option in SEARCH_OPTIONS if option in parameters)
 
 
 def _invalid(message: str, **details: object) -> RetrievalTestError:
@@ -176,16 +165,6 @@ def _column_run(query: str, variant: dict, config: RetrievalConfig) -> dict:
         "degraded": False,
         "degraded_reason": "",
     }
-    available = search_options_available()
-    missing = [option for option in SEARCH_OPTIONS if option in variant and option not in available]
-    if missing:
-        column["error"] = {
-            "code": RETRIEVAL_OPTION_UNAVAILABLE,
-            "message": f"This search has no {' or '.join(missing)} option yet.",
-            "details": {"options": missing},
-            "status": 422,
-        }
-        return column
     options = {option: variant[option] for option in SEARCH_OPTIONS if option in variant}
     try:
         result = chunk_search(

@@ -118,9 +118,7 @@ def run_config(run: EvalRun) -> dict:
         "case_min_similarity": case_threshold(space.model),
         "ask_top_k": settings.KIOKU_ASK_TOP_K,
         "reranker": settings.KIOKU_RERANKER if run.use_reranker else "",
-        "feedback_weight": getattr(settings, "KIOKU_FEEDBACK_WEIGHT", 0.0)
-        if run.use_feedback
-        else 0.0,
+        "feedback_weight": settings.KIOKU_FEEDBACK_WEIGHT if run.use_feedback else 0.0,
         "top_k": EVAL_TOP_K,
     }
 
@@ -178,15 +176,6 @@ def expected_items(case: EvalCase) -> list[ExpectedItem]:
     ]
 
 
-def _search_options(run: EvalRun) -> dict:
-    # TEMP until the reranker and feedback branches merge: only the options chunk_search has.
-    import inspect
-
-    wanted = {"rerank": run.use_reranker, "use_feedback": run.use_feedback}
-    accepted = inspect.signature(chunk_search).parameters
-    return {key: value for key, value in wanted.items() if key in accepted}
-
-
 def _search_result(run: EvalRun, case: EvalCase, mode: str) -> EvalResult:
     result = EvalResult(
         run=run, case=case, mode=mode, question=case.question, language=case.language
@@ -194,7 +183,13 @@ def _search_result(run: EvalRun, case: EvalCase, mode: str) -> EvalResult:
     expected = expected_items(case)
     started = time.perf_counter()
     try:
-        found = chunk_search(case.question, mode=mode, top_k=EVAL_TOP_K, **_search_options(run))
+        found = chunk_search(
+            case.question,
+            mode=mode,
+            top_k=EVAL_TOP_K,
+            rerank=run.use_reranker,
+            use_feedback=run.use_feedback,
+        )
     except SearchError as exc:
         result.error_code = exc.code
         result.latency_ms = (time.perf_counter() - started) * 1000

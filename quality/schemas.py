@@ -24,13 +24,12 @@ class RetrievalVariantIn(BaseModel):
     )
     rerank: StrictBool | None = Field(
         None,
-        description="Rerank the hits (null: the search's default). A build whose search has no "
-        "reranker answers RETRIEVAL_OPTION_UNAVAILABLE in this column.",
+        description="Rerank the hits (null: the search's default, reranked when KIOKU_RERANKER "
+        "is set). true without a reranker: SEARCH_RERANKER_NOT_CONFIGURED in this column.",
     )
     use_feedback: StrictBool | None = Field(
         None,
-        description="Rank with outcome feedback (null: the search's default); "
-        "RETRIEVAL_OPTION_UNAVAILABLE in this column where the search has no such option.",
+        description="Rank with the outcome feedback boosts (null or true: yes; false: without).",
     )
 
 

@@ -48,6 +48,9 @@ def _no_embedding_on_write(settings):
     # Tasks run inline in tests, so embedding on every commit would make ingestion tests depend
     # on the provider; tests of that path turn it back on.
     settings.KIOKU_EMBED_ON_WRITE = False
+    # …and an evaluation run queued then (the demo's first run) must not wait for embeddings
+    # that no worker will make.
+    settings.KIOKU_EVAL_WAIT_FOR_INDEX_SECONDS = 0
 
 
 @pytest.fixture

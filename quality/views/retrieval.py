@@ -25,13 +25,13 @@ from quality.retrieval import (
     RETRIEVAL_HISTORY_SIZE,
     RETRIEVAL_MAX_TOP_K,
     RETRIEVAL_MAX_VARIANTS,
+    SEARCH_OPTIONS,
     retrieval_hit_case_add,
     retrieval_preference_get,
     retrieval_preference_save,
     retrieval_test_find,
     retrieval_test_list,
     retrieval_test_run,
-    search_options_available,
 )
 
 # A ticked box departs from the search's default: reranked (when a reranker is configured), or
@@ -42,9 +42,7 @@ OPTION_WHEN_TICKED = {"rerank": True, "use_feedback": False}
 
 def page_options() -> tuple[str, ...]:
     return tuple(
-        option
-        for option in search_options_available()
-        if option != "rerank" or settings.KIOKU_RERANKER
+        option for option in SEARCH_OPTIONS if option != "rerank" or settings.KIOKU_RERANKER
     )
 
 

@@ -94,7 +94,9 @@ def test_the_demo_loads_the_set_with_its_card_cases_and_queues_a_first_run(setti
     from quality.models import EvalRun, EvalSet
 
     settings.OPENAI_API_KEY = ""
-    settings.KIOKU_EMBED_ON_WRITE = True  # embedded as ingested (tasks run inline), as the worker would
+    settings.KIOKU_EMBED_ON_WRITE = (
+        True  # embedded as ingested (tasks run inline), as the worker would
+    )
     settings.KIOKU_EVAL_WAIT_FOR_INDEX_SECONDS = 0
     lines = demo_load_if_empty()
     assert any(line.startswith("quality: 1 evaluation set") for line in lines), lines

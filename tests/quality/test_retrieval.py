@@ -2,13 +2,10 @@
 search refuses shown in its own column, the settings kept per user, the history, and a hit
 turned into an evaluation case (through the evaluation services)."""
 
-import inspect
-
 import pytest
 
 from core.errors import ApiError
 from core.services import api_key_create
-from knowledge.search.service import chunk_search
 from quality.models import CaseOrigin, EvalCase, RetrievalTest
 from quality.retrieval import (
     retrieval_hit_case_add,
@@ -137,13 +134,22 @@ def test_settings_of_the_wrong_shape_are_refused(settings_):
     assert not RetrievalTest.objects.exists()
 
 
-def test_an_option_the_search_does_not_have_yet_shows_in_its_column():
-    if "rerank" in inspect.signature(chunk_search).parameters:
-        pytest.skip("chunk_search takes rerank now: the column runs it (see the rerank tests)")
+def test_a_column_with_the_reranker_is_reranked_and_one_without_is_not(settings, openai_stub):
     make_library(embedded=False)
-    test = run(variants=[{"mode": "keyword", "rerank": True}, {"mode": "keyword"}])
+    settings.KIOKU_RERANKER = "http"
+    settings.KIOKU_RERANK_URL = openai_stub.base_url
+    test = run(variants=[{"mode": "keyword", "rerank": True}, {"mode": "keyword", "rerank": False}])
     assert column(test, 0)["label"] == "keyword · rerank"
-    assert column(test, 0)["error"]["code"] == "RETRIEVAL_OPTION_UNAVAILABLE"
+    assert column(test, 0)["error"] is None
+    assert openai_stub.rerank_requests == 1
+    assert titles(test, 1) == ["Battery guide"]
+
+
+def test_a_column_asking_for_a_reranker_none_configured_shows_why(settings):
+    make_library(embedded=False)
+    settings.KIOKU_RERANKER = ""
+    test = run(variants=[{"mode": "keyword", "rerank": True}, {"mode": "keyword"}])
+    assert column(test, 0)["error"]["code"] == "SEARCH_RERANKER_NOT_CONFIGURED"
     assert titles(test, 1) == ["Battery guide"]
 
 
