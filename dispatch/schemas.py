@@ -302,6 +302,11 @@ class TransitionIn(Schema):
     eta: JsonDateTime | None = Field(None, description="Required to become en_route (unless set).")
     work_done: str = Field("", description="Required to complete; becomes the card's resolution.")
     parts_used: str = Field("", description='Required to complete ("none" when none were).')
+    diagnosis_matched: StrictBool | None = Field(
+        None,
+        description="On completing: did the fix match the card's diagnosis? true raises the cases "
+        "or passages it cited, false lowers them (a wrong diagnosis); leave out when unknown.",
+    )
 
 
 class ServiceOrderOut(Schema):
@@ -318,6 +323,7 @@ class ServiceOrderOut(Schema):
     eta: datetime | None
     work_done: str
     parts_used: str
+    diagnosis_matched: bool | None
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime

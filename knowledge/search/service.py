@@ -56,7 +56,10 @@ def chunk_search(
     top_k: int = 10,
     filters: dict | SearchFilters | None = None,
     min_similarity: float | None = None,
+    use_feedback: bool = True,
 ) -> SearchResult:
+    """Search the knowledge base (see the module docstring). `use_feedback=False` ranks without
+    the chunks' outcome boosts (the evaluation compares both)."""
     started = time.perf_counter()
     top_k = _request_check(query, mode=mode, top_k=top_k, min_similarity=min_similarity)
     parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
@@ -103,7 +106,15 @@ def chunk_search(
         # Only an empty answer needs to know why (saves a round trip on every search that finds).
         _check_index(mode, space, result)
     highlight = keyword.highlight if keyword else []
-    result.hits = hits_fuse(mode, vector_hits, keyword_hits, top_k, highlight, result.degraded)
+    result.hits = hits_fuse(
+        mode,
+        vector_hits,
+        keyword_hits,
+        top_k,
+        highlight,
+        result.degraded,
+        use_feedback=use_feedback,
+    )
     result.took_ms = (time.perf_counter() - started) * 1000
     return result
 
