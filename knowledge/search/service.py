@@ -11,6 +11,9 @@ Modes:
 - **hybrid** (default): Reciprocal Rank Fusion of both lists. If the embedding provider fails,
   hybrid answers with keyword results and says so (`degraded`).
 
+Pinned chunks and chunks with an outcome boost (knowledge/feedback.py) get a small bonus on every
+mode's score (knowledge/search/fusion.py); `use_feedback=False` leaves the latter out.
+
 No user text reaches SQL except as bound parameters; filter keys come from an allow-list.
 """
 
