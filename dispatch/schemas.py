@@ -120,6 +120,9 @@ class ProblemCardOut(Schema):
     root_cause: str
     parts_used: str
     resolved_at: datetime | None
+    feedback_boost: float = Field(
+        description="As a case: its outcome signals not reverted, summed and bounded."
+    )
     is_searchable_by_meaning: bool = Field(
         description="False until the card's vector is in the active embedding space."
     )
@@ -163,6 +166,9 @@ class CaseMatchOut(Schema):
     same_brand: bool
     same_model: bool
     same_code: bool
+    feedback_boost: float = Field(
+        0.0, description="The case's outcome boost (ranks, never filters)."
+    )
 
 
 class DiagnosisOut(Schema):

@@ -158,3 +158,56 @@ def test_an_edit_never_writes_back_a_boost_it_read_before_a_signal(chunks, setti
     chunk_update(chunk=stale, pinned=True)
     assert boost(chunks[0]) == settings.KIOKU_FEEDBACK_STEP
     assert KnowledgeChunk.objects.get(pk=chunks[0].pk).pinned
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_signals_written_at_once_both_count(settings):
+    """The second writer waits for the first's lock on the chunk, then sums both signals: without
+    the lock it would write back a sum that misses the first's."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    chunk = make_source(uri="kb://manual").chunks.first()
+    first_applied, first_may_commit = threading.Event(), threading.Event()
+    second_pid: dict[str, int] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                chunk_feedback_apply(chunk_ids=[chunk.pk], reason=WRONG, origin_ref="order:1")
+                first_applied.set()
+                assert first_may_commit.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            assert first_applied.wait(timeout=30)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                second_pid["pid"] = cursor.fetchone()[0]
+            chunk_feedback_apply(chunk_ids=[chunk.pk], reason=WRONG, origin_ref="order:2")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                [second_pid.get("pid", -1)],
+            )
+            row = cursor.fetchone()
+        if row is not None and row[0] == "Lock":
+            break
+        assert time.monotonic() < deadline, "the second writer never waited for the lock"
+        time.sleep(0.02)
+    first_may_commit.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert boost(chunk) == -2 * settings.KIOKU_FEEDBACK_STEP
