@@ -103,6 +103,7 @@ def feedback_signals_apply(
     delta = feedback_delta(reason=reason)
     key = f"{target_field}_id"
     applied = 0
+    moved_from: set[int] = set()
     for target_id, identity in identities.items():
         signal, created = signals.objects.get_or_create(
             **identity,
@@ -111,7 +112,8 @@ def feedback_signals_apply(
             defaults={key: target_id, "delta": delta},
         )
         changed = []
-        if getattr(signal, key) != target_id:  # a chunk's signal left behind by a re-chunk
+        if getattr(signal, key) != target_id:  # a chunk's signal, detached or on a twin text
+            moved_from.add(getattr(signal, key))
             setattr(signal, key, target_id)
             changed.append(target_field)
         if signal.revert_cause == RevertCause.WITHDRAWN:
@@ -122,7 +124,10 @@ def feedback_signals_apply(
         applied += created
         if changed:
             signal.save(update_fields=changed)
-    feedback_boosts_recompute(signals=signals, target_field=target_field, target_ids=identities)
+    _targets_lock(signals, target_field, moved_from)
+    feedback_boosts_recompute(
+        signals=signals, target_field=target_field, target_ids=[*identities, *moved_from]
+    )
     return applied
 
 
