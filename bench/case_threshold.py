@@ -8,6 +8,7 @@ shown cases that are right), recall (share of the group found) and F1, the simil
 same-group and other-group pairs, and the threshold with the best F1 (ties: the higher one).
 
     uv run python bench/case_threshold.py              # the local offline provider
+    uv run python bench/case_threshold.py --model local-use-m3   # the multilingual offline one
     uv run python bench/case_threshold.py --model text-embedding-3-small   # needs OPENAI_API_KEY
 
 Cards are embedded exactly as the app embeds them (ProblemCard.compose_search_text). Nothing is
@@ -46,7 +47,9 @@ def card_texts(cases: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="embedding model (default: the local offline provider)")
-    parser.add_argument("--dimensions", type=int, default=1536)
+    parser.add_argument(
+        "--dimensions", type=int, help="vector size (default: the model's own, or the setting)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

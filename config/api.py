@@ -205,12 +205,14 @@ def register_routers() -> None:
     from core.api import router as core_router
     from dispatch.api import router as dispatch_router
     from knowledge.api import router as knowledge_router
+    from quality.api import router as quality_router
     from sessions_app.api import router as sessions_router
 
     api.add_router("/", core_router)
     api.add_router("/", knowledge_router)
     api.add_router("/", sessions_router)
     api.add_router("/", dispatch_router)
+    api.add_router("/", quality_router)
 
 
 register_routers()

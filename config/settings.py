@@ -15,7 +15,15 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded_db
-from config.env import database_from_url, envbool, envdecimal, envint, envlist, envstr
+from config.env import (
+    database_from_url,
+    envbool,
+    envchoice,
+    envdecimal,
+    envint,
+    envlist,
+    envstr,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -215,6 +223,10 @@ OPENAI_API_KEY = envstr("OPENAI_API_KEY")
 OPENAI_BASE_URL = envstr("OPENAI_BASE_URL") or None
 KIOKU_EMBEDDING_MODEL = envstr("KIOKU_EMBEDDING_MODEL", "text-embedding-3-small")
 KIOKU_EMBEDDING_DIMENSIONS = envint("KIOKU_EMBEDDING_DIMENSIONS", 1536, minimum=1)
+# Without a key: the hashing provider, or USE multilingual v3 (compared in BENCHMARKS.md).
+KIOKU_OFFLINE_EMBEDDING_MODEL = envchoice(
+    "KIOKU_OFFLINE_EMBEDDING_MODEL", "local-hash-v1", ("local-hash-v1", "local-use-m3")
+)
 KIOKU_CHAT_MODEL = envstr("KIOKU_CHAT_MODEL", "gpt-4o-mini")
 # tiktoken encoding that counts tokens against the provider's limits; it follows the models.
 KIOKU_TOKEN_ENCODING = envstr("KIOKU_TOKEN_ENCODING", "cl100k_base")
@@ -241,6 +253,20 @@ KIOKU_EMBEDDING_TPM = envint("KIOKU_EMBEDDING_TPM", 0, minimum=0)
 KIOKU_CHAT_TIMEOUT_SECONDS = envint("KIOKU_CHAT_TIMEOUT_SECONDS", 60, minimum=1)
 # Longest answer, in tokens.
 KIOKU_CHAT_MAX_TOKENS = envint("KIOKU_CHAT_MAX_TOKENS", 800, minimum=16)
+# Reranking of search results (knowledge/search/rerank.py), off unless set: "http" (a
+# Cohere/Jina/vLLM-style POST {KIOKU_RERANK_URL}/rerank) or "llm" (the chat model scores them).
+KIOKU_RERANKER = envstr("KIOKU_RERANKER").strip().lower()
+if KIOKU_RERANKER not in ("", "http", "llm"):
+    raise ImproperlyConfigured(f"KIOKU_RERANKER={KIOKU_RERANKER!r}: expected http, llm or nothing.")
+# Base URL of the rerank server; empty: OPENAI_BASE_URL. Its key; empty: OPENAI_API_KEY.
+KIOKU_RERANK_URL = envstr("KIOKU_RERANK_URL")
+KIOKU_RERANK_API_KEY = envstr("KIOKU_RERANK_API_KEY")
+if KIOKU_RERANKER == "http" and not (KIOKU_RERANK_URL or OPENAI_BASE_URL):
+    raise ImproperlyConfigured("KIOKU_RERANKER=http needs KIOKU_RERANK_URL (or OPENAI_BASE_URL).")
+# Rerank model; empty: none sent (a server with one model) or, for "llm", KIOKU_CHAT_MODEL.
+KIOKU_RERANK_MODEL = envstr("KIOKU_RERANK_MODEL")
+# Timeout of one rerank request: a person waits for the search, a slower reranker is skipped.
+KIOKU_RERANK_TIMEOUT_SECONDS = envint("KIOKU_RERANK_TIMEOUT_SECONDS", 10, minimum=1)
 
 # --- Knowledge ------------------------------------------------------------------------------
 KIOKU_MAX_UPLOAD_BYTES = envint("KIOKU_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
@@ -377,6 +403,8 @@ KIOKU_SEARCH_RRF_K = 60
 KIOKU_SEARCH_PIN_BOOST = 0.01
 # Longest query accepted (SEARCH_QUERY_TOO_LONG).
 KIOKU_SEARCH_MAX_QUERY_CHARS = 2000
+# Fused candidates a reranker orders (at least top_k) before the list is cut to top_k.
+KIOKU_RERANK_CANDIDATES = 30
 
 # Answers. A retrieved passage counts as relevant when its vector similarity reaches the
 # threshold of the embedding provider in use, or when it shares the question's words: a keyword
@@ -387,8 +415,9 @@ KIOKU_SEARCH_MAX_QUERY_CHARS = 2000
 KIOKU_ASK_TOP_K = 5
 # Vector similarity that makes a passage relevant with OpenAI's embeddings.
 KIOKU_ASK_MIN_SIMILARITY = 0.35
-# The same with the local offline embeddings, whose similarities are lower and noisier.
-KIOKU_ASK_MIN_SIMILARITY_OFFLINE = 0.5
+# The same with each local offline model, whose similarities run on scales of their own (one
+# number per model; local-use-m3 measured on the demo evaluation set: bench/offline_models.py).
+KIOKU_ASK_MIN_SIMILARITY_OFFLINE = {"local-hash-v1": 0.5, "local-use-m3": 0.4}
 # Keyword ts_rank that makes a passage relevant.
 KIOKU_ASK_MIN_KEYWORD_SCORE = 0.05
 # Content gaps: unanswered questions whose wording is this similar (pg_trgm) form one group.
@@ -402,11 +431,21 @@ KIOKU_CHAT_MAX_RETRY_WAIT_SECONDS = 20
 # Diagnosis layer 1: the similarity a resolved case must reach to answer a new problem card,
 # with OpenAI's embeddings (the platform decision: 0.75).
 KIOKU_CASE_MIN_SIMILARITY = 0.75
-# The same with the local offline embeddings, whose similarities run lower (measured on the demo
-# cases: BENCHMARKS.md, bench/case_threshold.py).
-KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.45
+# The same with each local offline model, whose similarities run lower (measured on the demo
+# cases: BENCHMARKS.md, bench/case_threshold.py --model <name>).
+KIOKU_CASE_MIN_SIMILARITY_OFFLINE = {"local-hash-v1": 0.45, "local-use-m3": 0.7}
 # Nearest resolved cases read from the HNSW index per diagnosis, before the threshold and ranking.
 KIOKU_CASE_CANDIDATES = 20
+# Threshold calibration (quality/calibration.py): labelled points of each kind (positives and
+# negatives) a group — an embedding model, or a model and a brand — needs for a suggestion.
+KIOKU_CALIBRATION_MIN_POINTS = 10
+
+# Evaluation: the set that the one-click buttons (feedback queue, content gaps, resolved cards)
+# add cases to, created when missing.
+KIOKU_EVAL_DEFAULT_SET = "Curated"
+# How long a queued evaluation run waits for pending embeddings before it runs anyway (a run
+# over a half-embedded index would measure the backlog, not the search).
+KIOKU_EVAL_WAIT_FOR_INDEX_SECONDS = 120
 
 # Outcome feedback (knowledge/feedback.py): what an order's outcome or an answer's feedback does
 # to the cases and passages it cited. A target's boost is the sum of its signals not reverted.

@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from core.models import ApiKey, ApiScope
+from core.models import ApiKey, ApiScope, ThresholdSetting
 from core.services import ApiKeyError, api_key_create, api_key_revoke
 
 
@@ -65,3 +65,48 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in queryset:
             api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(ThresholdSetting)
+class ThresholdSettingAdmin(admin.ModelAdmin):
+    """The history of threshold changes, read-only: a change is made on the calibration page
+    (quality/views/calibration.py), through core.thresholds, so that every one is a row."""
+
+    list_display = [
+        "created_at",
+        "kind",
+        "embedding_model",
+        "brand_key",
+        "value",
+        "previous_value",
+        "is_active",
+        "set_by",
+    ]
+    list_filter = ["kind", "is_active", "embedding_model"]
+    search_fields = ["embedding_model", "brand_key", "set_by", "reason"]
+    readonly_fields = [
+        "kind",
+        "embedding_model",
+        "brand_key",
+        "value",
+        "previous_value",
+        "reason",
+        "evidence",
+        "set_by",
+        "is_active",
+        "created_at",
+        "deactivated_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: ThresholdSetting | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: ThresholdSetting | None = None
+    ) -> bool:
+        return False

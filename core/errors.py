@@ -27,6 +27,7 @@ class ErrorCode:
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # the database cannot be reached; retry later
     API_KEY_INVALID = "API_KEY_INVALID"  # a key the API was asked to create is not valid
+    THRESHOLD_INVALID = "THRESHOLD_INVALID"  # a similarity threshold setting out of bounds
 
 
 STATUS_CODES = {

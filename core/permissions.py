@@ -41,6 +41,8 @@ CUSTOM_PERMISSIONS = [
 # The apps whose rows every group may read (API keys, users and django-q's tables are admin's).
 VIEWED_APPS = ("knowledge", "sessions_app", "dispatch", "quality")
 
+# Reading beyond the apps above: the calibration page and the history of thresholds.
+VIEWER_PERMISSIONS = ["core.view_thresholdsetting"]
 CURATOR_PERMISSIONS = [
     "knowledge.add_knowledgesource",
     "knowledge.change_knowledgesource",
@@ -65,6 +67,7 @@ CURATOR_PERMISSIONS = [
     "quality.delete_evalexpected",
     "quality.add_evalrun",
     "quality.add_retrievaltest",
+    "core.add_thresholdsetting",
 ]
 DISPATCHER_PERMISSIONS = [
     "dispatch.add_problemcard",
@@ -78,6 +81,7 @@ DISPATCHER_PERMISSIONS = [
     "dispatch.add_invoice",
     "dispatch.add_technician",
     "dispatch.change_technician",
+    "core.add_thresholdsetting",
 ]
 
 
@@ -97,7 +101,7 @@ def group_permissions(
         perm
         for perm in every
         if perm.split(".")[0] in VIEWED_APPS and perm.split(".")[1].startswith("view_")
-    }
+    } | set(VIEWER_PERMISSIONS)
     return {
         VIEWER: viewed,
         CURATOR: viewed | set(CURATOR_PERMISSIONS),

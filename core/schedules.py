@@ -24,6 +24,8 @@ SCHEDULES = [
         10,
     ),
     ScheduleSpec("sessions: archive idle sessions", "sessions_app.tasks.sessions_archive_idle", 5),
+    # Nightly evaluation of the sets marked for it: quality trends without anyone pressing Run.
+    ScheduleSpec("quality: evaluate scheduled sets", "quality.tasks.eval_runs_scheduled", 1440),
 ]
 
 
@@ -45,7 +47,7 @@ def schedules_sync() -> list[str]:
         )
         names.append(spec.name)
     ours = Q()
-    for app in ("knowledge.", "sessions_app.", "dispatch.", "core."):
+    for app in ("knowledge.", "sessions_app.", "dispatch.", "quality.", "core."):
         ours |= Q(func__startswith=app)
     Schedule.objects.filter(ours).exclude(name__in=names).delete()
     return names

@@ -5,8 +5,9 @@
    code on the same model (strong evidence even in other words), joins their resolution and the
    technician who fixed them, keeps those at or above the threshold of the embedding model in
    use (`KIOKU_CASE_MIN_SIMILARITY`, or `…_OFFLINE` for the local provider, whose similarities
-   run lower), prefers the same model, then the same brand, then cases whose earlier orders
-   confirmed them (their outcome boost, knowledge/feedback.py), and returns at most 3.
+   run lower; or the value calibrated for the model and the card's brand, `case_threshold`),
+   prefers the same model, then the same brand, then cases whose earlier orders confirmed them
+   (their outcome boost, knowledge/feedback.py), and returns at most 3.
 2. **Manuals**: no case passes → ask over the manuals, SOPs and FAQs of the brand (knowledge's
    ask: its relevance rule, its citations, its online/offline answer).
 3. **Escalate**: nothing relevant → the card stays open, with the reason and the technicians
@@ -20,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 
+from core.models import ThresholdKind
+from core.thresholds import threshold_value
 from dispatch.matching import technicians_rank
 from dispatch.models import (
     CardStatus,
@@ -86,19 +89,31 @@ class Diagnosis:
         return asdict(self)
 
 
-def case_threshold(model: str) -> float:
-    """The similarity a resolved case must reach, per embedding model (measured in
-    BENCHMARKS.md: the local provider's similarities run lower than OpenAI's)."""
+def case_default_similarity(model: str) -> float:
+    """The settings' threshold for an embedding model (measured in BENCHMARKS.md: each local
+    model's similarities run on their own scale, lower than OpenAI's)."""
     if is_local_model(model):
-        return settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+        return settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE[model]
     return settings.KIOKU_CASE_MIN_SIMILARITY
+
+
+def case_threshold(model: str, *, brand_key: str = "") -> float:
+    """The similarity a resolved case must reach for a card of `brand_key`, per embedding model:
+    a calibrated value set for the brand or for every brand (core.thresholds), else the
+    default."""
+    return threshold_value(
+        kind=ThresholdKind.CASE_SIMILARITY,
+        model=model,
+        brand_key=brand_key,
+        default=case_default_similarity(model),
+    )
 
 
 def problem_card_diagnose(*, card_id: int) -> Diagnosis:
     """Run the three layers for one card, store the decision on the card and in its history."""
     card = ProblemCard.objects.get(pk=card_id)
     space = space_state().active
-    threshold = case_threshold(space.model)
+    threshold = case_threshold(space.model, brand_key=card.brand_key)
     diagnosis = Diagnosis(
         layer=3,
         reason="",
@@ -138,7 +153,7 @@ def problem_card_similar(*, card_id: int) -> Diagnosis:
     """Layer 1 alone, for looking: the resolved cases like this card, nothing recorded."""
     card = ProblemCard.objects.get(pk=card_id)
     space = space_state().active
-    threshold = case_threshold(space.model)
+    threshold = case_threshold(space.model, brand_key=card.brand_key)
     diagnosis = Diagnosis(
         layer=1, reason="", embedding_model=space.model, threshold=threshold, best_similarity=None
     )

@@ -336,13 +336,16 @@ def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn) -> dict[
 def knowledge_search(request: HttpRequest, payload: SearchIn) -> SearchResult:
     """Vector, keyword or hybrid (default) search. Errors: SEARCH_EMPTY_QUERY,
     VECTOR_INDEX_INVALID_TOP_K, SEARCH_INVALID_FILTER, SEARCH_INVALID_MODE, VECTOR_INDEX_EMPTY,
-    VECTOR_INDEX_NOT_AVAILABLE, VECTOR_INDEX_EMBEDDING_GENERATION_FAILED."""
+    VECTOR_INDEX_NOT_AVAILABLE, VECTOR_INDEX_EMBEDDING_GENERATION_FAILED,
+    SEARCH_RERANKER_NOT_CONFIGURED (409: `rerank: true` without a reranker). A failing reranker
+    does not fail the search: the fused order comes back with `degraded: true`."""
     return chunk_search(
         payload.query,
         mode=payload.mode,
         top_k=payload.top_k,
         filters=payload.filters,
         min_similarity=payload.min_similarity,
+        rerank=payload.rerank,
     )
 
 

@@ -34,6 +34,8 @@ SEARCH_INDEX_EMPTY = "VECTOR_INDEX_EMPTY"  # nothing ingested yet (409)
 SEARCH_INDEX_NOT_AVAILABLE = "VECTOR_INDEX_NOT_AVAILABLE"  # nothing embedded yet (409)
 # The query could not be embedded (provider down, key missing) in vector mode (503).
 SEARCH_EMBEDDING_FAILED = "VECTOR_INDEX_EMBEDDING_GENERATION_FAILED"
+# Reranking asked for (`rerank: true`), but no reranker is configured (KIOKU_RERANKER) (409).
+SEARCH_RERANKER_NOT_CONFIGURED = "SEARCH_RERANKER_NOT_CONFIGURED"
 
 # --- Answers -------------------------------------------------------------------------------------
 ASK_EMPTY_QUESTION = "ASK_EMPTY_QUESTION"

@@ -437,8 +437,9 @@ class AnswerQuerySet(models.QuerySet):
         return self.filter(feedback=AnswerFeedback.NOT_HELPFUL)
 
     def content_gaps(self) -> "AnswerQuerySet":
-        """Questions the knowledge base had nothing relevant for."""
-        return self.filter(outcome=AnswerOutcome.NO_RELEVANT)
+        """Questions the knowledge base had nothing relevant for (people's and bots', not the
+        evaluation's own questions, whose refusals are expected)."""
+        return self.filter(outcome=AnswerOutcome.NO_RELEVANT).exclude(channel="eval")
 
 
 class Answer(models.Model):
@@ -459,7 +460,7 @@ class Answer(models.Model):
     latency_ms = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
-    channel = models.CharField(max_length=8, help_text="web, api or cli")
+    channel = models.CharField(max_length=8, help_text="web, api, cli or eval (an evaluation run)")
     asked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

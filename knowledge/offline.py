@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
+from knowledge.embed.providers import is_local_model
 from knowledge.embed.spaces import VectorSpace, space_state
 
 
@@ -55,11 +55,6 @@ class OfflineState:
                 "another model, so search falls back to keywords."
             )
         return "Embeddings and answers use the configured OpenAI models."
-
-
-def is_local_model(model: str) -> bool:
-    """Whether vectors of `model` come from the local, offline provider."""
-    return model == LocalHashingEmbeddingProvider.model
 
 
 def answers_offline() -> bool:

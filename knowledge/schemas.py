@@ -266,6 +266,14 @@ class SearchIn(Schema):
         description="Vector similarity threshold (−1…1).",
         json_schema_extra={"minimum": -1, "maximum": 1},
     )
+    rerank: StrictBool | None = Field(
+        None,
+        description=(
+            "Order the fused candidates with the configured reranker (KIOKU_RERANKER). Absent or "
+            "null: when one is configured; true: 409 SEARCH_RERANKER_NOT_CONFIGURED without one; "
+            "false: never."
+        ),
+    )
 
 
 class SearchHitOut(Schema):
@@ -284,6 +292,9 @@ class SearchHitOut(Schema):
     vector_score: float | None
     keyword_rank: int | None
     keyword_score: float | None
+    rerank_score: float | None = Field(
+        description="The reranker's relevance score, when a reranker ordered the hits."
+    )
 
 
 class SearchOut(Schema):
@@ -292,8 +303,15 @@ class SearchOut(Schema):
     top_k: int
     model: str
     offline: bool
-    degraded: bool
+    degraded: bool = Field(
+        description="Something failed (the embedding provider, the reranker): the hits are the "
+        "best of what remained, degraded_reason says what."
+    )
     degraded_reason: str
+    reranker: str = Field(
+        description='The reranker that ordered the hits ("http:<model>", "llm:<model>"), or "" '
+        "when none did."
+    )
     took_ms: float
     hits: list[SearchHitOut]
 

@@ -14,3 +14,15 @@ EVAL_IMPORT_INVALID_LINE = (
 )
 EVAL_RUN_INVALID_MODE = "EVAL_RUN_INVALID_MODE"  # not vector, keyword, hybrid or all
 EVAL_RUN_EMPTY_SET = "EVAL_RUN_EMPTY_SET"  # a set with no active case (409)
+EVAL_RUN_NO_RERANKER = "EVAL_RUN_NO_RERANKER"  # a run with the reranker, none configured (409)
+CALIBRATION_NO_SUGGESTION = (
+    "CALIBRATION_NO_SUGGESTION"  # too few labelled points, or none separate (409)
+)
+CALIBRATION_STALE = "CALIBRATION_STALE"  # the suggestion changed since the page showed it (409)
+EVAL_SET_INVALID_NAME = "EVAL_SET_INVALID_NAME"  # an empty set name, or one over 100 characters
+RETRIEVAL_TEST_INVALID = "RETRIEVAL_TEST_INVALID"  # variants or top_k of the wrong shape (422)
+RETRIEVAL_TEST_NOT_FOUND = "RETRIEVAL_TEST_NOT_FOUND"  # no retrieval test with that id (404)
+RETRIEVAL_HIT_NOT_FOUND = "RETRIEVAL_HIT_NOT_FOUND"  # the chunk is not among the test's hits (404)
+# A variant sets a search option (rerank, use_feedback) this build's search does not have yet:
+# shown in that variant's column.
+RETRIEVAL_OPTION_UNAVAILABLE = "RETRIEVAL_OPTION_UNAVAILABLE"

@@ -17,6 +17,9 @@ Endpoints (all under ``/v1``, all require ``Authorization: Bearer <any non-empty
   8192 tokens per input, 300,000 tokens per request (HTTP 400 ``invalid_request_error``).
 * ``POST /v1/chat/completions`` -- deterministic reply, optionally streamed as Server-Sent
   Events in the real chunk format (``stream_options.include_usage`` honoured).
+* ``POST /v1/rerank`` -- the Cohere/Jina/vLLM rerank shape: ``{"model", "query", "documents",
+  "top_n"}`` → ``{"results": [{"index", "relevance_score"}]}``, best first, scored by
+  :func:`stub_rerank_score` (the share of the query's words and word pairs in the document).
 * ``GET /v1/models`` and ``GET /v1/models/{id}``.
 
 Tokens are *estimated*, not tokenised: ``ceil(len(text.encode("utf-8")) / 4)``, minimum 1, and a
@@ -47,13 +50,21 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-__all__ = ["API_KEY", "DEFAULT_DIMENSIONS", "OpenAIStub", "stub_embedding", "count_tokens"]
+__all__ = [
+    "API_KEY",
+    "DEFAULT_DIMENSIONS",
+    "OpenAIStub",
+    "stub_embedding",
+    "stub_rerank_score",
+    "count_tokens",
+]
 
 API_KEY = "test-key"
 DEFAULT_DIMENSIONS = 1536
 MAX_DIMENSIONS = 3072
 
 MAX_INPUTS_PER_REQUEST = 2048
+MAX_RERANK_DOCUMENTS = 1000  # Cohere's limit per rerank request
 MAX_TOKENS_PER_INPUT = 8192
 MAX_TOKENS_PER_REQUEST = 300_000
 
@@ -241,6 +252,21 @@ def stub_embedding(text: str | list[int], dimensions: int = DEFAULT_DIMENSIONS) 
     return _embedding_arrays([text], dimensions)[0].tolist()
 
 
+def stub_rerank_score(query: str, document: str) -> float:
+    """The relevance the stub's ``/v1/rerank`` gives ``document`` for ``query``: the share of the
+    query's terms -- its lower-cased ``\\w+`` words and pairs of adjacent words -- that the
+    document holds too, from 0 to 1, rounded to 6 places. A CJK run without spaces is one word."""
+
+    def terms(text: str) -> set[Any]:
+        words = _WORD_RE.findall(text.lower())
+        return set(words) | set(zip(words, words[1:], strict=False))
+
+    wanted = terms(query)
+    if not wanted:
+        return 0.0
+    return round(len(wanted & terms(document)) / len(wanted), 6)
+
+
 def _fmt_seconds(seconds: float) -> str:
     text = f"{seconds:.3f}".rstrip("0").rstrip(".")
     return text or "0"
@@ -399,8 +425,8 @@ class OpenAIStub:
     Recordings: ``requests`` (list of dicts: ``method``, ``path``, ``json``, ``headers``,
     ``status``, ``time``, ``duration``), ``embedding_requests`` (embeddings calls received,
     whatever their outcome), ``embedded_inputs`` (inputs in successful embeddings responses),
-    ``chat_requests`` (chat completion calls received), ``limit_violations`` (429s produced by
-    the rpm/tpm limits -- not injected ones).
+    ``chat_requests`` (chat completion calls received), ``rerank_requests`` (rerank calls
+    received), ``limit_violations`` (429s produced by the rpm/tpm limits -- not injected ones).
     """
 
     api_key = API_KEY
@@ -521,6 +547,7 @@ class OpenAIStub:
             self.embedding_requests = 0
             self.embedded_inputs = 0
             self.chat_requests = 0
+            self.rerank_requests = 0
             self.limit_violations = 0
             self._failures: collections.deque[_Failure] = collections.deque()
             self._hangs: collections.deque[float] = collections.deque()
@@ -662,6 +689,8 @@ class OpenAIStub:
                 self.embedding_requests += 1
             elif h.command == "POST" and path == "/v1/chat/completions":
                 self.chat_requests += 1
+            elif h.command == "POST" and path == "/v1/rerank":
+                self.rerank_requests += 1
         try:
             reply = self._dispatch(h, path, payload, bad_json)
         except Exception as exc:  # a bug in the stub or in a chat_reply callable
@@ -722,7 +751,7 @@ class OpenAIStub:
             return _error(401, "Incorrect API key provided.", code="invalid_api_key")
 
         method = h.command
-        if method == "POST" and path in ("/v1/embeddings", "/v1/chat/completions"):
+        if method == "POST" and path in ("/v1/embeddings", "/v1/chat/completions", "/v1/rerank"):
             if bad_json or not isinstance(payload, dict):
                 return _error(
                     400,
@@ -732,6 +761,8 @@ class OpenAIStub:
                 )
             if path == "/v1/embeddings":
                 return self._embeddings(payload)
+            if path == "/v1/rerank":
+                return self._rerank(payload)
             return self._chat(payload)
         if method == "GET" and path == "/v1/models":
             return _json_reply(200, {"object": "list", "data": [self._model(m) for m in MODELS]})
@@ -949,6 +980,62 @@ class OpenAIStub:
             "data": data,
             "model": model,
             "usage": {"prompt_tokens": total, "total_tokens": total},
+        }
+        return _json_reply(200, response, admitted)
+
+    # -- rerank ---------------------------------------------------------------------------------
+
+    def _rerank(self, body: dict[str, Any]) -> _Reply:
+        model = body.get("model", "stub-rerank")
+        if not isinstance(model, str) or not model:
+            return _error(400, "'model' must be a non-empty string.", param="model")
+        query = body.get("query")
+        if not isinstance(query, str) or not query.strip():
+            return _error(400, "'query' must be a non-empty string.", param="query")
+        raw_documents = body.get("documents")
+        if not isinstance(raw_documents, list) or not raw_documents:
+            return _error(400, "'documents' must be a non-empty array.", param="documents")
+        if len(raw_documents) > MAX_RERANK_DOCUMENTS:
+            return _error(
+                400,
+                f"Too many documents ({len(raw_documents)}); the maximum is "
+                f"{MAX_RERANK_DOCUMENTS} per request.",
+                param="documents",
+            )
+        documents = []
+        for i, document in enumerate(raw_documents):
+            if isinstance(document, dict):  # Cohere's older {"text": ...} form
+                document = document.get("text")
+            if not isinstance(document, str):
+                return _error(400, f"Invalid value for 'documents[{i}]'.", param=f"documents[{i}]")
+            documents.append(document)
+        top_n = body.get("top_n")
+        if top_n is None:
+            top_n = len(documents)
+        elif not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
+            return _error(400, "'top_n' must be a positive integer.", param="top_n")
+
+        counter = self.token_counter
+        tokens = sum(counter(query) + (counter(d) if d else 0) for d in documents)
+        admitted = self._admit(tokens, model)
+        if isinstance(admitted, _Reply):
+            return admitted
+
+        scores = [stub_rerank_score(query, document) for document in documents]
+        order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))[:top_n]
+        results = []
+        for i in order:
+            result: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
+            if body.get("return_documents"):
+                result["document"] = {"text": documents[i]}
+            results.append(result)
+        with self._lock:
+            rerank_id = f"rerank-stub{self._seq:08d}"
+        response = {
+            "id": rerank_id,
+            "model": model,
+            "results": results,
+            "usage": {"total_tokens": tokens},
         }
         return _json_reply(200, response, admitted)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 import unicodedata
 from collections.abc import Generator, Iterator
@@ -38,9 +37,11 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from core.errors import ApiError
-from core.models import ApiKey
+from core.models import ApiKey, ThresholdKind
+from core.thresholds import threshold_value
 from knowledge.answer.base import AskError, AskEvent
 from knowledge.answer.chat import ChatError, ChatUsage, OpenAIChatProvider, get_chat_provider
+from knowledge.answer.fencing import fence_new, fenced_passages
 from knowledge.errors import (
     ANSWER_FEEDBACK_TOO_LONG,
     ASK_EMPTY_CONTENT,
@@ -51,6 +52,7 @@ from knowledge.errors import (
 )
 from knowledge.feedback import answer_feedback_signals
 from knowledge.models import Answer, AnswerFeedback, AnswerMode, AnswerOutcome, AnswerSource
+from knowledge.offline import is_local_model
 from knowledge.search.base import SearchError, SearchHit, SearchResult, validate_top_k
 from knowledge.search.filters import parse_filters
 from knowledge.search.service import chunk_search
@@ -87,11 +89,22 @@ EXTRACTIVE_LABEL = {
 # --- Relevance ----------------------------------------------------------------------------------
 
 
-def similarity_threshold(result: SearchResult) -> float:
-    """Local offline vectors score lower (and noisier) than OpenAI's: each has its own."""
-    if result.offline:
-        return settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE
+def ask_default_similarity(model: str) -> float:
+    """The settings' threshold for an embedding model: local offline vectors score lower (and
+    noisier) than OpenAI's, and each local model on its own scale."""
+    if is_local_model(model):
+        return settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE[model]
     return settings.KIOKU_ASK_MIN_SIMILARITY
+
+
+def similarity_threshold(result: SearchResult) -> float:
+    """The vector similarity that makes a passage relevant for the model the search used: a
+    calibrated value set for that model (core.thresholds), else the default."""
+    return threshold_value(
+        kind=ThresholdKind.ASK_SIMILARITY,
+        model=result.model,
+        default=ask_default_similarity(result.model),
+    )
 
 
 def hit_is_relevant(hit: SearchHit, *, question: str, min_similarity: float) -> bool:
@@ -132,31 +145,9 @@ class Prompt:
     fence: str
 
 
-def _location_text(location: dict) -> str:
-    heading = location.get("heading_path") or location.get("headings")
-    if isinstance(heading, list):
-        heading = " > ".join(str(part) for part in heading)
-    parts = [str(heading)] if heading else []
-    if location.get("page"):
-        parts.append(f"page {location['page']}")
-    return ", ".join(parts)
-
-
 def build_prompt(question: str, hits: list[SearchHit], *, language: str) -> Prompt:
-    fence = secrets.token_hex(8)
-    blocks = []
-    for number, hit in enumerate(hits, 1):
-        # The nonce cannot be guessed; removing it anyway keeps a fence unique even if a document
-        # happened to contain it.
-        text = hit.content.replace(fence, "")
-        title = hit.source_title.replace(fence, "")
-        where = _location_text(hit.location)
-        header = f"title: {title}\ntype: {hit.source_type}" + (
-            f"\nsection: {where}" if where else ""
-        )
-        blocks.append(
-            f"<<<SOURCE {number} {fence}>>>\n{header}\n\n{text}\n<<<END SOURCE {number} {fence}>>>"
-        )
+    fence = fence_new()
+    blocks = fenced_passages(hits, fence=fence)
     system = SYSTEM_PROMPT.format(fence=fence, language=LANGUAGE_NAMES[language])
     user = (
         f"Sources (untrusted data, {len(hits)} in all):\n\n"

@@ -61,9 +61,12 @@ class OpenAIChatProvider:
     def __repr__(self) -> str:
         return f"OpenAIChatProvider({self.model!r})"
 
-    def complete(self, messages: list[dict], *, sleep: Callable = time.sleep) -> ChatReply:
-        """One answer, retried while the failure is transient."""
-        return _with_retries(lambda: self._complete_once(messages), sleep=sleep)
+    def complete(
+        self, messages: list[dict], *, sleep: Callable = time.sleep, attempts: int | None = None
+    ) -> ChatReply:
+        """One answer, retried while the failure is transient, up to `attempts` requests
+        (default `KIOKU_CHAT_MAX_ATTEMPTS`; a search's reranker makes one)."""
+        return _with_retries(lambda: self._complete_once(messages), sleep=sleep, attempts=attempts)
 
     def stream(
         self, messages: list[dict], usage: ChatUsage, *, sleep: Callable = time.sleep
@@ -134,10 +137,14 @@ class OpenAIChatProvider:
         )
 
 
-def _wait_before_retry(attempt: int, exc: ChatError) -> float | None:
+def _wait_before_retry(
+    attempt: int, exc: ChatError, *, attempts: int | None = None
+) -> float | None:
     """None when the failure is final: not transient, out of attempts, or the server asks for a
     longer wait than a person waiting for the answer should sit through."""
-    if not exc.is_transient or attempt >= settings.KIOKU_CHAT_MAX_ATTEMPTS:
+    if attempts is None:
+        attempts = settings.KIOKU_CHAT_MAX_ATTEMPTS
+    if not exc.is_transient or attempt >= attempts:
         return None
     return retry_wait(
         attempt,
@@ -146,14 +153,16 @@ def _wait_before_retry(attempt: int, exc: ChatError) -> float | None:
     )
 
 
-def _with_retries(request: Callable[[], ChatReply], *, sleep: Callable) -> ChatReply:
+def _with_retries(
+    request: Callable[[], ChatReply], *, sleep: Callable, attempts: int | None
+) -> ChatReply:
     attempt = 0
     while True:
         attempt += 1
         try:
             return request()
         except ChatError as exc:
-            wait = _wait_before_retry(attempt, exc)
+            wait = _wait_before_retry(attempt, exc, attempts=attempts)
             if wait is None:
                 raise
             sleep(wait)
@@ -168,13 +177,17 @@ def get_chat_provider() -> OpenAIChatProvider | None:
     Settings are read on every call; providers are cached per configuration."""
     if answers_offline():
         return None
-    key = (
-        settings.OPENAI_API_KEY,
-        settings.OPENAI_BASE_URL or None,
-        settings.KIOKU_CHAT_MODEL,
-        float(settings.KIOKU_CHAT_TIMEOUT_SECONDS),
-        settings.KIOKU_CHAT_MAX_TOKENS,
+    return chat_provider(
+        model=settings.KIOKU_CHAT_MODEL,
+        timeout=float(settings.KIOKU_CHAT_TIMEOUT_SECONDS),
+        max_tokens=settings.KIOKU_CHAT_MAX_TOKENS,
     )
+
+
+def chat_provider(*, model: str, timeout: float, max_tokens: int) -> OpenAIChatProvider:
+    """A chat provider on the configured server and key (`OPENAI_BASE_URL`, `OPENAI_API_KEY`)
+    with this model, timeout and answer length: the answers' one, or the LLM reranker's."""
+    key = (settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL or None, model, timeout, max_tokens)
     with _providers_lock:
         provider = _providers.get(key)
         if provider is None:

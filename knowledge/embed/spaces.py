@@ -41,8 +41,7 @@ from django.utils import timezone
 
 from knowledge.embed.base import EmbeddingProvider
 from knowledge.embed.enqueue import embedding_enqueue
-from knowledge.embed.local_provider import LocalHashingEmbeddingProvider
-from knowledge.embed.providers import get_embedding_provider
+from knowledge.embed.providers import configured_model, get_embedding_provider
 from knowledge.models import (
     EMBEDDING_SLOTS,
     EmbeddableModel,
@@ -105,13 +104,8 @@ class SpaceState:
 
 
 def configured_space() -> tuple[str, int]:
-    """(model, dimensions) the settings ask for: the local model without OPENAI_API_KEY."""
-    model = (
-        settings.KIOKU_EMBEDDING_MODEL
-        if settings.OPENAI_API_KEY
-        else LocalHashingEmbeddingProvider.model
-    )
-    return model, settings.KIOKU_EMBEDDING_DIMENSIONS
+    """(model, dimensions) the settings ask for: the offline model without OPENAI_API_KEY."""
+    return configured_model()
 
 
 def _state_from_row(row: EmbeddingSpaceState | None) -> SpaceState:
@@ -273,6 +267,12 @@ def vector_indexes_sync(state: SpaceState) -> list[str]:
         for name, space in wanted.items():
             if not existing.get(name):
                 statements.append(vector_index_sql(model, space))
+    if statements and connection.in_atomic_block:
+        # Rows this transaction wrote leave their deferred foreign-key checks pending, and
+        # PostgreSQL refuses to index a table with pending trigger events: run the checks now
+        # (SET CONSTRAINTS ALL IMMEDIATE, then back to DEFERRED). A demo load in a new database
+        # records the space on its first vector, after creating cards in the same transaction.
+        connection.check_constraints()
     with index_build_settings() as cursor:
         for statement in statements:
             cursor.execute(statement)

@@ -46,6 +46,7 @@ class SearchHit:
     vector_score: float | None = None
     keyword_rank: int | None = None
     keyword_score: float | None = None
+    rerank_score: float | None = None  # the reranker's relevance, when one ordered the hits
 
 
 @dataclass
@@ -57,9 +58,11 @@ class SearchResult:
     model: str
     offline: bool
     took_ms: float
-    degraded: bool = False
+    degraded: bool = False  # something failed and the hits are the best of what remained
     degraded_reason: str = ""
+    keyword_only: bool = False  # hybrid lost its vector leg: the hits are the keyword list
     filters: dict = field(default_factory=dict)
+    reranker: str = ""  # which reranker ordered the hits ("http:<model>", "llm:<model>"); "" none
 
 
 def validate_top_k(

@@ -18,7 +18,7 @@ def hits_fuse(
     keyword_hits: list[RankedRow],
     top_k: int,
     highlight: list[str],
-    degraded: bool,
+    keyword_only: bool,
     *,
     use_feedback: bool = True,
 ) -> list[SearchHit]:
@@ -30,9 +30,9 @@ def hits_fuse(
     for hit in [*vector_hits, *keyword_hits]:
         rows.setdefault(hit.chunk_id, hit.row)
     pin_boost = settings.KIOKU_SEARCH_PIN_BOOST
-    if mode == "vector" or (mode == "hybrid" and not keyword_hits and not degraded):
+    if mode == "vector" or (mode == "hybrid" and not keyword_hits and not keyword_only):
         scored = {cid: score for cid, (_, score) in vector_rank.items()}
-    elif mode == "keyword" or degraded:
+    elif mode == "keyword" or keyword_only:
         scored = {cid: score for cid, (_, score) in keyword_rank.items()}
     else:
         k = settings.KIOKU_SEARCH_RRF_K

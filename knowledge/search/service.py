@@ -14,6 +14,10 @@ Modes:
 Pinned chunks and chunks with an outcome boost (knowledge/feedback.py) get a small bonus on every
 mode's score (knowledge/search/fusion.py); `use_feedback=False` leaves the latter out.
 
+Reranking (any mode, off by default; search/rerank.py): the fused list is taken
+`KIOKU_RERANK_CANDIDATES` long, the configured reranker orders it and it is cut to top_k. A
+reranker that fails leaves the fused order and marks the result `degraded`.
+
 No user text reaches SQL except as bound parameters; filter keys come from an allow-list.
 """
 
@@ -32,6 +36,7 @@ from knowledge.errors import (
     SEARCH_INVALID_MODE,
     SEARCH_INVALID_THRESHOLD,
     SEARCH_QUERY_TOO_LONG,
+    SEARCH_RERANKER_NOT_CONFIGURED,
 )
 from knowledge.offline import offline_state
 from knowledge.search import parallel_reads
@@ -47,6 +52,7 @@ from knowledge.search.base import (
 from knowledge.search.filters import parse_filters, resolve_scope
 from knowledge.search.fusion import hits_fuse, hybrid_candidates
 from knowledge.search.keyword import build_keyword_query, keyword_search
+from knowledge.search.rerank import Reranker, RerankError, reranker_for_settings
 from knowledge.search.sql import CHUNK
 from knowledge.search.vector import vector_search
 from knowledge.text import normalize_text
@@ -59,16 +65,23 @@ def chunk_search(
     top_k: int = 10,
     filters: dict | SearchFilters | None = None,
     min_similarity: float | None = None,
+    rerank: bool | None = None,
     use_feedback: bool = True,
 ) -> SearchResult:
-    """Search the knowledge base (see the module docstring). `use_feedback=False` ranks without
-    the chunks' outcome boosts (the evaluation compares both)."""
+    """The hits for `query` (see the module docstring). `rerank`: None reranks when a reranker
+    is configured (`KIOKU_RERANKER`); True insists (SEARCH_RERANKER_NOT_CONFIGURED without
+    one); False never reranks, whatever is configured. `use_feedback=False` ranks without the
+    chunks' outcome boosts. Evaluation runs compare both ways of each."""
     started = time.perf_counter()
     top_k = _request_check(query, mode=mode, top_k=top_k, min_similarity=min_similarity)
+    reranker = _reranker_or_error(rerank)
     parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
     keyword = build_keyword_query(query)
     scope = resolve_scope(parsed)
-    candidates = hybrid_candidates(top_k) if mode == "hybrid" else top_k
+    # A reranker orders more than it keeps: the fused list is taken longer, then cut.
+    reranks = isinstance(reranker, Reranker)
+    fused_k = max(top_k, settings.KIOKU_RERANK_CANDIDATES) if reranks else top_k
+    candidates = hybrid_candidates(fused_k) if mode == "hybrid" else fused_k
     keyword_leg = None
     if keyword is not None and mode == "hybrid" and parallel_reads.available():
         # The keyword query runs on a second connection while this thread reads the index
@@ -90,7 +103,7 @@ def chunk_search(
     )
     vector_hits: list[RankedRow] = []
     keyword_hits: list[RankedRow] = []
-    if mode in ("vector", "hybrid") and not result.degraded:
+    if mode in ("vector", "hybrid") and not result.keyword_only:
         vector_hits = _vector_leg(
             query,
             provider,
@@ -113,11 +126,13 @@ def chunk_search(
         mode,
         vector_hits,
         keyword_hits,
-        top_k,
+        fused_k,
         highlight,
-        result.degraded,
+        result.keyword_only,
         use_feedback=use_feedback,
     )
+    if reranker is not None:
+        _rerank(query, reranker, result)
     result.took_ms = (time.perf_counter() - started) * 1000
     return result
 
@@ -139,6 +154,39 @@ def _request_check(query: object, *, mode: str, top_k: object, min_similarity: f
     if min_similarity is not None and not (-1.0 <= min_similarity <= 1.0):
         raise SearchError(SEARCH_INVALID_THRESHOLD, "min_similarity must be between -1 and 1.")
     return top_k
+
+
+def _reranker_or_error(rerank: bool | None) -> Reranker | RerankError | None:
+    """The reranker this search uses, None for none, or why the configured one cannot run (the
+    search goes on without it, degraded)."""
+    if rerank is False or (rerank is None and not settings.KIOKU_RERANKER):
+        return None
+    if not settings.KIOKU_RERANKER:
+        raise SearchError(
+            SEARCH_RERANKER_NOT_CONFIGURED,
+            "Reranking was asked for, but no reranker is configured (KIOKU_RERANKER).",
+            status=409,
+        )
+    try:
+        return reranker_for_settings()
+    except RerankError as exc:
+        return exc
+
+
+def _rerank(query: str, reranker: Reranker | RerankError, result: SearchResult) -> None:
+    """Order `result.hits` by the reranker and cut them to top_k; on failure keep the fused
+    order (cut too) and mark the result degraded."""
+    try:
+        if isinstance(reranker, RerankError):
+            raise reranker
+        if result.hits:
+            result.hits = reranker.rerank(query, result.hits, result.top_k)
+            result.reranker = reranker.name
+    except RerankError as exc:
+        result.hits = result.hits[: result.top_k]
+        reason = f"The reranker failed ({exc.message}); showing the fused order."
+        result.degraded = True
+        result.degraded_reason = " ".join(filter(None, [result.degraded_reason, reason]))
 
 
 def _provider_or_error(space: VectorSpace) -> EmbeddingProvider | ProviderError:
@@ -173,7 +221,7 @@ def _vector_leg(
                 f"Could not embed the query: {exc.message}",
                 status=503,
             ) from exc
-        result.degraded = True
+        result.degraded = result.keyword_only = True
         result.degraded_reason = (
             f"The embedding provider failed ({exc.message}); showing keyword results only."
         )
@@ -214,7 +262,7 @@ def _check_index(mode: str, space: VectorSpace, result: SearchResult) -> None:
                 status=409,
                 details={"pending": pending},
             )
-        result.degraded = True
+        result.degraded = result.keyword_only = True
         result.degraded_reason = (
             f"No embeddings yet ({pending} chunks waiting); showing keyword results only."
         )

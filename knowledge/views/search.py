@@ -4,6 +4,7 @@ HTMX requests get the partial they swap; plain requests get whole pages, so ever
 works without JavaScript.
 """
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -25,15 +26,15 @@ SEARCH_MODE_HINTS = {
 SEARCH_LANGUAGES = (("en", "English"), ("zh-TW", "繁體中文"), ("ja", "日本語"))
 
 
-def _search_hit_rows(result: SearchResult) -> list[dict]:
+def search_hit_rows(result: SearchResult) -> list[dict]:
     """Each hit with its type label, its score as a share of the best hit's (the bar), and the
-    ranks it had in the vector and keyword lists."""
+    ranks it had in the vector and keyword lists (and the reranker's score, when one ran)."""
     labels = dict(SourceType.choices)
     best = max((hit.score for hit in result.hits), default=0.0)
     # A fused hit missing from one list says so; elsewhere only the list that ran is shown.
-    show_missing = result.mode == "hybrid" and not result.degraded
+    show_missing = result.mode == "hybrid" and not result.keyword_only
     rows = []
-    for hit in result.hits:
+    for position, hit in enumerate(result.hits, 1):
         ranks = [
             {"kind": kind, "rank": rank, "score": score}
             for kind, rank, score in (
@@ -42,6 +43,8 @@ def _search_hit_rows(result: SearchResult) -> list[dict]:
             )
             if rank is not None or show_missing
         ]
+        if hit.rerank_score is not None:
+            ranks.append({"kind": "rerank", "rank": position, "score": hit.rerank_score})
         rows.append(
             {
                 "hit": hit,
@@ -68,6 +71,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
         pass  # left as typed: the service answers VECTOR_INDEX_INVALID_TOP_K
     source_types = request.GET.getlist("type")
     language = request.GET.get("language", "")
+    # "off" skips a configured reranker for this search; anything else follows the setting.
+    rerank_off = request.GET.get("rerank") == "off"
     filters: dict = {"source_type": source_types}
     if language:
         filters["metadata"] = {"language": language}
@@ -78,6 +83,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
         "top_k": top_k,
         "source_types": source_types,
         "language": language,
+        "reranker_configured": bool(settings.KIOKU_RERANKER),
+        "rerank_off": rerank_off,
         # The default first, then the service's order.
         "modes": [
             (name, SEARCH_MODE_HINTS.get(name, ""))
@@ -92,13 +99,19 @@ def search_page(request: HttpRequest) -> HttpResponse:
     status = 200
     if query.strip():
         try:
-            result = chunk_search(query, mode=mode, top_k=top_k, filters=filters)
+            result = chunk_search(
+                query,
+                mode=mode,
+                top_k=top_k,
+                filters=filters,
+                rerank=False if rerank_off else None,
+            )
         except SearchError as exc:
             context["error"] = exc
             status = exc.status
         else:
             context["result"] = result
-            context["rows"] = _search_hit_rows(result)
+            context["rows"] = search_hit_rows(result)
     if wants_fragment(request):
         # HTMX swaps only 2xx answers by default; the error is part of the fragment.
         return render(request, "knowledge/_search_results.html", context)

@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, envbool, envdecimal, envint, envlist
+from config.env import database_from_url, envbool, envchoice, envdecimal, envint, envlist
 
 
 def test_envbool_reads_common_spellings(monkeypatch):
@@ -17,6 +17,18 @@ def test_envbool_rejects_nonsense(monkeypatch):
     monkeypatch.setenv("FLAG", "maybe")
     with pytest.raises(ImproperlyConfigured, match="FLAG must be a boolean"):
         envbool("FLAG", False)
+
+
+def test_envchoice_reads_one_of_its_choices_and_rejects_the_rest(monkeypatch):
+    choices = ("local-hash-v1", "local-use-m3")
+    assert envchoice("MODEL", "local-hash-v1", choices) == "local-hash-v1"
+    monkeypatch.setenv("MODEL", " local-use-m3 ")
+    assert envchoice("MODEL", "local-hash-v1", choices) == "local-use-m3"
+    monkeypatch.setenv("MODEL", "local-bert")
+    with pytest.raises(
+        ImproperlyConfigured, match="MODEL must be one of local-hash-v1, local-use-m3"
+    ):
+        envchoice("MODEL", "local-hash-v1", choices)
 
 
 def test_envint_rejects_non_numbers_and_small_values(monkeypatch):

@@ -15,7 +15,13 @@ pytestmark = pytest.mark.django_db
 
 # POSTs that only read (or, for feedback, come from the clients that ask): a read key may call
 # them. Every other non-GET operation needs write.
-READ_SCOPED_POSTS = {"knowledge_search", "ask", "ask_stream", "answer_feedback_create"}
+READ_SCOPED_POSTS = {
+    "knowledge_search",
+    "ask",
+    "ask_stream",
+    "answer_feedback_create",
+    "retrieval_test_create",
+}
 # Operations that need admin: key management, whole-index actions, deleting a person's session.
 ADMIN_SCOPED = {
     "api_key_list",

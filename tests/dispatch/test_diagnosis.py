@@ -44,6 +44,22 @@ def cases(settings):
     return found
 
 
+def offline_threshold_set(settings, threshold: float) -> None:
+    """The hashing model's layer-1 threshold (these cases are embedded with it)."""
+    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = {
+        **settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE,
+        "local-hash-v1": threshold,
+    }
+
+
+def test_each_offline_model_has_its_own_threshold(settings):
+    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = {"local-hash-v1": 0.4, "local-use-m3": 0.7}
+    settings.KIOKU_CASE_MIN_SIMILARITY = 0.75
+    assert case_threshold("local-hash-v1") == 0.4
+    assert case_threshold("local-use-m3") == 0.7
+    assert case_threshold("text-embedding-3-small") == 0.75
+
+
 def diagnose(card: ProblemCard):
     return problem_card_diagnose(card_id=card.pk)
 
@@ -83,14 +99,14 @@ def test_the_threshold_boundary(cases, settings, offset, answers):
         space=space_state().active,
         threshold=1.0,
     )
-    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = best + offset
+    offline_threshold_set(settings, best + offset)
     result = diagnose(card)
     assert (result.layer == 1) is answers
     assert result.best_similarity == best
 
 
 def test_an_error_code_on_the_same_model_is_strong_evidence_in_other_words(cases, settings):
-    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.99  # no wording is that close
+    offline_threshold_set(settings, 0.99)  # no wording is that close
     card = make_card(error_code="e21", description="Customer says: red light, nothing happens.")
     result = diagnose(card)
     assert result.layer == 1
@@ -115,7 +131,7 @@ def test_without_a_case_the_brands_manuals_answer(cases, settings):
         text=FINGERPRINT_MANUAL, title="Other brand", uri="kb://other", metadata={"brand": "Lumio"}
     )
     embedding_run()
-    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.99
+    offline_threshold_set(settings, 0.99)
     card = make_card(
         brand="KAGIYA", symptom="keypad", description="The fingerprint reader ignores my finger."
     )
@@ -128,7 +144,7 @@ def test_without_a_case_the_brands_manuals_answer(cases, settings):
 
 
 def test_with_nothing_relevant_the_card_is_escalated_with_technicians(cases, settings):
-    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.99
+    offline_threshold_set(settings, 0.99)
     near = make_technician("Lin", areas=["Taipei Da'an"], skills={"nobody": 4})
     make_technician("Sato", areas=["Tokyo Shibuya"], skills={"nobody": 5})
     card = make_card(

@@ -32,6 +32,10 @@ class HostileSite:
     card_id: int
     order_id: int
     answer_id: int
+    set_id: int
+    case_id: int
+    expected_id: int
+    run_id: int
 
 
 @pytest.fixture
@@ -39,6 +43,8 @@ def hostile_site(settings) -> HostileSite:
     """Offline (local embeddings, extractive answers), so no provider is needed."""
     from knowledge.answer.answering import answer_ask
     from knowledge.embed.pipeline import embedding_run, pipeline_resume
+    from quality.runs import eval_run_create, eval_run_execute
+    from quality.services import eval_case_create, eval_set_create
     from tests.dispatch.factories import make_card, make_case, make_order
     from tests.knowledge.factories import make_source
     from tests.sessions_app.factories import make_session
@@ -53,6 +59,14 @@ def hostile_site(settings) -> HostileSite:
     order = make_order(card=make_card(description=f"Keypad dead {HOSTILE}"))
     embedding_run()
     answer = answer_ask(question="How do I replace the KG-200 batteries?")
+    eval_set = eval_set_create(name=HOSTILE[:100], description=HOSTILE)
+    eval_case = eval_case_create(
+        eval_set=eval_set,
+        question=f"How do I replace the batteries? {HOSTILE}",
+        expected=[{"source_id": source.pk, "grade": 3}],
+        expected_keywords=[f"key {HOSTILE}"[:100]],
+    )
+    run = eval_run_execute(run_id=eval_run_create(eval_set=eval_set, modes=["hybrid"]).pk)
     return HostileSite(
         source_id=source.pk,
         chunk_id=source.chunks.order_by("ordinal").first().pk,
@@ -60,4 +74,8 @@ def hostile_site(settings) -> HostileSite:
         card_id=case.pk,
         order_id=order.pk,
         answer_id=answer.pk,
+        set_id=eval_set.pk,
+        case_id=eval_case.pk,
+        expected_id=eval_case.expected.get().pk,
+        run_id=run.pk,
     )

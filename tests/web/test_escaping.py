@@ -48,6 +48,11 @@ def test_no_page_shows_hostile_markup_as_markup(curator, hostile_site):
     for url in page_urls(hostile_site) + ["/knowledge/search/?q=batteries"]:
         response = curator.get(url)
         body = response.content.decode()
+        if not response["Content-Type"].startswith("text/html"):
+            # A download (the evaluation set's JSONL) is data, never rendered as a page.
+            assert response["X-Content-Type-Options"] == "nosniff", url
+            assert response["Content-Disposition"].startswith("attachment"), url
+            continue
         assert not any(raw in body for raw in RAW), url
         shown += "&lt;script&gt;window.__pwned" in body
     assert shown >= 7  # sources, a source, chunks, search, the answer, the session, the case

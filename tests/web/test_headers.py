@@ -43,6 +43,10 @@ def page_urls(site) -> list[str]:
         "card_id": site.card_id,
         "order_id": site.order_id,
         "photo_id": 1,  # no photo: its 404 page must carry the headers too
+        "set_id": site.set_id,
+        "case_id": site.case_id,
+        "expected_id": site.expected_id,
+        "run_id": site.run_id,
     }
     urls = []
     for name, pattern in page_routes():

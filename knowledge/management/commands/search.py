@@ -1,3 +1,5 @@
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 
 from knowledge.models import SourceType
@@ -16,13 +18,24 @@ class Command(BaseCommand):
             "--type", dest="source_types", action="append", choices=SourceType.values
         )
         parser.add_argument("--min-similarity", type=float, default=None)
+        parser.add_argument(
+            "--rerank",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Rerank with the configured reranker (default: when KIOKU_RERANKER is set).",
+        )
         parser.add_argument("--json", action="store_true", help="Print the raw result as JSON.")
 
-    def handle(self, *args, query, mode, top_k, source_types, min_similarity, **options):
+    def handle(self, *args, query, mode, top_k, source_types, min_similarity, rerank, **options):
         filters = {"source_type": source_types} if source_types else {}
         try:
             result = chunk_search(
-                query, mode=mode, top_k=top_k, filters=filters, min_similarity=min_similarity
+                query,
+                mode=mode,
+                top_k=top_k,
+                filters=filters,
+                min_similarity=min_similarity,
+                rerank=rerank,
             )
         except SearchError as exc:
             raise CommandError(f"[{exc.code}] {exc.message}") from None
@@ -30,6 +43,8 @@ class Command(BaseCommand):
             self._print_json(result)
             return
         label = "offline embeddings" if result.offline else result.model
+        if result.reranker:
+            label += f", reranked by {result.reranker}"
         self.stdout.write(
             f"{len(result.hits)} result(s), {result.mode}, {label}, {result.took_ms:.0f} ms"
         )
@@ -37,6 +52,8 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"degraded: {result.degraded_reason}"))
         for n, hit in enumerate(result.hits, 1):
             ranks = f"vector #{hit.vector_rank or '-'} keyword #{hit.keyword_rank or '-'}"
+            if hit.rerank_score is not None:
+                ranks += f" rerank {hit.rerank_score:.4f}"
             where = " › ".join(hit.location.get("heading_path") or [])
             self.stdout.write(
                 f"\n{n}. [{hit.score:.4f}] {hit.source_title} ({hit.source_type}) {ranks}"

@@ -16,11 +16,12 @@ from knowledge.answer.answering import (
     answer_feedback,
     extractive_answer,
     parse_citations,
+    similarity_threshold,
 )
 from knowledge.answer.base import AskError
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer, AnswerFeedback, AnswerOutcome, KnowledgeChunk
-from knowledge.search.base import SearchHit
+from knowledge.search.base import SearchHit, SearchResult
 from tests.knowledge.factories import BATTERY, E21, JA, ZH, make_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,6 +46,20 @@ def _library():
     }
     embedding_run()
     return sources
+
+
+def test_each_offline_model_has_its_own_relevance_threshold(settings):
+    settings.KIOKU_ASK_MIN_SIMILARITY_OFFLINE = {"local-hash-v1": 0.5, "local-use-m3": 0.4}
+    settings.KIOKU_ASK_MIN_SIMILARITY = 0.35
+
+    def searched_with(model: str, offline: bool) -> SearchResult:
+        return SearchResult(
+            query="q", mode="hybrid", top_k=5, hits=[], model=model, offline=offline, took_ms=0
+        )
+
+    assert similarity_threshold(searched_with("local-hash-v1", True)) == 0.5
+    assert similarity_threshold(searched_with("local-use-m3", True)) == 0.4
+    assert similarity_threshold(searched_with("text-embedding-3-small", False)) == 0.35
 
 
 @pytest.fixture

@@ -5,13 +5,14 @@ size, model B the stub's text-embedding-3-small at 256 dimensions."""
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from knowledge.embed.pipeline import embedding_claim, embedding_process_batch, embedding_run
 from knowledge.embed.spaces import (
     active_vector_index_names,
     embedding_switch_start,
+    space_record,
     space_state,
     vector_indexes,
 )
@@ -73,6 +74,19 @@ def test_the_first_vector_written_records_the_configured_space(settings):
     state = space_state()
     assert state.is_recorded and (state.active.model, state.active.slot) == (MODEL_A, 1)
     assert state.active.dimensions == settings.KIOKU_EMBEDDING_DIMENSIONS
+
+
+def test_the_first_space_recorded_in_a_transaction_that_wrote_rows_gets_its_index(settings):
+    # A demo load in a new database resolves cards and records the space on their first vector,
+    # all in one transaction: rows with deferred foreign-key checks pending, which PostgreSQL
+    # does not index over unless the checks run first.
+    settings.OPENAI_API_KEY = ""
+    settings.KIOKU_EMBEDDING_DIMENSIONS = 256
+    with transaction.atomic():
+        make_chunks(2)
+        state = space_record()
+    assert (state.active.model, state.active.dimensions) == (MODEL_A, 256)
+    assert vector_indexes(KnowledgeChunk) == {"chunk_embedding_hnsw_256": True}
 
 
 def test_changed_settings_alone_keep_search_and_embedding_in_the_active_space(
