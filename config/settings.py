@@ -447,6 +447,20 @@ KIOKU_EVAL_DEFAULT_SET = "Curated"
 # over a half-embedded index would measure the backlog, not the search).
 KIOKU_EVAL_WAIT_FOR_INDEX_SECONDS = 120
 
+# Outcome feedback (knowledge/feedback.py): what an order's outcome or an answer's feedback does
+# to the cases and passages it cited. A target's boost is the sum of its signals not reverted.
+# How far one signal moves the boost (up when the fix matched the diagnosis, down for a wrong
+# diagnosis or a not-helpful answer).
+KIOKU_FEEDBACK_STEP = 0.25
+# The boost stays within ± this, however many signals agree.
+KIOKU_FEEDBACK_MAX_BOOST = 1.0
+# Search score added per unit of a chunk's boost (like the pin boost: at the maximum boost, as
+# much as a pin); 0 turns feedback off in search.
+KIOKU_FEEDBACK_WEIGHT = 0.01
+# Layer-1 rank score added per unit of a case's boost (at the maximum, as much as a case on the
+# same model); it orders the passing cases, never decides whether one passes the threshold.
+KIOKU_CASE_FEEDBACK_WEIGHT = 0.05
+
 # Per source type chunk sizes over the built-in ones, e.g.
 # {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
 KIOKU_CHUNKING: dict = {}

@@ -9,7 +9,9 @@ from django.http import HttpRequest
 from core.errors import ApiError
 from dispatch.billing import order_invoice, order_totals
 from dispatch.diagnosis import problem_card_diagnose
+from dispatch.feedback import case_feedback_restore, case_feedback_revert
 from dispatch.models import (
+    CaseFeedback,
     DiagnosisRecord,
     Invoice,
     OrderEvent,
@@ -90,6 +92,12 @@ class OrderOfCardInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class CaseFeedbackInline(ReadOnlyInline):
+    model = CaseFeedback
+    fields = ["created_at", "reason", "origin_ref", "delta", "reverted_at", "reverted_by"]
+    readonly_fields = fields
+
+
 @admin.register(ProblemCard)
 class ProblemCardAdmin(ReadOnlyAdmin):
     """Reported through the API (normalised, embedded, resolved by services): read-only here."""
@@ -117,11 +125,11 @@ class ProblemCardAdmin(ReadOnlyAdmin):
         "root_cause",
         "parts_used",
         ("resolved_by", "resolved_at"),
-        "is_case_enabled",
+        ("is_case_enabled", "feedback_boost"),
         ("created_at", "updated_at"),
     ]
     readonly_fields = _flat(fields)
-    inlines = [OrderOfCardInline, DiagnosisInline, PhotoInline]
+    inlines = [OrderOfCardInline, DiagnosisInline, CaseFeedbackInline, PhotoInline]
     actions = ["diagnose", "dispatch", "disable_case", "enable_case"]
 
     # Read-only rows, but each action asks for the permission its page button needs
@@ -183,6 +191,45 @@ class ProblemCardAdmin(ReadOnlyAdmin):
             "Opened orders for",
             lambda card: order_create(card_id=card.pk, actor=actor),
         )
+
+
+@admin.register(CaseFeedback)
+class CaseFeedbackAdmin(ReadOnlyAdmin):
+    """Outcome signals on cases (dispatch/feedback.py): append-only; a curator reverts a signal
+    (it stays listed, its case loses its effect) or restores it."""
+
+    list_display = [
+        "id",
+        "card",
+        "reason",
+        "origin_ref",
+        "delta",
+        "created_at",
+        "reverted_at",
+        "reverted_by",
+        "revert_cause",
+    ]
+    list_filter = ["reason", "revert_cause", ("reverted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["origin_ref", "card__description"]
+    list_select_related = ["card"]
+    readonly_fields = [f.name for f in CaseFeedback._meta.fields]
+    fields = readonly_fields
+    actions = ["revert", "restore"]
+
+    def has_revert_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("dispatch.change_casefeedback")
+
+    @admin.action(description="Revert selected signals", permissions=["revert"])
+    def revert(self, request, queryset):
+        count = case_feedback_revert(
+            signal_ids=queryset.values_list("pk", flat=True), by=request.user.get_username()
+        )
+        self.message_user(request, f"Reverted {count} signal(s); their cases' boosts follow.")
+
+    @admin.action(description="Restore selected signals", permissions=["revert"])
+    def restore(self, request, queryset):
+        count = case_feedback_restore(signal_ids=queryset.values_list("pk", flat=True))
+        self.message_user(request, f"Restored {count} signal(s); their cases' boosts follow.")
 
 
 @admin.register(DiagnosisRecord)
@@ -279,7 +326,7 @@ class ServiceOrderAdmin(ReadOnlyAdmin):
         ("scheduled_start", "scheduled_end", "eta"),
         "work_done",
         "parts_used",
-        "completed_at",
+        ("completed_at", "diagnosis_matched"),
         "totals",
         ("created_at", "updated_at"),
     ]

@@ -371,6 +371,7 @@ def service_order_transition(
         eta=payload.eta,
         work_done=payload.work_done,
         parts_used=payload.parts_used,
+        diagnosis_matched=payload.diagnosis_matched,
         actor=_actor(request),
     )
     return _order(order_id)

@@ -6,7 +6,8 @@
    technician who fixed them, keeps those at or above the threshold of the embedding model in
    use (`KIOKU_CASE_MIN_SIMILARITY`, or `…_OFFLINE` for the local provider, whose similarities
    run lower; or the value calibrated for the model and the card's brand, `case_threshold`),
-   prefers the same model, then the same brand, and returns at most 3.
+   prefers the same model, then the same brand, then cases whose earlier orders confirmed them
+   (their outcome boost, knowledge/feedback.py), and returns at most 3.
 2. **Manuals**: no case passes → ask over the manuals, SOPs and FAQs of the brand (knowledge's
    ask: its relevance rule, its citations, its online/offline answer).
 3. **Escalate**: nothing relevant → the card stays open, with the reason and the technicians
@@ -67,6 +68,7 @@ class CaseMatch:
     same_model: bool
     same_code: bool
     score: float
+    feedback_boost: float = 0.0
 
 
 @dataclass
@@ -186,10 +188,12 @@ def similar_cases(
     threshold: float,
     limit: int = MAX_CASES,
     prefer_same_lock: bool = True,
+    use_feedback: bool = True,
 ) -> tuple[list[CaseMatch], float | None]:
     """Layer 1 in one SQL statement (the HNSW search, the error-code matches, the join with the
     cases' details and technicians, the threshold and the ranking). Returns the cases that pass
-    and the best similarity seen among the candidates (also when none passes)."""
+    and the best similarity seen among the candidates (also when none passes).
+    `use_feedback=False` ranks without the cases' outcome boosts (for evaluations)."""
     candidates = settings.KIOKU_CASE_CANDIDATES
     literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
     code_params = [card.error_code, card.error_code, card.model_key, card.model_key]
@@ -206,16 +210,20 @@ def similar_cases(
     }
     with connection.cursor() as cursor:
         rows = fetch_after_settings(
-            cursor, query_settings, _layer_one_sql(space, prefer_same_lock), params
+            cursor, query_settings, _layer_one_sql(space, prefer_same_lock, use_feedback), params
         )
         columns = [column.name for column in cursor.description]
     return _case_matches([dict(zip(columns, row, strict=True)) for row in rows], threshold, limit)
 
 
-def _layer_one_sql(space: VectorSpace, prefer_same_lock: bool) -> str:
+def _layer_one_sql(space: VectorSpace, prefer_same_lock: bool, use_feedback: bool) -> str:
     """The statement: nearest resolved cards by the slot's HNSW index (its exact cast) and
     same-code-same-model cards, each at most KIOKU_CASE_CANDIDATES, scored together; the rows
     that pass the threshold (or share the code) first."""
+    # The outcome boost goes into the rank score only: whether a case passes is its similarity
+    # (or its code) against the threshold alone, so feedback reorders the cases that pass and
+    # never lets a dissimilar case in nor keeps a similar one out.
+    feedback_weight = float(settings.KIOKU_CASE_FEEDBACK_WEIGHT) if use_feedback else 0.0
     table = ProblemCard._meta.db_table
     technicians = Technician._meta.db_table
     distance = f"{space.cast('c')} <=> %s::halfvec({space.dimensions})"
@@ -240,7 +248,7 @@ def _layer_one_sql(space: VectorSpace, prefer_same_lock: bool) -> str:
         ), scored AS (
             SELECT c.id, c.brand, c.lock_model, c.symptom, c.error_code, c.description,
                    c.resolution, c.root_cause, c.parts_used, t.id AS technician_id,
-                   t.name AS technician_name,
+                   t.name AS technician_name, c.feedback_boost,
                    CASE WHEN c.{space.model_column} = %s AND c.{space.column} IS NOT NULL
                         THEN 1 - ({distance}) END AS similarity,
                    c.brand_key = %s AS same_brand,
@@ -251,7 +259,8 @@ def _layer_one_sql(space: VectorSpace, prefer_same_lock: bool) -> str:
             LEFT JOIN {technicians} t ON t.id = c.resolved_by_id
         )
         SELECT *, COALESCE(similarity, 0) + {bonus}
-                  + CASE WHEN same_code THEN {SAME_CODE_BONUS} ELSE 0 END AS score,
+                  + CASE WHEN same_code THEN {SAME_CODE_BONUS} ELSE 0 END
+                  + {feedback_weight!r} * feedback_boost AS score,
                max(similarity) OVER () AS best_similarity
         FROM scored
         ORDER BY (similarity >= %s OR same_code) DESC, score DESC, id
@@ -294,6 +303,7 @@ CASE_COLUMNS = (
     "same_brand",
     "same_model",
     "same_code",
+    "feedback_boost",
 )
 
 

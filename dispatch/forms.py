@@ -44,6 +44,7 @@ class OrderStepForm(forms.Form):
     note = forms.CharField(max_length=2000, required=False)
     work_done = forms.CharField(strip=False, required=False, widget=forms.Textarea)
     parts_used = forms.CharField(max_length=2000, required=False)
+    diagnosis_matched = forms.NullBooleanField(required=False)
 
 
 class OrderLineForm(forms.Form):

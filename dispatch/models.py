@@ -12,7 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from knowledge.models import EmbeddableModel
+from knowledge.models import EmbeddableModel, FeedbackBoostedModel, FeedbackSignal
 
 if TYPE_CHECKING:
     from knowledge.embed.spaces import VectorSpace
@@ -104,7 +104,7 @@ class ProblemCardQuerySet(models.QuerySet):
         return self.filter(RESOLVED_CASE)
 
 
-class ProblemCard(EmbeddableModel):
+class ProblemCard(FeedbackBoostedModel, EmbeddableModel):
     """A reported fault: who, which lock, what happens, and what fixed it. Its normalised text
     (`search_text`) is embedded by the shared pipeline into the same two vector slots as chunks,
     so layer 1 of the diagnosis compares cards with cards in the active embedding space."""
@@ -239,6 +239,30 @@ class DiagnosisRecord(models.Model):
         return f"Card #{self.card_id}: layer {self.layer}"
 
 
+class CaseFeedback(FeedbackSignal):
+    """An outcome signal on a resolved case (the rule and the services: knowledge/feedback.py,
+    dispatch/feedback.py)."""
+
+    card = models.ForeignKey(ProblemCard, on_delete=models.CASCADE, related_name="feedback_signals")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "case feedback signal"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card", "reason", "origin_ref"], name="case_feedback_once_per_origin"
+            ),
+            models.CheckConstraint(
+                condition=Q(reverted_at__isnull=True, revert_cause="")
+                | Q(reverted_at__isnull=False) & ~Q(revert_cause=""),
+                name="case_feedback_revert_has_cause",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delta:+.2f} on case #{self.card_id} ({self.origin_ref})"
+
+
 # --- Technicians --------------------------------------------------------------------------------
 
 
@@ -350,6 +374,9 @@ class ServiceOrder(models.Model):
     )
     work_done = models.TextField(blank=True)
     parts_used = models.TextField(blank=True)
+    # Said on completion: did the fix match the card's diagnosis? Yes raises the cases or passages
+    # the diagnosis cited, no lowers them (dispatch/feedback.py); empty: not said.
+    diagnosis_matched = models.BooleanField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)

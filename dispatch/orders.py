@@ -22,6 +22,7 @@ from dispatch.errors import (
     DispatchError,
     dispatch_not_found,
 )
+from dispatch.feedback import order_outcome_signals
 from dispatch.models import (
     OPEN_ORDER_STATUSES,
     ORDER_TRANSITIONS,
@@ -278,11 +279,14 @@ def order_transition(
     eta: datetime | None = None,
     work_done: str = "",
     parts_used: str = "",
+    diagnosis_matched: bool | None = None,
 ) -> ServiceOrder:
     """Move the order one step: `assigned` needs a technician, `en_route` an ETA (given now or
     before), `completed` the work done and the parts used (say "none" when there were none),
     `cancelled` a reason. Completing resolves the card with the order's findings, in one
-    transaction: both happen or neither."""
+    transaction: both happen or neither; `diagnosis_matched` (whether the fix matched the card's
+    diagnosis, when someone says) raises or lowers what that diagnosis cited, in the same
+    transaction (dispatch/feedback.py)."""
     if to not in OrderStatus.values:
         raise _invalid("to", f"Unknown status {to!r}; use one of {', '.join(OrderStatus.values)}.")
     case_vector = None
@@ -315,6 +319,12 @@ def order_transition(
                 raise _invalid("work_done", "Say what was done: completing needs the work done.")
             if not order.parts_used:
                 raise _invalid("parts_used", 'Say which parts were used ("none" when none were).')
+            if diagnosis_matched is not None and not isinstance(diagnosis_matched, bool):
+                raise _invalid("diagnosis_matched", "diagnosis_matched must be true or false.")
+            order.diagnosis_matched = diagnosis_matched
+            if diagnosis_matched is not None:
+                said = "Fix matched the diagnosis." if diagnosis_matched else "Diagnosis was wrong."
+                note = f"{note} {said}".strip()
             order.completed_at = timezone.now()
         before = order.status
         order.status = to
@@ -329,4 +339,9 @@ def order_transition(
                 resolved_by=order.technician,
                 prepared=case_vector,
             )
+            # The diagnosis the technician worked from: resolving leaves the card's as it was.
+            diagnosis = ProblemCard.objects.values_list("diagnosis", flat=True).get(
+                pk=order.card_id
+            )
+            order_outcome_signals(order=order, diagnosis=diagnosis)
         return order

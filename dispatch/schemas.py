@@ -120,6 +120,9 @@ class ProblemCardOut(Schema):
     root_cause: str
     parts_used: str
     resolved_at: datetime | None
+    feedback_boost: float = Field(
+        description="As a case: its outcome signals not reverted, summed and bounded."
+    )
     is_searchable_by_meaning: bool = Field(
         description="False until the card's vector is in the active embedding space."
     )
@@ -163,6 +166,9 @@ class CaseMatchOut(Schema):
     same_brand: bool
     same_model: bool
     same_code: bool
+    feedback_boost: float = Field(
+        0.0, description="The case's outcome boost (ranks, never filters)."
+    )
 
 
 class DiagnosisOut(Schema):
@@ -302,6 +308,11 @@ class TransitionIn(Schema):
     eta: JsonDateTime | None = Field(None, description="Required to become en_route (unless set).")
     work_done: str = Field("", description="Required to complete; becomes the card's resolution.")
     parts_used: str = Field("", description='Required to complete ("none" when none were).')
+    diagnosis_matched: StrictBool | None = Field(
+        None,
+        description="On completing: did the fix match the card's diagnosis? true raises the cases "
+        "or passages it cited, false lowers them (a wrong diagnosis); leave out when unknown.",
+    )
 
 
 class ServiceOrderOut(Schema):
@@ -318,6 +329,7 @@ class ServiceOrderOut(Schema):
     eta: datetime | None
     work_done: str
     parts_used: str
+    diagnosis_matched: bool | None
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime

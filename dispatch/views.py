@@ -308,6 +308,7 @@ def order_step(request: HttpRequest, order_id: int) -> HttpResponse:
             eta=data["eta"],
             work_done=data["work_done"],
             parts_used=data["parts_used"],
+            diagnosis_matched=data["diagnosis_matched"],
         )
     except ApiError as exc:
         return _order_page(request, order_id, exc)

@@ -2,14 +2,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from knowledge.answer.answering import answer_feedback
 from knowledge.embed.pipeline import dead_letters_retry
+from knowledge.feedback import chunk_feedback_restore, chunk_feedback_revert
 from knowledge.ingest.ingestion import source_rechunk
 from knowledge.models import (
     Answer,
     AnswerSource,
+    ChunkFeedback,
     DeadLetterChunk,
     EmbeddingStatus,
     KnowledgeChunk,
@@ -158,6 +160,7 @@ class KnowledgeChunkAdmin(admin.ModelAdmin):
         "token_count",
         "enabled",
         "pinned",
+        "feedback_boost",
         "embedding_status",
         "valid_until",
     ]
@@ -170,11 +173,13 @@ class KnowledgeChunkAdmin(admin.ModelAdmin):
         "token_count",
         "location",
         "content_hash",
+        "feedback_boost",
         "embedding_status",
         "embedding_model",
         "embedding_attempts",
         "embedding_last_error",
         "embedded_at",
+        "feedback_signals",
     ]
     fields = ["content", "enabled", "pinned", "valid_until", *readonly_fields]
     actions = ["reembed"]
@@ -196,11 +201,84 @@ class KnowledgeChunkAdmin(admin.ModelAdmin):
         except CurationError as exc:
             self.message_user(request, exc.message, messages.ERROR)
 
+    # The signals as a read-only list, not an inline formset: the chunk's form stays the one the
+    # edit service takes, and signals change only through their own list's actions.
+    @admin.display(description="Feedback signals")
+    def feedback_signals(self, chunk: KnowledgeChunk) -> str:
+        signals = list(chunk.feedback_signals.all()[:50])
+        if not signals:
+            return "none"
+        url = reverse("admin:knowledge_chunkfeedback_changelist") + f"?chunk__id__exact={chunk.pk}"
+        items = format_html_join(
+            "",
+            "<li>{} · {} · {} ({}){}</li>",
+            (
+                (
+                    f"{signal.created_at:%Y-%m-%d %H:%M}",
+                    f"{signal.delta:+.2f}",
+                    signal.get_reason_display(),
+                    signal.origin_ref,
+                    f" · reverted by {signal.reverted_by or '—'}" if signal.is_reverted else "",
+                )
+                for signal in signals
+            ),
+        )
+        return format_html('<ul>{}</ul><a href="{}">Revert or restore</a>', items, url)
+
     @admin.action(description="Re-embed selected chunks", permissions=["change"])
     def reembed(self, request, queryset):
         self.message_user(
             request, f"Queued {chunks_mark_for_embedding(chunks=queryset)} chunk(s) for embedding."
         )
+
+
+@admin.register(ChunkFeedback)
+class ChunkFeedbackAdmin(admin.ModelAdmin):
+    """Outcome signals on passages (knowledge/feedback.py): append-only; a curator reverts a
+    signal (it stays listed, its chunk loses its effect) or restores it."""
+
+    list_display = [
+        "id",
+        "chunk",
+        "source",
+        "reason",
+        "origin_ref",
+        "delta",
+        "created_at",
+        "reverted_at",
+        "reverted_by",
+        "revert_cause",
+    ]
+    list_filter = ["reason", "revert_cause", ("reverted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["origin_ref", "source__title"]
+    list_select_related = ["source"]
+    readonly_fields = [f.name for f in ChunkFeedback._meta.fields]
+    fields = readonly_fields
+    actions = ["revert", "restore"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # signals change through the actions only
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_revert_permission(self, request) -> bool:
+        return request.user.has_perm("knowledge.change_chunkfeedback")
+
+    @admin.action(description="Revert selected signals", permissions=["revert"])
+    def revert(self, request, queryset):
+        count = chunk_feedback_revert(
+            signal_ids=queryset.values_list("pk", flat=True), by=request.user.get_username()
+        )
+        self.message_user(request, f"Reverted {count} signal(s); their chunks' boosts follow.")
+
+    @admin.action(description="Restore selected signals", permissions=["revert"])
+    def restore(self, request, queryset):
+        count = chunk_feedback_restore(signal_ids=queryset.values_list("pk", flat=True))
+        self.message_user(request, f"Restored {count} signal(s); their chunks' boosts follow.")
 
 
 @admin.register(DeadLetterChunk)

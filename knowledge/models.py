@@ -97,6 +97,29 @@ class EmbeddableModel(models.Model):
         """Hook run after a batch of these rows was processed (e.g. to update parent status)."""
 
 
+class FeedbackBoostedModel(models.Model):
+    """A row whose rank outcome signals move (chunks, dispatch's cases): `feedback_boost` is the
+    sum of its signals not reverted, within ± KIOKU_FEEDBACK_MAX_BOOST, written only by
+    knowledge/feedback.py (an UPDATE under the row's lock). A full save() of an instance read
+    earlier leaves it alone, so an edit never puts back the boost it happened to read."""
+
+    feedback_boost = models.FloatField(default=0.0, db_default=0.0, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key
+                and not getattr(field, "generated", False)
+                and field.name != "feedback_boost"
+            ]
+        super().save(*args, **kwargs)
+
+
 # What search may read, in one place: a source that is enabled and not superseded; a chunk of
 # such a source that is enabled and not expired. The ORM uses the Q objects (through the
 # `searchable()` QuerySet methods); the raw search SQL uses the same rule as an SQL fragment.
@@ -194,7 +217,7 @@ class ChunkSearchVector(Func):
     output_field = SearchVectorField()
 
 
-class KnowledgeChunk(EmbeddableModel):
+class KnowledgeChunk(FeedbackBoostedModel, EmbeddableModel):
     source = models.ForeignKey(KnowledgeSource, on_delete=models.CASCADE, related_name="chunks")
     ordinal = models.PositiveIntegerField()
     content = models.TextField()
@@ -510,3 +533,80 @@ class AnswerSource(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.rank}] {self.source_title}"
+
+
+# --- Outcome feedback -----------------------------------------------------------------------------
+
+
+class FeedbackReason(models.TextChoices):
+    ORDER_FIX_MATCHED = "order_fix_matched", "Order: the fix matched the diagnosis"
+    DIAGNOSIS_WRONG = "diagnosis_wrong", "Order: the diagnosis was wrong"
+    ANSWER_NOT_HELPFUL = "answer_not_helpful", "Answer marked not helpful"
+
+
+class RevertCause(models.TextChoices):
+    NONE = "", "Not reverted"
+    WITHDRAWN = "withdrawn", "Withdrawn where it came from"  # e.g. the answer marked helpful again
+    CURATOR = "curator", "Reverted by a curator"
+
+
+class FeedbackSignal(models.Model):
+    """One outcome signal on a target (a chunk here, a case in dispatch): append-only; reverting
+    it keeps the row and says who and when. `origin_ref` names what caused it (`order:12`,
+    `answer:5`): one signal per target, reason and origin, so repeating the cause changes
+    nothing."""
+
+    delta = models.FloatField()
+    reason = models.CharField(max_length=24, choices=FeedbackReason.choices)
+    origin_ref = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+    reverted_by = models.CharField(max_length=150, blank=True, help_text="User or API key name.")
+    revert_cause = models.CharField(
+        max_length=12, choices=RevertCause.choices, default=RevertCause.NONE, blank=True
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_reverted(self) -> bool:
+        return self.reverted_at is not None
+
+
+class ChunkFeedback(FeedbackSignal):
+    """An outcome signal on a passage. Identified by its source and text (`content_hash`), not by
+    the chunk row: re-chunking a source recreates its rows, and the signals of text that did not
+    change find their new row again (knowledge/feedback.py, chunk_feedback_reattach)."""
+
+    chunk = models.ForeignKey(
+        KnowledgeChunk,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="feedback_signals",
+    )
+    source = models.ForeignKey(KnowledgeSource, on_delete=models.CASCADE, related_name="+")
+    content_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "chunk feedback signal"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "content_hash", "reason", "origin_ref"],
+                name="chunk_feedback_once_per_origin",
+            ),
+            models.CheckConstraint(
+                condition=Q(reverted_at__isnull=True, revert_cause="")
+                | Q(reverted_at__isnull=False) & ~Q(revert_cause=""),
+                name="chunk_feedback_revert_has_cause",
+            ),
+        ]
+        indexes = [
+            # Used by chunk_feedback_withdraw (an answer's signals).
+            models.Index(fields=["origin_ref"], name="chunk_feedback_origin_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delta:+.2f} on chunk {self.chunk_id or '(gone)'} ({self.origin_ref})"

@@ -98,6 +98,9 @@ class ChunkOut(Schema):
     location: dict
     enabled: bool
     pinned: bool
+    feedback_boost: float = Field(
+        description="Outcome boost: the chunk's feedback signals not reverted, summed and bounded."
+    )
     valid_until: datetime | None
     embedding_status: str
     embedding_model: str
@@ -283,6 +286,7 @@ class SearchHitOut(Schema):
     source_uri: str
     location: dict
     pinned: bool
+    feedback_boost: float = Field(description="The chunk's outcome boost (a share is in score).")
     score: float
     vector_rank: int | None
     vector_score: float | None

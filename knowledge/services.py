@@ -15,6 +15,7 @@ from knowledge.errors import (
     SOURCE_INVALID_TITLE,
     SOURCE_INVALID_TYPE,
 )
+from knowledge.feedback import chunk_feedback_follow_text
 from knowledge.ingest.ingestion import content_hash
 from knowledge.models import KnowledgeChunk, KnowledgeSource, SourceType, embedding_requeue_fields
 from knowledge.tokens import get_token_counter
@@ -90,12 +91,15 @@ def chunk_update(
     pinned: bool | None = None,
     valid_until: datetime | None | object = UNSET,
 ) -> KnowledgeChunk:
-    """Edit a chunk. New text drops the old vector and queues the chunk for re-embedding."""
+    """Edit a chunk. New text drops the old vector and queues the chunk for re-embedding; the
+    outcome signals of the old text no longer count for it (knowledge/feedback.py)."""
+    text_changed = False
     if content is not None:
         content = content.strip()
         if not content:
             raise CurationError(CHUNK_EMPTY_CONTENT, "A chunk cannot be empty; disable it instead.")
         if content != chunk.content:
+            text_changed = True
             chunk.content = content
             chunk.content_hash = content_hash(content)
             counter = get_token_counter()
@@ -111,6 +115,9 @@ def chunk_update(
     if valid_until is not UNSET:
         chunk.valid_until = valid_until
     chunk.save()
+    if text_changed:
+        chunk_feedback_follow_text(source_id=chunk.source_id)
+        chunk.refresh_from_db(fields=["feedback_boost"])
     return chunk
 
 

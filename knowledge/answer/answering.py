@@ -50,6 +50,7 @@ from knowledge.errors import (
     ASK_LLM_API_ERROR,
     SEARCH_INDEX_EMPTY,
 )
+from knowledge.feedback import answer_feedback_signals
 from knowledge.models import Answer, AnswerFeedback, AnswerMode, AnswerOutcome, AnswerSource
 from knowledge.offline import is_local_model
 from knowledge.search.base import SearchError, SearchHit, SearchResult, validate_top_k
@@ -473,9 +474,11 @@ def answer_ask_stream(
 # --- Feedback -----------------------------------------------------------------------------------
 
 
+@transaction.atomic
 def answer_feedback(*, answer: Answer, is_helpful: bool, comment: str = "", by: str) -> Answer:
     """Helpful / not helpful (+ comment). The latest feedback wins; not helpful puts the answer in
-    the curation queue."""
+    the curation queue and lowers the passages it cited (knowledge/feedback.py), helpful again
+    takes that back."""
     from django.utils import timezone
 
     if len(comment) > 2000:
@@ -485,4 +488,5 @@ def answer_feedback(*, answer: Answer, is_helpful: bool, comment: str = "", by: 
     answer.feedback_at = timezone.now()
     answer.feedback_by = by[:150]
     answer.save(update_fields=["feedback", "feedback_comment", "feedback_at", "feedback_by"])
+    answer_feedback_signals(answer_id=answer.pk, feedback=answer.feedback, by=answer.feedback_by)
     return answer

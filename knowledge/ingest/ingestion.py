@@ -19,6 +19,7 @@ from django.utils import timezone
 from knowledge.embed.enqueue import embedding_enqueue
 from knowledge.embed.spaces import VectorSpace, space_state_locked
 from knowledge.errors import SOURCE_INVALID_TYPE, SOURCE_TOO_LARGE
+from knowledge.feedback import chunk_feedback_follow_text
 from knowledge.ingest.base import (
     ChunkDraft,
     ExtractedDocument,
@@ -299,6 +300,8 @@ def _replace_chunks(
         source, drafts, reusable=reusable, writing=state.writing, embedded_at=embedded_at
     )
     chunks_copy(rows)
+    # Outcome signals belong to the text: those of unchanged passages follow them to their rows.
+    chunk_feedback_follow_text(source_id=source.pk)
     kept = sum(row.is_embedded for row in rows)
     if kept < len(rows):
         embedding_enqueue()

@@ -41,6 +41,7 @@ class SearchHit:
     location: dict
     pinned: bool
     score: float
+    feedback_boost: float = 0.0  # the chunk's outcome boost (knowledge/feedback.py)
     vector_rank: int | None = None
     vector_score: float | None = None
     keyword_rank: int | None = None

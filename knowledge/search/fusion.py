@@ -19,7 +19,11 @@ def hits_fuse(
     top_k: int,
     highlight: list[str],
     keyword_only: bool,
+    *,
+    use_feedback: bool = True,
 ) -> list[SearchHit]:
+    """The hits shown, best first: each mode's score (RRF for hybrid), plus the pin boost and,
+    unless `use_feedback` is off, KIOKU_FEEDBACK_WEIGHT × the chunk's outcome boost."""
     rows: dict[int, tuple] = {}
     vector_rank = {hit.chunk_id: (rank, hit.score) for rank, hit in enumerate(vector_hits, 1)}
     keyword_rank = {hit.chunk_id: (rank, hit.score) for rank, hit in enumerate(keyword_hits, 1)}
@@ -36,7 +40,11 @@ def hits_fuse(
         for ranks in (vector_rank, keyword_rank):
             for cid, (rank, _) in ranks.items():
                 scored[cid] = scored.get(cid, 0.0) + 1.0 / (k + rank)
-    final = {cid: score + (pin_boost if rows[cid][3] else 0.0) for cid, score in scored.items()}
+    feedback_weight = settings.KIOKU_FEEDBACK_WEIGHT if use_feedback else 0.0
+    final = {
+        cid: score + (pin_boost if rows[cid][3] else 0.0) + feedback_weight * (rows[cid][8] or 0.0)
+        for cid, score in scored.items()
+    }
     best = sorted(final, key=lambda cid: (-final[cid], cid))[:top_k]
     # Snippets and locations only for the rows shown (hybrid fuses ~80 candidates for 10 hits).
     hits = []
@@ -54,6 +62,7 @@ def hits_fuse(
                 location=jsonb_value(row[2]),
                 pinned=bool(row[3]),
                 score=final[cid],
+                feedback_boost=row[8] or 0.0,
                 vector_rank=vector_rank.get(cid, (None, None))[0],
                 vector_score=vector_rank.get(cid, (None, None))[1],
                 keyword_rank=keyword_rank.get(cid, (None, None))[0],

@@ -11,6 +11,9 @@ Modes:
 - **hybrid** (default): Reciprocal Rank Fusion of both lists. If the embedding provider fails,
   hybrid answers with keyword results and says so (`degraded`).
 
+Pinned chunks and chunks with an outcome boost (knowledge/feedback.py) get a small bonus on every
+mode's score (knowledge/search/fusion.py); `use_feedback=False` leaves the latter out.
+
 Reranking (any mode, off by default; search/rerank.py): the fused list is taken
 `KIOKU_RERANK_CANDIDATES` long, the configured reranker orders it and it is cut to top_k. A
 reranker that fails leaves the fused order and marks the result `degraded`.
@@ -63,10 +66,12 @@ def chunk_search(
     filters: dict | SearchFilters | None = None,
     min_similarity: float | None = None,
     rerank: bool | None = None,
+    use_feedback: bool = True,
 ) -> SearchResult:
     """The hits for `query` (see the module docstring). `rerank`: None reranks when a reranker
     is configured (`KIOKU_RERANKER`); True insists (SEARCH_RERANKER_NOT_CONFIGURED without
-    one); False never reranks, whatever is configured: evaluation runs compare both."""
+    one); False never reranks, whatever is configured. `use_feedback=False` ranks without the
+    chunks' outcome boosts. Evaluation runs compare both ways of each."""
     started = time.perf_counter()
     top_k = _request_check(query, mode=mode, top_k=top_k, min_similarity=min_similarity)
     reranker = _reranker_or_error(rerank)
@@ -118,7 +123,13 @@ def chunk_search(
         _check_index(mode, space, result)
     highlight = keyword.highlight if keyword else []
     result.hits = hits_fuse(
-        mode, vector_hits, keyword_hits, fused_k, highlight, result.keyword_only
+        mode,
+        vector_hits,
+        keyword_hits,
+        fused_k,
+        highlight,
+        result.keyword_only,
+        use_feedback=use_feedback,
     )
     if reranker is not None:
         _rerank(query, reranker, result)

@@ -17,7 +17,8 @@ SOURCE = KnowledgeSource._meta.db_table
 
 
 SELECT_COLUMNS = (
-    "c.id, c.content, c.location, c.pinned, s.id AS source_id, s.title, s.source_type, s.uri"
+    "c.id, c.content, c.location, c.pinned, s.id AS source_id, s.title, s.source_type, s.uri, "
+    "c.feedback_boost"
 )
 
 

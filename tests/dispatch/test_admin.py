@@ -28,6 +28,7 @@ MODELS = [
     "orderline",
     "settlement",
     "invoice",
+    "casefeedback",
 ]
 
 

@@ -104,8 +104,10 @@ def test_a_dispatcher_takes_a_fault_from_report_to_invoice(logged_in_page, scree
     expect(page.locator("#total")).to_have_text("1785.00")
     page.fill("#step-completed textarea", "Raised the strike plate 2 mm; 20 locks without E-21.")
     page.fill("#step-completed input[name=parts_used]", "none")
+    page.select_option("#step-completed select[name=diagnosis_matched]", "true")
     page.click("#step-completed button")
     expect(page.locator("#order-status")).to_have_text("Completed")
+    expect(page.locator("#diagnosis-matched")).to_contain_text("yes")
 
     # Invoice it; the card is now a resolved case with the visit's findings.
     page.fill("#id_buyer_tax_id", "04595257")
@@ -121,6 +123,8 @@ def test_a_dispatcher_takes_a_fault_from_report_to_invoice(logged_in_page, scree
     )
     card = ProblemCard.objects.get(status=CardStatus.RESOLVED, resolution__contains="strike plate")
     assert card.resolved_by == technician
+    # The fix matched the diagnosis: the case it cited ranks a little higher from now on.
+    assert ProblemCard.objects.get(resolution__startswith="Re-seated").feedback_boost > 0
     events = list(ServiceOrder.objects.get().events.all())
     steps = [e.to_status for e in events if e.from_status != e.to_status]
     assert steps == ["created", "assigned", "en_route", "on_site", "completed"]

@@ -111,3 +111,31 @@ def test_answer_admin_filters_not_helpful_and_shows_the_retrieved_chunks(admin_c
     )
     good.refresh_from_db()
     assert good.feedback == "not_helpful" and good.feedback_by == "root"
+
+
+def test_a_chunks_signals_are_listed_and_reverted_from_the_admin(admin_client, settings):
+    from knowledge.feedback import chunk_feedback_apply
+    from knowledge.models import ChunkFeedback, FeedbackReason, RevertCause
+
+    chunk = make_source().chunks.first()
+    chunk_feedback_apply(
+        chunk_ids=[chunk.pk], reason=FeedbackReason.ANSWER_NOT_HELPFUL, origin_ref="answer:3"
+    )
+    page = admin_client.get(f"/admin/knowledge/knowledgechunk/{chunk.pk}/change/").content.decode()
+    assert "answer:3" in page and "Answer marked not helpful" in page
+    signal = ChunkFeedback.objects.get()
+    response = admin_client.post(
+        "/admin/knowledge/chunkfeedback/",
+        {"action": "revert", "_selected_action": [str(signal.pk)]},
+        follow=True,
+    )
+    assert "Reverted 1 signal(s)" in response.content.decode()
+    chunk.refresh_from_db()
+    signal.refresh_from_db()
+    assert chunk.feedback_boost == 0.0 and signal.revert_cause == RevertCause.CURATOR
+    admin_client.post(
+        "/admin/knowledge/chunkfeedback/",
+        {"action": "restore", "_selected_action": [str(signal.pk)]},
+    )
+    chunk.refresh_from_db()
+    assert chunk.feedback_boost == -settings.KIOKU_FEEDBACK_STEP

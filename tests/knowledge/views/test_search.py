@@ -266,3 +266,19 @@ def test_results_follow_the_typing(logged_in_page, embedded_library, screenshot)
     page.locator(".search-hit-title").first.click()
     chunk = embedded_library["battery"].chunks.get()
     expect(page).to_have_url(re.compile(rf"/knowledge/sources/\d+/#chunk-{chunk.pk}$"))
+
+
+def test_a_hit_with_an_outcome_boost_is_marked_and_its_source_page_too(curator, library):
+    from knowledge.feedback import chunk_feedback_apply
+    from knowledge.models import FeedbackReason
+
+    chunk = library["e21"].chunks.get()
+    chunk_feedback_apply(
+        chunk_ids=[chunk.pk], reason=FeedbackReason.DIAGNOSIS_WRONG, origin_ref="order:1"
+    )
+
+    results = curator.get(SEARCH, {"q": "batteries", "mode": "keyword"}).content.decode()
+    source_page = curator.get(f"/knowledge/sources/{chunk.source_id}/").content.decode()
+
+    assert 'class="badge flag flag-feedback is-down"' in results and "feedback -0.25" in results
+    assert "feedback -0.25" in source_page
