@@ -22,7 +22,7 @@ what happened next to its card (the next diagnosis, an order completed or cancel
 resolved, whichever came first):
 - layer 3 (escalated: no case passed and the manuals held nothing) → negative;
 - layer 1 followed by a completed order, or by the card's resolution → positive (a
-  resolution); with `ServiceOrder.diagnosis_matched` (when that field exists) False → negative;
+  resolution); an order completed with `diagnosis_matched` False (a wrong diagnosis) → negative;
 - layer 1 followed by a cancelled order, or by a diagnosis that escalated → negative;
 - layer 1 with nothing yet, or followed by another non-escalating diagnosis, and layer 2 (the
   manuals answered: it says nothing about cases) → no label.
@@ -60,7 +60,6 @@ from dispatch.models import (
     OrderEvent,
     OrderStatus,
     ProblemCard,
-    ServiceOrder,
     normalize_key,
 )
 from knowledge.answer.answering import ask_default_similarity
@@ -269,14 +268,13 @@ def _card_events(card_ids: QuerySet) -> dict[int, list[tuple[datetime, str, obje
         card_id__in=card_ids
     ).values_list("card_id", "created_at", "layer"):
         events[card_id].append((created_at, "diagnosis", layer))
-    # The hook for the outcome feedback: an order whose fix did not match the diagnosis.
-    matched = ["order__diagnosis_matched"] if _has_field(ServiceOrder, "diagnosis_matched") else []
+    # An order whose fix did not match the diagnosis (outcome feedback) makes it a negative.
     for row in OrderEvent.objects.filter(
         order__card_id__in=card_ids,
         to_status__in=[OrderStatus.COMPLETED, OrderStatus.CANCELLED],
-    ).values("order__card_id", "created_at", "to_status", *matched):
+    ).values("order__card_id", "created_at", "to_status", "order__diagnosis_matched"):
         kind = "completed" if row["to_status"] == OrderStatus.COMPLETED else "cancelled"
-        value = row.get("order__diagnosis_matched")
+        value = row["order__diagnosis_matched"]
         events[row["order__card_id"]].append((row["created_at"], kind, value))
     for card_id, resolved_at in ProblemCard.objects.filter(
         pk__in=card_ids, resolved_at__isnull=False

@@ -163,10 +163,17 @@ def test_diagnoses_are_labelled_by_what_happened_next_to_the_card():
     diagnosed(make_card(), layer=1, best=0.7)  # no outcome yet
     diagnosed(make_card(), layer=2, best=0.4)  # the manuals answered
 
+    wrong = make_card()  # completed, but the fix did not match the diagnosis
+    diagnosed(wrong, layer=1, best=0.65)
+    order = order_in_status(OrderStatus.COMPLETED, order=make_order(card=wrong))
+    order.diagnosis_matched = False
+    order.save(update_fields=["diagnosis_matched"])
+
     labelled = case_points()
     assert sorted(labelled.points[(LOCAL, "kagiya")], key=lambda p: p.score) == [
         Point(0.3, False),
         Point(0.5, False),
+        Point(0.65, False),
         Point(0.8, True),
     ]
     assert labelled.points[(LOCAL, "lumio")] == [Point(0.6, False)]

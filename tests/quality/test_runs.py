@@ -149,3 +149,42 @@ def test_runs_with_and_without_the_reranker_record_which_ran(manual_set, setting
     assert without.config["reranker"] == ""
     assert openai_stub.rerank_requests == 3  # one per case of the run with it, none without
     assert with_reranker.metrics["hybrid"]["all"]["recall_at_10"] == 1.0
+
+
+def test_runs_with_and_without_outcome_feedback_show_its_effect(settings):
+    """A passage the outcomes raised climbs to first place in the run with feedback; the run
+    without it ranks as before, and the comparison shows the difference."""
+    from knowledge.embed.pipeline import embedding_run, pipeline_resume
+    from knowledge.feedback import chunk_feedback_apply
+    from knowledge.models import FeedbackReason
+    from knowledge.search.service import chunk_search
+    from quality.queries import runs_compare
+    from tests.knowledge.factories import BATTERY, E21
+
+    settings.OPENAI_API_KEY = ""
+    pipeline_resume()
+    make_source(text=BATTERY, title="Battery guide", uri="kb://battery")
+    make_source(text=E21, title="Troubleshooting", uri="kb://e21")
+    embedding_run()
+    query = "E-21 strike plate batteries"
+    first, second = chunk_search(query, mode="hybrid", top_k=5).hits[:2]
+    eval_set = eval_set_create(name="Feedback")
+    eval_case_create(
+        eval_set=eval_set,
+        question=query,
+        expected=[{"chunk_id": second.chunk_id, "grade": 3}],
+    )
+    settings.KIOKU_FEEDBACK_WEIGHT = (
+        first.score - second.score + 0.001
+    ) / settings.KIOKU_FEEDBACK_STEP
+    chunk_feedback_apply(
+        chunk_ids=[second.chunk_id], reason=FeedbackReason.ORDER_FIX_MATCHED, origin_ref="order:1"
+    )
+    options = {"eval_set": eval_set, "modes": ["hybrid"], "check_answers": False}
+    without = eval_run_execute(run_id=eval_run_create(**options, use_feedback=False).pk)
+    with_feedback = eval_run_execute(run_id=eval_run_create(**options).pk)
+    assert without.metrics["hybrid"]["all"]["reciprocal_rank"] == 0.5
+    assert with_feedback.metrics["hybrid"]["all"]["reciprocal_rank"] == 1.0
+    assert without.config["feedback_weight"] == 0.0
+    mrr = next(row for row in runs_compare(without, with_feedback) if row["metric"] == "MRR")
+    assert mrr["delta"] == 0.5
