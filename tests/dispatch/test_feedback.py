@@ -120,7 +120,10 @@ def test_a_fix_that_matched_a_manuals_answer_raises_the_passages_it_cited(cases,
         metadata={"brand": "Kagiya", "models": ["KG-200"]},
     )
     embedding_run()
-    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = 0.99  # no case: the manuals answer
+    # No case passes: the manuals answer.
+    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = {
+        model: 0.99 for model in settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE
+    }
     card = make_card(symptom="keypad", description="The fingerprint reader ignores my finger.")
     diagnosis = problem_card_diagnose(card_id=card.pk)
     assert diagnosis.layer == 2
