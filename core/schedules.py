@@ -10,6 +10,9 @@ class ScheduleSpec:
     name: str
     func: str
     minutes: int
+    # First run one period after the schedule is created, not at the worker's first start (a
+    # daily evaluation would otherwise repeat the demo's first run).
+    defer_first_run: bool = False
 
 
 SCHEDULES = [
@@ -24,14 +27,22 @@ SCHEDULES = [
         10,
     ),
     ScheduleSpec("sessions: archive idle sessions", "sessions_app.tasks.sessions_archive_idle", 5),
-    # Nightly evaluation of the sets marked for it: quality trends without anyone pressing Run.
-    ScheduleSpec("quality: evaluate scheduled sets", "quality.tasks.eval_runs_scheduled", 1440),
+    # Daily evaluation of the sets marked for it: quality trends without anyone pressing Run.
+    ScheduleSpec(
+        "quality: evaluate scheduled sets",
+        "quality.tasks.eval_runs_scheduled",
+        1440,
+        defer_first_run=True,
+    ),
 ]
 
 
 def schedules_sync() -> list[str]:
     """Create or update the declared schedules; delete Kioku schedules no longer declared."""
+    from datetime import timedelta
+
     from django.db.models import Q
+    from django.utils import timezone
     from django_q.models import Schedule
 
     names = []
@@ -43,6 +54,14 @@ def schedules_sync() -> list[str]:
                 "schedule_type": Schedule.MINUTES,
                 "minutes": spec.minutes,
                 "repeats": -1,
+            },
+            create_defaults={
+                "func": spec.func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": spec.minutes,
+                "repeats": -1,
+                "next_run": timezone.now()
+                + timedelta(minutes=spec.minutes if spec.defer_first_run else 0),
             },
         )
         names.append(spec.name)

@@ -74,7 +74,7 @@ def demo_load() -> str:
     eval_set = eval_set_create(
         name=DEMO_SET_NAME,
         description="Questions over the demo manuals, FAQs, SOPs and cases, with the passages "
-        "a good search returns. Evaluated every night.",
+        "a good search returns. Evaluated every day.",
     )
     eval_set.is_scheduled = True
     eval_set.save(update_fields=["is_scheduled"])

@@ -10,7 +10,7 @@ class EvalSet(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     is_scheduled = models.BooleanField(
-        default=False, help_text="Evaluated every night by the schedule (all modes, answers)."
+        default=False, help_text="Evaluated every day by the schedule (all modes, answers)."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

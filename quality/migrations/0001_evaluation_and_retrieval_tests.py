@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                     "is_scheduled",
                     models.BooleanField(
                         default=False,
-                        help_text="Evaluated every night by the schedule (all modes, answers).",
+                        help_text="Evaluated every day by the schedule (all modes, answers).",
                     ),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),

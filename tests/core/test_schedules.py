@@ -29,3 +29,19 @@ def test_sync_replaces_a_schedule_whose_task_was_renamed():
     funcs = set(Schedule.objects.values_list("func", flat=True))
     assert "knowledge.tasks.embedding_process_task" not in funcs
     assert {spec.func for spec in SCHEDULES} <= funcs
+
+
+@pytest.mark.django_db
+def test_the_daily_evaluation_first_runs_a_day_after_it_is_created_and_keeps_its_time():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    schedules_sync()
+    daily = Schedule.objects.get(func="quality.tasks.eval_runs_scheduled")
+    assert daily.next_run > timezone.now() + timedelta(hours=23)
+    embed = Schedule.objects.get(func="knowledge.tasks.embedding_run")
+    assert embed.next_run <= timezone.now()
+    first = daily.next_run
+    schedules_sync()  # `./scripts/run` syncs at every start: the time is not pushed back
+    assert Schedule.objects.get(pk=daily.pk).next_run == first
