@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from quality.models import EvalCase, EvalExpected, EvalResult, EvalRun, EvalSet, RunStatus
-from quality.report import ANSWER_COLUMNS, SEARCH_COLUMNS
+from quality.report import ANSWER_COLUMNS, SEARCH_COLUMNS, ordered_metrics
 
 HEADLINE_MODE = "hybrid"  # the mode answers use: the one the trend and the set list show
 
@@ -80,7 +80,7 @@ def eval_cases_of(eval_set: EvalSet) -> QuerySet[EvalCase]:
 def run_tables(run: EvalRun) -> list[dict]:
     """The run's metrics as tables: one per mode, one row per language (`all` first)."""
     tables = []
-    for mode, groups in (run.metrics or {}).items():
+    for mode, groups in ordered_metrics(run.metrics or {}):
         columns = ANSWER_COLUMNS if mode == "answer" else SEARCH_COLUMNS
         tables.append(
             {
@@ -92,7 +92,7 @@ def run_tables(run: EvalRun) -> list[dict]:
                         "cases": values.get("cases", 0),
                         "values": [values.get(key) for _, key in columns],
                     }
-                    for group, values in groups.items()
+                    for group, values in groups
                 ],
             }
         )
@@ -115,10 +115,10 @@ def run_previous(run: EvalRun) -> EvalRun | None:
 def runs_compare(first: EvalRun, second: EvalRun) -> list[dict]:
     """Every metric both runs have, side by side with the difference (second − first)."""
     rows = []
-    for mode, groups in (first.metrics or {}).items():
+    for mode, groups in ordered_metrics(first.metrics or {}):
         other_groups = (second.metrics or {}).get(mode, {})
         columns = ANSWER_COLUMNS if mode == "answer" else SEARCH_COLUMNS
-        for group, values in groups.items():
+        for group, values in groups:
             other = other_groups.get(group)
             if other is None:
                 continue

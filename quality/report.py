@@ -20,6 +20,21 @@ ANSWER_COLUMNS = [
 ]
 
 
+MODE_ORDER = ("vector", "keyword", "hybrid", "answer")
+
+
+def ordered_metrics(metrics: dict) -> list[tuple[str, list[tuple[str, dict]]]]:
+    """A run's metrics in reading order: the search modes, then the answers; in each, `all` and
+    then the languages (stored JSON keeps no order)."""
+    modes = sorted(
+        metrics, key=lambda mode: (MODE_ORDER.index(mode) if mode in MODE_ORDER else 9, mode)
+    )
+    return [
+        (mode, sorted(metrics[mode].items(), key=lambda item: (item[0] != "all", item[0])))
+        for mode in modes
+    ]
+
+
 def _cell(value: object) -> str:
     if value is None:
         return "–"
@@ -31,7 +46,7 @@ def _cell(value: object) -> str:
 def metrics_table(run: EvalRun) -> str:
     """One row per mode and language (`all` first), aligned columns."""
     lines = []
-    for mode, groups in run.metrics.items():
+    for mode, groups in ordered_metrics(run.metrics):
         columns = ANSWER_COLUMNS if mode == "answer" else SEARCH_COLUMNS
         header = ["mode", "lang", "cases", *(label for label, _ in columns)]
         rows = [
@@ -41,7 +56,7 @@ def metrics_table(run: EvalRun) -> str:
                 str(values.get("cases", 0)),
                 *(_cell(values.get(key)) for _, key in columns),
             ]
-            for group, values in groups.items()
+            for group, values in groups
         ]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
         lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
