@@ -254,6 +254,18 @@ def eval_case_unexpect(*, case: EvalCase, expected_id: int) -> EvalCase:
     return case
 
 
+def eval_case_activate(*, case: EvalCase, is_active: bool) -> EvalCase:
+    """An inactive case stays in its set but no run reads it."""
+    case.is_active = is_active
+    case.save(update_fields=["is_active", "updated_at"])
+    return case
+
+
+def eval_case_delete(*, case: EvalCase) -> None:
+    """The case and its expected passages; past runs keep their results (case set to null)."""
+    case.delete()
+
+
 def eval_case_from_answer(*, answer: Answer, eval_set: EvalSet, created_by: str = "") -> EvalCase:
     """One click on the feedback queue: the not-helpful answer's question becomes a draft case
     (inactive) tagged "not-helpful", to be completed with the passages it should have found."""

@@ -21,7 +21,9 @@ from quality import queries
 from quality.models import EvalCase, EvalRun, EvalSet
 from quality.runs import eval_run_queue, run_modes
 from quality.services import (
+    eval_case_activate,
     eval_case_create,
+    eval_case_delete,
     eval_case_from_answer,
     eval_case_from_card,
     eval_case_from_gap,
@@ -164,8 +166,7 @@ def case_unexpect(request: HttpRequest, case_id: int, expected_id: int) -> HttpR
 @permission_required("quality.change_evalcase")
 def case_toggle(request: HttpRequest, case_id: int) -> HttpResponse:
     case = get_object_or_404(EvalCase, pk=case_id)
-    case.is_active = not case.is_active
-    case.save(update_fields=["is_active", "updated_at"])
+    eval_case_activate(case=case, is_active=not case.is_active)
     return redirect("quality:set-detail", set_id=case.eval_set_id)
 
 
@@ -174,7 +175,7 @@ def case_toggle(request: HttpRequest, case_id: int) -> HttpResponse:
 def case_delete(request: HttpRequest, case_id: int) -> HttpResponse:
     case = get_object_or_404(EvalCase, pk=case_id)
     set_id = case.eval_set_id
-    case.delete()
+    eval_case_delete(case=case)
     messages.success(request, "Case deleted.")
     return redirect("quality:set-detail", set_id=set_id)
 

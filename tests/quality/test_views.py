@@ -130,3 +130,18 @@ def test_runs_compare_side_by_side(curator):
 
 def test_compare_with_bad_ids_is_a_404(curator):
     assert curator.get("/quality/runs/compare/?a=x&b=99999999999999999999").status_code == 404
+
+
+def test_a_case_is_deactivated_then_deleted_and_runs_keep_their_results(curator):
+    from quality.models import EvalResult
+
+    eval_set = eval_set_create(name="Locks")
+    case = eval_case_create(eval_set=eval_set, question="q")
+    run = EvalRun.objects.create(eval_set=eval_set, status="done")
+    EvalResult.objects.create(run=run, case=case, mode="hybrid", question="q", language="en")
+    curator.post(f"/quality/cases/{case.pk}/toggle/")
+    case.refresh_from_db()
+    assert not case.is_active
+    curator.post(f"/quality/cases/{case.pk}/delete/")
+    assert not EvalCase.objects.exists()
+    assert EvalResult.objects.get().case is None
