@@ -169,3 +169,11 @@ def test_ids_past_bigint_are_form_errors(curator):
 
 def test_a_viewer_cannot_add_a_case(agent):
     assert agent.post(ADD, {}).status_code == 403
+
+
+def test_a_chunk_in_two_columns_has_a_distinct_id_in_each(curator):
+    make_library(embedded=False)
+    page = curator.get(curator.post(RUN, form())["Location"]).content.decode()
+    ids = re.findall(r'<article class="search-hit[^"]*" id="([^"]+)"', page)
+    assert ids and len(ids) == len(set(ids))
+    assert all(identifier.startswith("column") for identifier in ids)
