@@ -194,7 +194,8 @@ class RetrievalTest(models.Model):
 
     query = models.TextField()
     config = models.JSONField(default=dict)  # what was compared: modes, top_k, reranker…
-    results = models.JSONField(default=dict)  # {variant label: [hit summaries]}
+    # {"columns": [{label, variant, hits, took_ms, error…}]}: a list, jsonb keeps no key order.
+    results = models.JSONField(default=dict)
     channel = models.CharField(max_length=8)  # web or api
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
