@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "sessions_app",
     "dispatch",
     "quality",
+    "line_channel",
 ]
 
 MIDDLEWARE = [
@@ -268,6 +269,12 @@ KIOKU_RERANK_MODEL = envstr("KIOKU_RERANK_MODEL")
 # Timeout of one rerank request: a person waits for the search, a slower reranker is skipped.
 KIOKU_RERANK_TIMEOUT_SECONDS = envint("KIOKU_RERANK_TIMEOUT_SECONDS", 10, minimum=1)
 
+# --- LINE channel (line_channel/): off unless both are set ----------------------------------
+LINE_CHANNEL_SECRET = envstr("LINE_CHANNEL_SECRET")
+LINE_CHANNEL_ACCESS_TOKEN = envstr("LINE_CHANNEL_ACCESS_TOKEN")
+# The Messaging API's host; tests point it at a local stub.
+LINE_API_BASE_URL = envstr("LINE_API_BASE_URL", "https://api.line.me")
+
 # --- Knowledge ------------------------------------------------------------------------------
 KIOKU_MAX_UPLOAD_BYTES = envint("KIOKU_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 # Django refuses larger request bodies before our code sees them; keep it above the upload limit
@@ -446,6 +453,13 @@ KIOKU_EVAL_DEFAULT_SET = "Curated"
 # How long a queued evaluation run waits for pending embeddings before it runs anyway (a run
 # over a half-embedded index would measure the backlog, not the search).
 KIOKU_EVAL_WAIT_FOR_INDEX_SECONDS = 120
+
+# LINE: tries of a reply when the failure is transient (network, 429, 5xx).
+KIOKU_LINE_REPLY_ATTEMPTS = 3
+# Seconds × the attempt number between those tries.
+KIOKU_LINE_REPLY_BACKOFF_SECONDS = 0.5
+# Largest webhook body; larger ones are refused from their Content-Length (413).
+KIOKU_LINE_MAX_BODY_BYTES = 1024 * 1024
 
 # Outcome feedback (knowledge/feedback.py): what an order's outcome or an answer's feedback does
 # to the cases and passages it cited. A target's boost is the sum of its signals not reverted.

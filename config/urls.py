@@ -15,6 +15,7 @@ urlpatterns = [
     path("sessions/", include("sessions_app.urls")),
     path("dispatch/", include("dispatch.urls")),
     path("quality/", include("quality.urls")),
+    path("integrations/", include("line_channel.urls")),
     path("", include("core.urls")),
 ]
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 # The documented exceptions: the health check, logging in and out, and what has its own gate
 # (the admin asks for a staff login; the API for a key: tests/core/test_route_auth.py).
 PUBLIC = {"healthz", "login", "logout"}
-OWN_GATE = ("admin/", "api/")
+OWN_GATE = ("admin/", "api/", "integrations/")  # integrations: the sender's signature
 # Pages any logged-in user may open: the dashboard's figures only.
 LOGIN_ONLY = {"core:home"}
 

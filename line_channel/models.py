@@ -1,0 +1,62 @@
+"""What LINE sent (each webhook event, once) and what Kioku answered (each reply, with its
+attempts): a reply that fails is kept and retried, never lost with the message it answers."""
+
+from django.db import models
+
+
+class EventStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PROCESSED = "processed", "Processed"
+    IGNORED = "ignored", "Ignored (a kind not handled yet)"
+    FAILED = "failed", "Failed"
+
+
+class LineEvent(models.Model):
+    # LINE's own id: a redelivered event has the same one and is not processed twice.
+    webhook_event_id = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=32)  # message, follow, postback…
+    message_kind = models.CharField(max_length=32, blank=True)  # text, image…
+    user_id = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=10, choices=EventStatus.choices, default=EventStatus.RECEIVED
+    )
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "LINE event"
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.message_kind or '-'} from {self.user_id or '?'}"
+
+
+class ReplyStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class LineReply(models.Model):
+    event = models.ForeignKey(LineEvent, on_delete=models.CASCADE, related_name="replies")
+    reply_token = models.CharField(max_length=255)
+    messages = models.JSONField()  # [{"type": "text", "text": …}] as sent
+    status = models.CharField(
+        max_length=8, choices=ReplyStatus.choices, default=ReplyStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    answer = models.ForeignKey(
+        "knowledge.Answer", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "LINE reply"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"reply to {self.event} ({self.status})"

@@ -1,0 +1,203 @@
+"""The LINE channel: a signed webhook whose events are stored once (by LINE's
+`webhookEventId`) and then handled by the worker; a text message is appended to the user's
+session (`line:<user id>`, the message id as `external_id`) and answered by the existing ask,
+with the titles of the sources it cites; the reply is stored before it is sent and retried.
+
+Not built yet (issue 18): the guided intake that files a problem card, images as card photos,
+quick-reply feedback, the staff `status` / `sync` commands and their push messages.
+"""
+
+import json
+import logging
+import time
+
+import urllib3
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from linebot.v3.exceptions import InvalidSignatureError
+from linebot.v3.messaging import (
+    ApiClient,
+    Configuration,
+    MessagingApi,
+    ReplyMessageRequest,
+    TextMessage,
+)
+from linebot.v3.messaging.exceptions import ApiException
+from linebot.v3.webhook import WebhookParser
+from linebot.v3.webhooks import Event, MessageEvent, TextMessageContent
+
+from core.errors import ApiError
+from knowledge.answer.answering import answer_ask
+from knowledge.models import Answer, AnswerOutcome
+from line_channel.errors import (
+    LINE_BODY_INVALID,
+    LINE_DISABLED,
+    LINE_SIGNATURE_INVALID,
+    LINE_SIGNATURE_MISSING,
+)
+from line_channel.models import EventStatus, LineEvent, LineReply, ReplyStatus
+from sessions_app.services import MessageIn, session_append
+
+logger = logging.getLogger(__name__)
+TEXT_LIMIT = 5000  # LINE's longest text message
+SOURCES_LABEL = {"ja": "出典", "zh": "來源", "en": "Sources"}
+
+
+class LineError(ApiError):
+    """A webhook request LINE (or someone pretending to be LINE) must change."""
+
+
+def line_enabled() -> bool:
+    return bool(settings.LINE_CHANNEL_SECRET and settings.LINE_CHANNEL_ACCESS_TOKEN)
+
+
+def line_webhook_receive(*, body: bytes, signature: str | None) -> list[LineEvent]:
+    """Check the signature (HMAC-SHA256 of the raw body with the channel secret, compared in
+    constant time by line-bot-sdk) before reading anything, then store each event not seen
+    before and queue it for the worker. Returns the new events; a redelivered one is skipped."""
+    if not line_enabled():
+        raise LineError(LINE_DISABLED, "The LINE channel is not configured.", status=404)
+    if not signature:
+        raise LineError(
+            LINE_SIGNATURE_MISSING, "The X-Line-Signature header is missing.", status=401
+        )
+    parser = WebhookParser(settings.LINE_CHANNEL_SECRET)
+    try:
+        text = body.decode("utf-8")
+        events = parser.parse(text, signature)
+        raw_events = json.loads(text)["events"]
+    except InvalidSignatureError as exc:
+        raise LineError(
+            LINE_SIGNATURE_INVALID, "The X-Line-Signature does not match the body.", status=403
+        ) from exc
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise LineError(LINE_BODY_INVALID, "The body is not a LINE webhook payload.") from exc
+    stored = []
+    for event, raw in zip(events, raw_events, strict=True):
+        event_id = getattr(event, "webhook_event_id", None)
+        if not event_id:
+            raise LineError(LINE_BODY_INVALID, "An event has no webhookEventId.")
+        message = getattr(event, "message", None)
+        try:
+            with transaction.atomic():
+                row = LineEvent.objects.create(
+                    webhook_event_id=event_id,
+                    kind=str(getattr(event, "type", "") or "")[:32],
+                    message_kind=str(getattr(message, "type", "") or "")[:32],
+                    user_id=str(getattr(getattr(event, "source", None), "user_id", "") or "")[:64],
+                    payload=raw,
+                )
+        except IntegrityError:
+            continue  # LINE redelivered an event already stored: handled once
+        stored.append(row)
+    for row in stored:
+        transaction.on_commit(lambda pk=row.pk: _queue(pk))
+    return stored
+
+
+def _queue(event_pk: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("line_channel.tasks.line_event_process", event_pk)
+
+
+def line_event_process(*, event_pk: int) -> LineEvent:
+    """Handle one stored event (safe to run twice: a processed event is left as it is)."""
+    row = LineEvent.objects.get(pk=event_pk)
+    if row.status != EventStatus.RECEIVED:
+        return row
+    parsed = Event.from_dict(row.payload)  # the signature was checked when it was stored
+    if isinstance(parsed, MessageEvent) and isinstance(parsed.message, TextMessageContent):
+        reply = _text_message_answer(row, parsed)
+        row.status = EventStatus.PROCESSED
+        row.processed_at = timezone.now()
+        row.save(update_fields=["status", "processed_at"])
+        line_reply_send(reply_id=reply.pk)
+        return row
+    row.status = EventStatus.IGNORED
+    row.processed_at = timezone.now()
+    row.save(update_fields=["status", "processed_at"])
+    return row
+
+
+@transaction.atomic
+def _text_message_answer(row: LineEvent, event: MessageEvent) -> LineReply:
+    """The message joins the user's session, the ask answers it, and the reply is stored, all
+    in one transaction: a reply that cannot be sent later loses neither."""
+    text = event.message.text
+    session_append(
+        key=f"line:{row.user_id}",
+        messages=[MessageIn(content=text, author=row.user_id, external_id=event.message.id)],
+    )
+    try:
+        answer = answer_ask(question=text, channel="line")
+    except ApiError as exc:  # an empty or overlong question: say so instead of answering
+        return LineReply.objects.create(
+            event=row,
+            reply_token=event.reply_token or "",
+            messages=[{"type": "text", "text": exc.message[:TEXT_LIMIT]}],
+        )
+    return LineReply.objects.create(
+        event=row,
+        reply_token=event.reply_token or "",
+        messages=[{"type": "text", "text": answer_reply_text(answer)}],
+        answer=answer,
+    )
+
+
+def answer_reply_text(answer: Answer) -> str:
+    """The answer and, when it cites passages, the titles of their sources (LINE shows no links
+    to our pages), within LINE's length limit."""
+    text = answer.answer
+    if answer.outcome == AnswerOutcome.ANSWERED:
+        titles = list(
+            dict.fromkeys(answer.sources.filter(cited=True).values_list("source_title", flat=True))
+        )
+        if titles:
+            label = SOURCES_LABEL.get(answer.language, SOURCES_LABEL["en"])
+            text += f"\n\n{label}: " + " / ".join(titles)
+    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 1] + "…"
+
+
+def line_reply_send(*, reply_id: int) -> LineReply:
+    """Send a stored reply through the Messaging API (`LINE_API_BASE_URL`). Transient failures
+    (network, 429, 5xx) are retried up to KIOKU_LINE_REPLY_ATTEMPTS; every failure is kept on
+    the row; a reply LINE refuses (another 4xx, e.g. an expired token) is not retried."""
+    reply = LineReply.objects.get(pk=reply_id)
+    if reply.status == ReplyStatus.SENT:
+        return reply
+    configuration = Configuration(
+        host=settings.LINE_API_BASE_URL, access_token=settings.LINE_CHANNEL_ACCESS_TOKEN
+    )
+    request = ReplyMessageRequest(
+        reply_token=reply.reply_token,
+        messages=[TextMessage(text=message["text"]) for message in reply.messages],
+    )
+    for attempt in range(1, settings.KIOKU_LINE_REPLY_ATTEMPTS + 1):
+        reply.attempts += 1
+        try:
+            with ApiClient(configuration) as client:
+                MessagingApi(client).reply_message(request)
+        except ApiException as exc:
+            reply.last_error = f"HTTP {exc.status}: {str(exc.body or exc.reason)[:500]}"
+            transient = exc.status == 429 or (exc.status or 0) >= 500
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # refused, reset, timed out
+            reply.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            transient = True
+        except Exception as exc:  # e.g. an answer it cannot read: it may have been sent, no retry
+            reply.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            transient = False
+        else:
+            reply.status = ReplyStatus.SENT
+            reply.sent_at = timezone.now()
+            reply.last_error = ""
+            reply.save(update_fields=["status", "sent_at", "attempts", "last_error"])
+            return reply
+        reply.status = ReplyStatus.FAILED
+        reply.save(update_fields=["status", "attempts", "last_error"])
+        logger.warning("LINE reply %s, attempt %s: %s", reply.pk, attempt, reply.last_error)
+        if not transient or attempt == settings.KIOKU_LINE_REPLY_ATTEMPTS:
+            break
+        time.sleep(settings.KIOKU_LINE_REPLY_BACKOFF_SECONDS * attempt)
+    return reply

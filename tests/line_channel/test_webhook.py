@@ -1,0 +1,157 @@
+"""The LINE webhook: signed or refused before anything is stored, each event handled once, a
+text message appended to the user's session and answered with its sources through the Messaging
+API (a local stub), and a reply that fails kept with the message and the answer."""
+
+import json
+
+import pytest
+
+from knowledge.models import Answer
+from line_channel.models import LineEvent, LineReply
+from sessions_app.models import Message as ChatMessage
+from tests.line_channel.conftest import sign, text_event, webhook_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WEBHOOK = "/integrations/line/webhook"
+
+
+def post(client, body: bytes, signature: str | None = None, **headers):
+    if signature is not None:
+        headers["HTTP_X_LINE_SIGNATURE"] = signature
+    return client.post(WEBHOOK, data=body, content_type="application/json", **headers)
+
+
+def test_a_signed_question_is_stored_answered_with_its_sources_and_replied(
+    client, line_stub, embedded_manual
+):
+    body = webhook_body(text_event("What does E-21 mean on the KG-200?"))
+    response = post(client, body, sign(body))
+    assert response.status_code == 200 and response.json() == {"new_events": 1}
+    event = LineEvent.objects.get()
+    assert (event.kind, event.message_kind, event.status) == ("message", "text", "processed")
+    message = ChatMessage.objects.get()
+    assert (message.session.key, message.external_id) == ("line:U1234567890abcdef", "555001")
+    answer = Answer.objects.get()
+    assert answer.channel == "line" and answer.outcome == "answered"
+    [sent] = line_stub.replies()
+    assert sent["authorization"] == "Bearer test-access-token"
+    assert sent["body"]["replyToken"] == "reply-01JTEXT000000000000000001"
+    text = sent["body"]["messages"][0]["text"]
+    assert "E-21" in text and "Sources: KG-200 Manual" in text
+    assert LineReply.objects.get().status == "sent"
+
+
+def test_a_question_in_japanese_gets_its_sources_labelled_in_japanese(
+    client, line_stub, embedded_manual
+):
+    body = webhook_body(text_event("KG-200 の E-21 エラーは何ですか？"))
+    post(client, body, sign(body))
+    text = line_stub.replies()[0]["body"]["messages"][0]["text"]
+    assert Answer.objects.get().language == "ja"
+    assert "出典" in text or "該当する情報" in text
+
+
+def test_a_missing_signature_is_refused_and_nothing_is_stored(client, line_stub):
+    response = post(client, webhook_body(text_event("hello")))
+    assert response.status_code == 401 and response.json()["code"] == "LINE_SIGNATURE_MISSING"
+    assert not LineEvent.objects.exists() and not line_stub.requests
+
+
+def test_a_body_altered_by_one_byte_is_refused(client, line_stub):
+    body = webhook_body(text_event("hello"))
+    signature = sign(body)
+    altered = body.replace(b"hello", b"hellp")
+    response = post(client, altered, signature)
+    assert response.status_code == 403 and response.json()["code"] == "LINE_SIGNATURE_INVALID"
+    assert not LineEvent.objects.exists() and not ChatMessage.objects.exists()
+
+
+def test_a_body_signed_with_another_secret_is_refused(client, line_stub):
+    body = webhook_body(text_event("hello"))
+    assert post(client, body, sign(body, "someone-else")).status_code == 403
+    assert not LineEvent.objects.exists()
+
+
+def test_a_redelivered_event_is_handled_once(client, line_stub, embedded_manual):
+    body = webhook_body(text_event("Replacing batteries?"))
+    assert post(client, body, sign(body)).json() == {"new_events": 1}
+    assert post(client, body, sign(body)).json() == {"new_events": 0}
+    assert LineEvent.objects.count() == 1
+    assert ChatMessage.objects.count() == 1 and Answer.objects.count() == 1
+    assert len(line_stub.replies()) == 1
+
+
+def test_the_webhook_is_off_without_the_channel_settings(client, line_stub, settings):
+    settings.LINE_CHANNEL_ACCESS_TOKEN = ""
+    body = webhook_body(text_event("hello"))
+    response = post(client, body, sign(body))
+    assert response.status_code == 404 and response.json()["code"] == "LINE_DISABLED"
+
+
+def test_a_signed_body_that_is_not_a_webhook_payload_is_a_400(client, line_stub):
+    body = b'{"destination": "U", "nothing": []}'
+    response = post(client, body, sign(body))
+    assert response.status_code == 400 and response.json()["code"] == "LINE_BODY_INVALID"
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(client, line_stub, settings):
+    settings.KIOKU_LINE_MAX_BODY_BYTES = 100
+    body = webhook_body(text_event("x" * 200))
+    response = post(client, body, sign(body))
+    assert response.status_code == 413 and response.json()["code"] == "LINE_BODY_TOO_LARGE"
+    assert not LineEvent.objects.exists()
+
+
+def test_only_post_is_allowed(client, line_stub):
+    assert client.get(WEBHOOK).status_code == 405
+
+
+def test_an_event_kind_not_handled_yet_is_stored_and_marked_ignored(client, line_stub):
+    follow = {
+        "type": "follow",
+        "mode": "active",
+        "timestamp": 1764892800000,
+        "source": {"type": "user", "userId": "U1"},
+        "webhookEventId": "01JFOLLOW0000000000000001",
+        "deliveryContext": {"isRedelivery": False},
+        "replyToken": "r",
+        "follow": {"isUnblocked": False},
+    }
+    body = webhook_body(follow)
+    assert post(client, body, sign(body)).status_code == 200
+    assert LineEvent.objects.get().status == "ignored"
+    assert not line_stub.requests
+
+
+def test_a_transient_reply_failure_is_retried(client, line_stub, embedded_manual):
+    line_stub.fail_next(500, count=2)
+    body = webhook_body(text_event("Replacing batteries?"))
+    post(client, body, sign(body))
+    reply = LineReply.objects.get()
+    assert (reply.status, reply.attempts, reply.last_error) == ("sent", 3, "")
+    assert len(line_stub.replies()) == 3
+
+
+def test_a_refused_reply_keeps_the_message_and_the_answer(client, line_stub, embedded_manual):
+    line_stub.fail_next(400)
+    body = webhook_body(text_event("Replacing batteries?"))
+    assert post(client, body, sign(body)).status_code == 200
+    reply = LineReply.objects.get()
+    assert (reply.status, reply.attempts) == ("failed", 1)  # a 4xx is not retried
+    assert reply.last_error.startswith("HTTP 400")
+    assert ChatMessage.objects.count() == 1 and Answer.objects.count() == 1
+    assert json.loads(json.dumps(reply.messages))[0]["text"]
+
+
+def test_an_unreachable_messaging_api_is_retried_and_everything_is_kept(
+    client, line_stub, embedded_manual, settings
+):
+    settings.LINE_API_BASE_URL = "http://127.0.0.1:9"  # nothing listens there
+    body = webhook_body(text_event("Replacing batteries?"))
+    assert post(client, body, sign(body)).status_code == 200
+    reply = LineReply.objects.get()
+    assert (reply.status, reply.attempts) == ("failed", 3)
+    assert "Connection" in reply.last_error or "refused" in reply.last_error
+    assert LineEvent.objects.get().status == "processed"
+    assert ChatMessage.objects.count() == 1 and Answer.objects.count() == 1
