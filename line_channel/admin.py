@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import reverse
 
-from line_channel.models import LineEvent, LineReply
+from line_channel.models import LineEvent, LineReply, LineStaffUser
 from line_channel.services import line_enabled
 
 
@@ -41,3 +41,10 @@ class LineEventAdmin(admin.ModelAdmin):
             else "The LINE channel is off: set LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN."
         )
         return super().changelist_view(request, {**(extra_context or {}), "title": status})
+
+
+@admin.register(LineStaffUser)
+class LineStaffUserAdmin(admin.ModelAdmin):
+    list_display = ["name", "user_id", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "user_id"]

@@ -33,6 +33,21 @@ class LineEvent(models.Model):
         return f"{self.kind}/{self.message_kind or '-'} from {self.user_id or '?'}"
 
 
+class LineStaffUser(models.Model):
+    """A LINE user allowed the staff commands (`status`), added in the admin."""
+
+    user_id = models.CharField(max_length=64, unique=True, help_text="The LINE user id (U…).")
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "LINE staff user"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user_id})"
+
+
 class ReplyStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENT = "sent", "Sent"

@@ -3,8 +3,10 @@
 session (`line:<user id>`, the message id as `external_id`) and answered by the existing ask,
 with the titles of the sources it cites; the reply is stored before it is sent and retried.
 
+Staff users (an allow-list in the admin) may send `status` (UC-STATUS-001).
+
 Not built yet (issue 18): the guided intake that files a problem card, images as card photos,
-quick-reply feedback, the staff `status` / `sync` commands and their push messages.
+quick-reply feedback, the staff `sync` command and its push message.
 """
 
 import json
@@ -30,13 +32,14 @@ from linebot.v3.webhooks import Event, MessageEvent, TextMessageContent
 from core.errors import ApiError
 from knowledge.answer.answering import answer_ask
 from knowledge.models import Answer, AnswerOutcome
+from knowledge.queries import index_status
 from line_channel.errors import (
     LINE_BODY_INVALID,
     LINE_DISABLED,
     LINE_SIGNATURE_INVALID,
     LINE_SIGNATURE_MISSING,
 )
-from line_channel.models import EventStatus, LineEvent, LineReply, ReplyStatus
+from line_channel.models import EventStatus, LineEvent, LineReply, LineStaffUser, ReplyStatus
 from sessions_app.services import MessageIn, session_append
 
 logger = logging.getLogger(__name__)
@@ -109,7 +112,10 @@ def line_event_process(*, event_pk: int) -> LineEvent:
         return row
     parsed = Event.from_dict(row.payload)  # the signature was checked when it was stored
     if isinstance(parsed, MessageEvent) and isinstance(parsed.message, TextMessageContent):
-        reply = _text_message_answer(row, parsed)
+        if parsed.message.text.strip().lower() in STAFF_COMMANDS:
+            reply = _staff_command_answer(row, parsed)
+        else:
+            reply = _text_message_answer(row, parsed)
         row.status = EventStatus.PROCESSED
         row.processed_at = timezone.now()
         row.save(update_fields=["status", "processed_at"])
@@ -144,6 +150,49 @@ def _text_message_answer(row: LineEvent, event: MessageEvent) -> LineReply:
         messages=[{"type": "text", "text": answer_reply_text(answer)}],
         answer=answer,
     )
+
+
+STAFF_COMMANDS = ("status",)
+
+
+def is_line_staff(user_id: str) -> bool:
+    return LineStaffUser.objects.filter(user_id=user_id, is_active=True).exists()
+
+
+@transaction.atomic
+def _staff_command_answer(row: LineEvent, event: MessageEvent) -> LineReply:
+    """UC-STATUS-001 for an allowed staff user: the knowledge base's state in one message. Anyone
+    else is told the command is for staff (nothing about the index is shown)."""
+    session_append(
+        key=f"line:{row.user_id}",
+        messages=[
+            MessageIn(content=event.message.text, author=row.user_id, external_id=event.message.id)
+        ],
+    )
+    if is_line_staff(row.user_id):
+        text = status_text(index_status())
+    else:
+        text = "This command is for staff. Ask your question in your own words instead."
+    return LineReply.objects.create(
+        event=row, reply_token=event.reply_token or "", messages=[{"type": "text", "text": text}]
+    )
+
+
+def status_text(status: dict) -> str:
+    """The index status (knowledge.queries.index_status) as a LINE message."""
+    sources = status["sources"]
+    lines = [
+        "Kioku status",
+        f"Sources: {sources['total']} ({sources['by_status'].get('failed', 0)} failed)",
+        f"Chunks: {status['chunks']['total']}, embedded {status['embedded']}, "
+        f"pending {status['pending']}",
+        f"Dead letters: {status['dead_letters']}",
+        f"Model: {status['model']}" + (" (offline)" if status["offline"] else ""),
+        f"Pipeline: {status['pipeline']['state']}",
+    ]
+    if status.get("warning"):
+        lines.append(f"Warning: {status['warning']}")
+    return "\n".join(lines)
 
 
 def answer_reply_text(answer: Answer) -> str:

@@ -155,3 +155,30 @@ def test_an_unreachable_messaging_api_is_retried_and_everything_is_kept(
     assert "Connection" in reply.last_error or "refused" in reply.last_error
     assert LineEvent.objects.get().status == "processed"
     assert ChatMessage.objects.count() == 1 and Answer.objects.count() == 1
+
+
+def test_status_from_an_allowed_staff_user_reports_the_index(client, line_stub, embedded_manual):
+    from line_channel.models import LineStaffUser
+
+    LineStaffUser.objects.create(user_id="Ustaff", name="Lin")
+    body = webhook_body(text_event(" Status ", user="Ustaff"))
+    post(client, body, sign(body))
+    text = line_stub.replies()[0]["body"]["messages"][0]["text"]
+    chunks = embedded_manual.chunks.count()
+    assert text.startswith("Kioku status")
+    assert f"Chunks: {chunks}, embedded {chunks}, pending 0" in text
+    assert "Dead letters: 0" in text and "local-hash-v1 (offline)" in text
+    assert not Answer.objects.exists()  # a command, not a question
+    assert ChatMessage.objects.get().content == " Status "
+
+
+def test_status_from_a_user_not_on_the_staff_list_is_refused(client, line_stub, embedded_manual):
+    from line_channel.models import LineStaffUser
+
+    LineStaffUser.objects.create(user_id="Uformer", name="Former", is_active=False)
+    for number, user in enumerate(("Ucustomer", "Uformer")):
+        body = webhook_body(text_event("status", user=user, event_id=f"01JSTATUS{number:016d}"))
+        post(client, body, sign(body))
+    texts = [reply["body"]["messages"][0]["text"] for reply in line_stub.replies()]
+    assert texts == ["This command is for staff. Ask your question in your own words instead."] * 2
+    assert not Answer.objects.exists()
