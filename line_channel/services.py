@@ -127,15 +127,23 @@ def line_event_process(*, event_pk: int) -> LineEvent:
     return row
 
 
+def _session_append_message(row: LineEvent, event: MessageEvent) -> None:
+    """Every text message, question or command, joins the user's session `line:<user id>`
+    (the message id as external_id: LINE's retry is not stored twice)."""
+    session_append(
+        key=f"line:{row.user_id}",
+        messages=[
+            MessageIn(content=event.message.text, author=row.user_id, external_id=event.message.id)
+        ],
+    )
+
+
 @transaction.atomic
 def _text_message_answer(row: LineEvent, event: MessageEvent) -> LineReply:
     """The message joins the user's session, the ask answers it, and the reply is stored, all
     in one transaction: a reply that cannot be sent later loses neither."""
     text = event.message.text
-    session_append(
-        key=f"line:{row.user_id}",
-        messages=[MessageIn(content=text, author=row.user_id, external_id=event.message.id)],
-    )
+    _session_append_message(row, event)
     try:
         answer = answer_ask(question=text, channel="line")
     except ApiError as exc:  # an empty or overlong question: say so instead of answering
@@ -163,12 +171,7 @@ def is_line_staff(user_id: str) -> bool:
 def _staff_command_answer(row: LineEvent, event: MessageEvent) -> LineReply:
     """UC-STATUS-001 for an allowed staff user: the knowledge base's state in one message. Anyone
     else is told the command is for staff (nothing about the index is shown)."""
-    session_append(
-        key=f"line:{row.user_id}",
-        messages=[
-            MessageIn(content=event.message.text, author=row.user_id, external_id=event.message.id)
-        ],
-    )
+    _session_append_message(row, event)
     if is_line_staff(row.user_id):
         text = status_text(index_status())
     else:

@@ -207,12 +207,12 @@ def eval_case_create(
         created_by=created_by[:200],
         is_active=is_active,
     )
-    _expected_replace(case, rows)
+    _expected_store(case, rows)
     return case
 
 
-def _expected_replace(case: EvalCase, rows: list[EvalExpected]) -> None:
-    case.expected.all().delete()
+def _expected_store(case: EvalCase, rows: list[EvalExpected]) -> None:
+    """A new case's expected passages, each passage once."""
     merged: dict[tuple, EvalExpected] = {}
     for row in rows:  # the same passage named twice keeps its higher grade
         key = (row.source_id, row.chunk_id)
