@@ -587,6 +587,11 @@ class OpenAIStub:
         with self._lock:
             self._hangs.extend([float(seconds)] * count)
 
+    def hangs_cancel(self) -> None:
+        """Drop the delays no request has taken yet (those under way run to their end)."""
+        with self._lock:
+            self._hangs.clear()
+
     @property
     def pending_hangs(self) -> int:
         """Delays not yet taken by a request (0: every queued delay is under way or over)."""

@@ -236,6 +236,16 @@ def test_latency_and_hang_timeout(stub):
         c.embeddings.create(model=EMBED_MODEL, input="x")
 
 
+def test_cancelled_hangs_are_not_taken(stub, client):
+    stub.hang_next(30, count=2)
+    assert stub.pending_hangs == 2
+    stub.hangs_cancel()
+    assert stub.pending_hangs == 0
+    started = time.monotonic()
+    client.embeddings.create(model=EMBED_MODEL, input="x")
+    assert time.monotonic() - started < 10
+
+
 # -- rate limits ---------------------------------------------------------------------------------
 
 
