@@ -274,6 +274,8 @@ LINE_CHANNEL_SECRET = envstr("LINE_CHANNEL_SECRET")
 LINE_CHANNEL_ACCESS_TOKEN = envstr("LINE_CHANNEL_ACCESS_TOKEN")
 # The Messaging API's host; tests point it at a local stub.
 LINE_API_BASE_URL = envstr("LINE_API_BASE_URL", "https://api.line.me")
+# The host LINE serves the content users send (images) from; tests point it at the stub too.
+LINE_API_DATA_BASE_URL = envstr("LINE_API_DATA_BASE_URL", "https://api-data.line.me")
 
 # --- Knowledge ------------------------------------------------------------------------------
 KIOKU_MAX_UPLOAD_BYTES = envint("KIOKU_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)

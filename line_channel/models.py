@@ -1,6 +1,8 @@
 """What LINE sent (each webhook event, once) and what Kioku answered (each reply, with its
 attempts): a reply that fails is kept and retried, never lost with the message it answers."""
 
+import uuid
+
 from django.db import models
 
 
@@ -55,9 +57,15 @@ class ReplyStatus(models.TextChoices):
 
 
 class LineReply(models.Model):
+    """A message Kioku sends: a reply to the event (its reply token), or, with no token, a push
+    to `push_to` (e.g. the result of a `sync`, sent when the work is done)."""
+
     event = models.ForeignKey(LineEvent, on_delete=models.CASCADE, related_name="replies")
-    reply_token = models.CharField(max_length=255)
-    messages = models.JSONField()  # [{"type": "text", "text": …}] as sent
+    reply_token = models.CharField(max_length=255, blank=True)
+    push_to = models.CharField(max_length=64, blank=True)
+    # Sent as X-Line-Retry-Key with a push: LINE delivers a retried push once.
+    retry_key = models.UUIDField(default=uuid.uuid4, editable=False)
+    messages = models.JSONField()  # LINE's message objects, as sent
     status = models.CharField(
         max_length=8, choices=ReplyStatus.choices, default=ReplyStatus.PENDING
     )
@@ -74,4 +82,5 @@ class LineReply(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"reply to {self.event} ({self.status})"
+        kind = "reply to" if self.reply_token else f"push to {self.push_to} after"
+        return f"{kind} {self.event} ({self.status})"

@@ -11,21 +11,11 @@ quick-reply feedback, the staff `sync` command and its push message.
 
 import json
 import logging
-import time
 
-import urllib3
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from linebot.v3.exceptions import InvalidSignatureError
-from linebot.v3.messaging import (
-    ApiClient,
-    Configuration,
-    MessagingApi,
-    ReplyMessageRequest,
-    TextMessage,
-)
-from linebot.v3.messaging.exceptions import ApiException
 from linebot.v3.webhook import WebhookParser
 from linebot.v3.webhooks import Event, MessageEvent, TextMessageContent
 
@@ -39,11 +29,11 @@ from line_channel.errors import (
     LINE_SIGNATURE_INVALID,
     LINE_SIGNATURE_MISSING,
 )
-from line_channel.models import EventStatus, LineEvent, LineReply, LineStaffUser, ReplyStatus
+from line_channel.messaging import fit_text, line_message_send, text_message
+from line_channel.models import EventStatus, LineEvent, LineReply, LineStaffUser
 from sessions_app.services import MessageIn, session_append
 
 logger = logging.getLogger(__name__)
-TEXT_LIMIT = 5000  # LINE's longest text message
 SOURCES_LABEL = {"ja": "出典", "zh": "來源", "en": "Sources"}
 
 
@@ -119,7 +109,7 @@ def line_event_process(*, event_pk: int) -> LineEvent:
         row.status = EventStatus.PROCESSED
         row.processed_at = timezone.now()
         row.save(update_fields=["status", "processed_at"])
-        line_reply_send(reply_id=reply.pk)
+        line_message_send(reply_id=reply.pk)
         return row
     row.status = EventStatus.IGNORED
     row.processed_at = timezone.now()
@@ -150,12 +140,12 @@ def _text_message_answer(row: LineEvent, event: MessageEvent) -> LineReply:
         return LineReply.objects.create(
             event=row,
             reply_token=event.reply_token or "",
-            messages=[{"type": "text", "text": exc.message[:TEXT_LIMIT]}],
+            messages=[text_message(exc.message)],
         )
     return LineReply.objects.create(
         event=row,
         reply_token=event.reply_token or "",
-        messages=[{"type": "text", "text": answer_reply_text(answer)}],
+        messages=[text_message(answer_reply_text(answer))],
         answer=answer,
     )
 
@@ -177,7 +167,7 @@ def _staff_command_answer(row: LineEvent, event: MessageEvent) -> LineReply:
     else:
         text = "This command is for staff. Ask your question in your own words instead."
     return LineReply.objects.create(
-        event=row, reply_token=event.reply_token or "", messages=[{"type": "text", "text": text}]
+        event=row, reply_token=event.reply_token or "", messages=[text_message(text)]
     )
 
 
@@ -209,47 +199,4 @@ def answer_reply_text(answer: Answer) -> str:
         if titles:
             label = SOURCES_LABEL.get(answer.language, SOURCES_LABEL["en"])
             text += f"\n\n{label}: " + " / ".join(titles)
-    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 1] + "…"
-
-
-def line_reply_send(*, reply_id: int) -> LineReply:
-    """Send a stored reply through the Messaging API (`LINE_API_BASE_URL`). Transient failures
-    (network, 429, 5xx) are retried up to KIOKU_LINE_REPLY_ATTEMPTS; every failure is kept on
-    the row; a reply LINE refuses (another 4xx, e.g. an expired token) is not retried."""
-    reply = LineReply.objects.get(pk=reply_id)
-    if reply.status == ReplyStatus.SENT:
-        return reply
-    configuration = Configuration(
-        host=settings.LINE_API_BASE_URL, access_token=settings.LINE_CHANNEL_ACCESS_TOKEN
-    )
-    request = ReplyMessageRequest(
-        reply_token=reply.reply_token,
-        messages=[TextMessage(text=message["text"]) for message in reply.messages],
-    )
-    for attempt in range(1, settings.KIOKU_LINE_REPLY_ATTEMPTS + 1):
-        reply.attempts += 1
-        try:
-            with ApiClient(configuration) as client:
-                MessagingApi(client).reply_message(request)
-        except ApiException as exc:
-            reply.last_error = f"HTTP {exc.status}: {str(exc.body or exc.reason)[:500]}"
-            transient = exc.status == 429 or (exc.status or 0) >= 500
-        except (urllib3.exceptions.HTTPError, OSError) as exc:  # refused, reset, timed out
-            reply.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            transient = True
-        except Exception as exc:  # e.g. an answer it cannot read: it may have been sent, no retry
-            reply.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            transient = False
-        else:
-            reply.status = ReplyStatus.SENT
-            reply.sent_at = timezone.now()
-            reply.last_error = ""
-            reply.save(update_fields=["status", "sent_at", "attempts", "last_error"])
-            return reply
-        reply.status = ReplyStatus.FAILED
-        reply.save(update_fields=["status", "attempts", "last_error"])
-        logger.warning("LINE reply %s, attempt %s: %s", reply.pk, attempt, reply.last_error)
-        if not transient or attempt == settings.KIOKU_LINE_REPLY_ATTEMPTS:
-            break
-        time.sleep(settings.KIOKU_LINE_REPLY_BACKOFF_SECONDS * attempt)
-    return reply
+    return fit_text(text)

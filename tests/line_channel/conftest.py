@@ -24,6 +24,7 @@ def line_stub(_line_stub_server, settings):
     settings.LINE_CHANNEL_SECRET = SECRET
     settings.LINE_CHANNEL_ACCESS_TOKEN = TOKEN
     settings.LINE_API_BASE_URL = _line_stub_server.base_url
+    settings.LINE_API_DATA_BASE_URL = _line_stub_server.base_url
     settings.KIOKU_LINE_REPLY_BACKOFF_SECONDS = 0
     _line_stub_server.reset()
     return _line_stub_server
