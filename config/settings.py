@@ -462,6 +462,10 @@ KIOKU_LINE_REPLY_ATTEMPTS = 3
 KIOKU_LINE_REPLY_BACKOFF_SECONDS = 0.5
 # Largest webhook body; larger ones are refused from their Content-Length (413).
 KIOKU_LINE_MAX_BODY_BYTES = 1024 * 1024
+# Events one LINE user may send a minute; the rest are kept, marked limited, and not answered.
+KIOKU_LINE_USER_EVENTS_PER_MINUTE = 20
+# Minutes a guided fault report waits for the next answer before it expires.
+KIOKU_LINE_INTAKE_IDLE_MINUTES = 30
 
 # Outcome feedback (knowledge/feedback.py): what an order's outcome or an answer's feedback does
 # to the cases and passages it cited. A target's boost is the sum of its signals not reverted.

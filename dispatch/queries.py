@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Prefetch, Q, QuerySet
+from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Prefetch, Q, QuerySet
 
 from core.queries import DispatchFigures, StatusCount
 from dispatch.models import (
@@ -161,3 +161,26 @@ def technician_loads_today() -> list[dict]:
         }
         for technician in rows
     ]
+
+
+def cards_awaiting_technician(*, limit: int = 50) -> QuerySet[ProblemCard]:
+    """Cards still open or diagnosed with no order being worked on or done: the board's first
+    column. Escalated cards (diagnosis layer 3) first, then the oldest."""
+    busy = ServiceOrder.objects.exclude(status=OrderStatus.CANCELLED).values("card_id")
+    return (
+        ProblemCard.objects.filter(status__in=(CardStatus.OPEN, CardStatus.DIAGNOSED))
+        .exclude(pk__in=busy)
+        .annotate(escalated=ExpressionWrapper(Q(diagnosis__layer=3), output_field=BooleanField()))
+        .order_by("-escalated", "created_at")[:limit]
+    )
+
+
+def brands_reported(*, limit: int = 10) -> list[str]:
+    """The brands customers report most, as first written (a customer picks one instead of
+    typing it)."""
+    rows = (
+        ProblemCard.objects.values("brand_key")
+        .annotate(cards=Count("pk"), brand=Min("brand"))
+        .order_by("-cards", "brand_key")[:limit]
+    )
+    return [row["brand"] for row in rows]

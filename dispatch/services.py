@@ -53,7 +53,7 @@ class CustomerIn:
     service_area: str = ""
 
 
-def _clean(field: str, value: Any) -> str:
+def card_field_clean(field: str, value: Any) -> str:
     if value is None:
         value = ""
     if not isinstance(value, str):
@@ -74,7 +74,11 @@ def _clean(field: str, value: Any) -> str:
 
 def _card_fields(values: dict[str, Any]) -> dict[str, str]:
     """Validated, normalised text fields; `symptom` checked against its choices."""
-    cleaned = {field: _clean(field, value) for field, value in values.items() if field != "symptom"}
+    cleaned = {
+        field: card_field_clean(field, value)
+        for field, value in values.items()
+        if field != "symptom"
+    }
     if "symptom" in values:
         symptom = values["symptom"]
         if symptom not in Symptom.values:

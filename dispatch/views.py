@@ -35,6 +35,7 @@ from dispatch.services import (
     problem_card_resolve,
 )
 from dispatch.sop import sop_draft_create
+from line_channel.queries import line_conversation
 
 CARDS_PER_PAGE = 50
 
@@ -106,6 +107,11 @@ def _detail_context(card_id: int) -> dict:
             }
         ),
         "photo_form": PhotoForm(),
+        "line": (
+            line_conversation(user_id=card.customer_line_user_id, card_id=card.pk)
+            if card.customer_line_user_id
+            else None
+        ),
     }
 
 
@@ -230,15 +236,19 @@ BOARD_COMPLETED_SHOWN = 20  # the latest completed orders; older ones are on the
 @permission_required("dispatch.view_serviceorder")
 @vary_on_headers("HX-Request")
 def order_list(request: HttpRequest) -> HttpResponse:
-    """The board: open orders in a column per status, the latest completed ones, and each
-    technician's load today."""
+    """The board: cards waiting for a technician (escalated first), open orders in a column per
+    status, the latest completed ones, and each technician's load today."""
     columns = []
     for status in BOARD_COLUMNS:
         orders = queries.service_order_list(status=status).select_related("card")
         if status == OrderStatus.COMPLETED:
             orders = orders[:BOARD_COMPLETED_SHOWN]
         columns.append({"status": status, "label": status.label, "orders": list(orders)})
-    context = {"columns": columns, "loads": queries.technician_loads_today()}
+    context = {
+        "waiting": queries.cards_awaiting_technician(),
+        "columns": columns,
+        "loads": queries.technician_loads_today(),
+    }
     if wants_fragment(request):
         return render(request, "dispatch/_board.html", context)
     return render(request, "dispatch/order_list.html", context)

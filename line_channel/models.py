@@ -10,6 +10,7 @@ class EventStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     PROCESSED = "processed", "Processed"
     IGNORED = "ignored", "Ignored (a kind not handled yet)"
+    LIMITED = "limited", "Not handled: the user sent too many messages too fast"
     FAILED = "failed", "Failed"
 
 
@@ -84,3 +85,63 @@ class LineReply(models.Model):
     def __str__(self) -> str:
         kind = "reply to" if self.reply_token else f"push to {self.push_to} after"
         return f"{kind} {self.event} ({self.status})"
+
+
+class IntakeStep(models.TextChoices):
+    BRAND = "brand", "Brand"
+    MODEL = "model", "Model"
+    SYMPTOM = "symptom", "Symptom"
+    ERROR_CODE = "error_code", "Error code"
+    DESCRIPTION = "description", "Description"
+    PHOTO = "photo", "Photos"
+    DONE = "done", "Done"
+
+
+class IntakeStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled by the customer"
+    EXPIRED = "expired", "Expired (no answer in time)"
+
+
+class LineIntake(models.Model):
+    """A customer's guided fault report on LINE, one question at a time (line_channel/intake.py).
+    The problem card is filed once the description is given; photos follow, then the diagnosis."""
+
+    user_id = models.CharField(max_length=64)
+    language = models.CharField(max_length=2)  # zh (Traditional Chinese), ja, en
+    step = models.CharField(max_length=12, choices=IntakeStep.choices, default=IntakeStep.BRAND)
+    status = models.CharField(
+        max_length=10, choices=IntakeStatus.choices, default=IntakeStatus.ACTIVE
+    )
+    brand = models.CharField(max_length=100, blank=True)
+    lock_model = models.CharField(max_length=100, blank=True)
+    symptom = models.CharField(max_length=20, blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    card = models.ForeignKey(
+        "dispatch.ProblemCard",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="line_intakes",
+    )
+    diagnosis_layer = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The customer's word on the diagnosis (the quick reply under it): solved or still broken.
+    customer_solved = models.BooleanField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "LINE intake"
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id"],
+                condition=models.Q(status="active"),
+                name="line_intake_one_active_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"intake of {self.user_id} ({self.status}, {self.step})"

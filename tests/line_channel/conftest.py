@@ -2,6 +2,7 @@ import base64
 import hashlib
 import hmac
 import json
+import zlib
 
 import pytest
 
@@ -55,3 +56,96 @@ def text_event(
 
 def webhook_body(*events: dict) -> bytes:
     return json.dumps({"destination": "Ubot", "events": list(events)}, ensure_ascii=False).encode()
+
+
+def image_event(message_id: str, *, event_id: str, user: str = "U1234567890abcdef") -> dict:
+    return {
+        "type": "message",
+        "mode": "active",
+        "timestamp": 1764892800000,
+        "source": {"type": "user", "userId": user},
+        "webhookEventId": event_id,
+        "deliveryContext": {"isRedelivery": False},
+        "replyToken": f"reply-{event_id}",
+        "message": {
+            "id": message_id,
+            "type": "image",
+            "quoteToken": f"q-{message_id}",
+            "contentProvider": {"type": "line"},
+        },
+    }
+
+
+def postback_event(data: str, *, event_id: str, user: str = "U1234567890abcdef") -> dict:
+    return {
+        "type": "postback",
+        "mode": "active",
+        "timestamp": 1764892800000,
+        "source": {"type": "user", "userId": user},
+        "webhookEventId": event_id,
+        "deliveryContext": {"isRedelivery": False},
+        "replyToken": f"reply-{event_id}",
+        "postback": {"data": data},
+    }
+
+
+class Chat:
+    """One LINE user talking to the webhook: each call posts a signed event and returns the
+    messages Kioku replied to it ([] when it did not reply)."""
+
+    def __init__(self, client, stub, user: str = "U1234567890abcdef") -> None:
+        self.client, self.stub, self.user = client, stub, user
+        self.sent = 0
+
+    def _post(self, event: dict) -> list[dict]:
+        before = len(self.stub.replies())
+        body = webhook_body(event)
+        response = self.client.post(
+            "/integrations/line/webhook",
+            data=body,
+            content_type="application/json",
+            HTTP_X_LINE_SIGNATURE=sign(body),
+        )
+        assert response.status_code == 200, response.content
+        replies = self.stub.replies()[before:]
+        return [message for reply in replies for message in reply["body"]["messages"]]
+
+    def _ids(self) -> tuple[str, str]:
+        self.sent += 1
+        user = zlib.crc32(self.user.encode())
+        return f"01J{user:010d}{self.sent:010d}", f"{user}{self.sent:05d}"
+
+    def say(self, text: str) -> list[dict]:
+        event_id, message_id = self._ids()
+        return self._post(
+            text_event(text, event_id=event_id, user=self.user, message_id=message_id)
+        )
+
+    def photo(self, data: bytes | None, content_type: str = "image/png") -> list[dict]:
+        """Send an image whose bytes LINE serves (None: LINE no longer has them)."""
+        event_id, message_id = self._ids()
+        if data is not None:
+            self.stub.contents[message_id] = (data, content_type)
+        return self._post(image_event(message_id, event_id=event_id, user=self.user))
+
+    def tap(self, data: str) -> list[dict]:
+        event_id, _ = self._ids()
+        return self._post(postback_event(data, event_id=event_id, user=self.user))
+
+
+def texts(messages: list[dict]) -> list[str]:
+    return [message["text"] for message in messages]
+
+
+def buttons(message: dict) -> list[str]:
+    """The labels of a message's quick replies."""
+    return [item["action"]["label"] for item in message.get("quickReply", {}).get("items", [])]
+
+
+def postback_data(message: dict, label: str) -> str:
+    [data] = [
+        item["action"]["data"]
+        for item in message["quickReply"]["items"]
+        if item["action"]["label"] == label
+    ]
+    return data

@@ -30,8 +30,9 @@ def test_a_signed_question_is_stored_answered_with_its_sources_and_replied(
     assert response.status_code == 200 and response.json() == {"new_events": 1}
     event = LineEvent.objects.get()
     assert (event.kind, event.message_kind, event.status) == ("message", "text", "processed")
-    message = ChatMessage.objects.get()
+    message, said = ChatMessage.objects.order_by("id")
     assert (message.session.key, message.external_id) == ("line:U1234567890abcdef", "555001")
+    assert (said.session_id, said.is_bot, said.role) == (message.session_id, True, "assistant")
     answer = Answer.objects.get()
     assert answer.channel == "line" and answer.outcome == "answered"
     [sent] = line_stub.replies()
@@ -39,6 +40,7 @@ def test_a_signed_question_is_stored_answered_with_its_sources_and_replied(
     assert sent["body"]["replyToken"] == "reply-01JTEXT000000000000000001"
     text = sent["body"]["messages"][0]["text"]
     assert "E-21" in text and "Sources: KG-200 Manual" in text
+    assert said.content == text  # staff read the reply in the session too
     assert LineReply.objects.get().status == "sent"
 
 
@@ -78,7 +80,7 @@ def test_a_redelivered_event_is_handled_once(client, line_stub, embedded_manual)
     assert post(client, body, sign(body)).json() == {"new_events": 1}
     assert post(client, body, sign(body)).json() == {"new_events": 0}
     assert LineEvent.objects.count() == 1
-    assert ChatMessage.objects.count() == 1 and Answer.objects.count() == 1
+    assert ChatMessage.objects.filter(is_bot=False).count() == 1 and Answer.objects.count() == 1
     assert len(line_stub.replies()) == 1
 
 
@@ -140,7 +142,7 @@ def test_a_refused_reply_keeps_the_message_and_the_answer(client, line_stub, emb
     reply = LineReply.objects.get()
     assert (reply.status, reply.attempts) == ("failed", 1)  # a 4xx is not retried
     assert reply.last_error.startswith("HTTP 400")
-    assert ChatMessage.objects.count() == 1 and Answer.objects.count() == 1
+    assert ChatMessage.objects.filter(is_bot=False).count() == 1 and Answer.objects.count() == 1
     assert json.loads(json.dumps(reply.messages))[0]["text"]
 
 
@@ -154,7 +156,7 @@ def test_an_unreachable_messaging_api_is_retried_and_everything_is_kept(
     assert (reply.status, reply.attempts) == ("failed", 3)
     assert "Connection" in reply.last_error or "refused" in reply.last_error
     assert LineEvent.objects.get().status == "processed"
-    assert ChatMessage.objects.count() == 1 and Answer.objects.count() == 1
+    assert ChatMessage.objects.filter(is_bot=False).count() == 1 and Answer.objects.count() == 1
 
 
 def test_status_from_an_allowed_staff_user_reports_the_index(client, line_stub, embedded_manual):
@@ -169,7 +171,7 @@ def test_status_from_an_allowed_staff_user_reports_the_index(client, line_stub, 
     assert f"Chunks: {chunks}, embedded {chunks}, pending 0" in text
     assert "Dead letters: 0" in text and "local-hash-v1 (offline)" in text
     assert not Answer.objects.exists()  # a command, not a question
-    assert ChatMessage.objects.get().content == " Status "
+    assert ChatMessage.objects.get(is_bot=False).content == " Status "
 
 
 def test_status_from_a_user_not_on_the_staff_list_is_refused(client, line_stub, embedded_manual):
