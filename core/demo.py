@@ -50,7 +50,7 @@ def demo_users_ensure() -> dict[str, str]:
 def demo_loaders() -> list[tuple[str, Callable[[], str], Callable[[], bool]]]:
     """Each app may offer `demo.py` with `demo_load() -> str` (a summary) and `demo_is_loaded()`."""
     loaders = []
-    for label in ("knowledge", "sessions_app", "dispatch", "quality"):
+    for label in ("knowledge", "sessions_app", "dispatch", "quality", "line_channel"):
         module_name = f"{apps.get_app_config(label).name}.demo"
         try:
             module = importlib.import_module(module_name)

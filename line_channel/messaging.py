@@ -83,6 +83,10 @@ def line_message_send(*, reply_id: int) -> LineReply:
     reply = LineReply.objects.get(pk=reply_id)
     if reply.status == ReplyStatus.SENT:
         return reply
+    if not settings.LINE_CHANNEL_ACCESS_TOKEN:  # e.g. the demo's conversation: kept, not sent
+        reply.last_error = "Not sent: LINE_CHANNEL_ACCESS_TOKEN is not set."
+        reply.save(update_fields=["last_error"])
+        return reply
     messages = [Message.from_dict(message) for message in reply.messages]
     for attempt in range(1, settings.KIOKU_LINE_REPLY_ATTEMPTS + 1):
         reply.attempts += 1
@@ -126,7 +130,10 @@ def line_message_send(*, reply_id: int) -> LineReply:
 
 
 def line_profile_name(*, user_id: str) -> str:
-    """The user's LINE display name, or "" when LINE cannot tell (blocked, network)."""
+    """The user's LINE display name, or "" when LINE cannot tell (blocked, network, the channel
+    off)."""
+    if not settings.LINE_CHANNEL_ACCESS_TOKEN:
+        return ""
     try:
         with _client(settings.LINE_API_BASE_URL) as client:
             return MessagingApi(client).get_profile(user_id).display_name or ""
