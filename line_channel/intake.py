@@ -54,7 +54,7 @@ def start_language(text: str) -> str | None:
 def intake_current(*, user_id: str, lock: bool = False) -> LineIntake | None:
     """The user's intake in progress. One left unanswered longer than
     KIOKU_LINE_INTAKE_IDLE_MINUTES has expired: the next message is a question again (a card it
-    filed stays on the board)."""
+    filed stays on the board). One whose card staff deleted meanwhile is over too."""
     intakes = LineIntake.objects.filter(user_id=user_id, status=IntakeStatus.ACTIVE)
     intake = (intakes.select_for_update() if lock else intakes).first()
     if intake is None:
@@ -62,6 +62,9 @@ def intake_current(*, user_id: str, lock: bool = False) -> LineIntake | None:
     idle = timedelta(minutes=settings.KIOKU_LINE_INTAKE_IDLE_MINUTES)
     if intake.updated_at < timezone.now() - idle:
         _close(intake, IntakeStatus.EXPIRED)
+        return None
+    if intake.step == IntakeStep.PHOTO and intake.card_id is None:  # staff deleted the card
+        _close(intake, IntakeStatus.CANCELLED)
         return None
     return intake
 

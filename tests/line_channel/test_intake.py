@@ -253,3 +253,14 @@ def test_photos_of_one_user_never_go_to_another_users_card(client, line_stub, of
     card = ProblemCard.objects.get()
     assert bob.tap(f"action=solved&card={card.pk}&solved=1") == []
     assert LineIntake.objects.get().customer_solved is None
+
+
+def test_a_report_whose_card_staff_deleted_is_over(chat, offline):
+    chat.say("repair")
+    for answer in ("Kagiya", "Skip", "Battery", "No code", "The battery icon flashes."):
+        chat.say(answer)
+    ProblemCard.objects.get().delete()
+    [reply] = chat.say("Done")
+    assert LineIntake.objects.get().status == IntakeStatus.CANCELLED
+    assert Answer.objects.filter(channel="line", question="Done").exists()  # asked, as a question
+    assert "card #" not in reply["text"]
