@@ -35,6 +35,20 @@ def sign(body: bytes, secret: str = SECRET) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
+def line_event(kind: str, *, event_id: str, user: str = "U1234567890abcdef", **fields) -> dict:
+    """A webhook event as LINE sends it; `fields` add the kind's own part (message, postback…)."""
+    return {
+        "type": kind,
+        "mode": "active",
+        "timestamp": 1764892800000,
+        "source": {"type": "user", "userId": user},
+        "webhookEventId": event_id,
+        "deliveryContext": {"isRedelivery": False},
+        "replyToken": f"reply-{event_id}",
+        **fields,
+    }
+
+
 def text_event(
     text: str,
     *,
@@ -42,51 +56,26 @@ def text_event(
     user: str = "U1234567890abcdef",
     message_id: str = "555001",
 ) -> dict:
-    return {
-        "type": "message",
-        "mode": "active",
-        "timestamp": 1764892800000,
-        "source": {"type": "user", "userId": user},
-        "webhookEventId": event_id,
-        "deliveryContext": {"isRedelivery": False},
-        "replyToken": f"reply-{event_id}",
-        "message": {"id": message_id, "type": "text", "quoteToken": "q", "text": text},
+    message = {"id": message_id, "type": "text", "quoteToken": "q", "text": text}
+    return line_event("message", event_id=event_id, user=user, message=message)
+
+
+def image_event(message_id: str, *, event_id: str, user: str = "U1234567890abcdef") -> dict:
+    message = {
+        "id": message_id,
+        "type": "image",
+        "quoteToken": f"q-{message_id}",
+        "contentProvider": {"type": "line"},
     }
+    return line_event("message", event_id=event_id, user=user, message=message)
+
+
+def postback_event(data: str, *, event_id: str, user: str = "U1234567890abcdef") -> dict:
+    return line_event("postback", event_id=event_id, user=user, postback={"data": data})
 
 
 def webhook_body(*events: dict) -> bytes:
     return json.dumps({"destination": "Ubot", "events": list(events)}, ensure_ascii=False).encode()
-
-
-def image_event(message_id: str, *, event_id: str, user: str = "U1234567890abcdef") -> dict:
-    return {
-        "type": "message",
-        "mode": "active",
-        "timestamp": 1764892800000,
-        "source": {"type": "user", "userId": user},
-        "webhookEventId": event_id,
-        "deliveryContext": {"isRedelivery": False},
-        "replyToken": f"reply-{event_id}",
-        "message": {
-            "id": message_id,
-            "type": "image",
-            "quoteToken": f"q-{message_id}",
-            "contentProvider": {"type": "line"},
-        },
-    }
-
-
-def postback_event(data: str, *, event_id: str, user: str = "U1234567890abcdef") -> dict:
-    return {
-        "type": "postback",
-        "mode": "active",
-        "timestamp": 1764892800000,
-        "source": {"type": "user", "userId": user},
-        "webhookEventId": event_id,
-        "deliveryContext": {"isRedelivery": False},
-        "replyToken": f"reply-{event_id}",
-        "postback": {"data": data},
-    }
 
 
 class Chat:

@@ -7,7 +7,14 @@ from knowledge.models import Answer
 from line_channel.messaging import line_message_send, text_message
 from line_channel.models import LineEvent, LineReply
 from sessions_app.models import Message as ChatMessage
-from tests.line_channel.conftest import Chat, buttons, postback_data, sign, webhook_body
+from tests.line_channel.conftest import (
+    Chat,
+    buttons,
+    line_event,
+    postback_data,
+    sign,
+    webhook_body,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,16 +76,10 @@ def test_a_user_over_the_rate_limit_is_told_once_and_nothing_is_lost(
 
 
 def test_an_event_the_sdk_cannot_read_is_kept_and_not_answered(client, line_stub):
-    event = {
-        "type": "message",
-        "mode": "active",
-        "timestamp": 1764892800000,
-        "source": {"type": "user", "userId": "U1234567890abcdef"},
-        "webhookEventId": "01JODD0000000000000000001",
-        "deliveryContext": {"isRedelivery": False},
-        "replyToken": "reply-odd",
-        "message": {"id": "1", "type": "image"},  # no quoteToken: not valid for the SDK
-    }
+    # An image without its quoteToken: not valid for the SDK.
+    event = line_event(
+        "message", event_id="01JODD0000000000000000001", message={"id": "1", "type": "image"}
+    )
     body = webhook_body(event)
     response = client.post(
         "/integrations/line/webhook",

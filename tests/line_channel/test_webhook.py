@@ -9,7 +9,7 @@ import pytest
 from knowledge.models import Answer
 from line_channel.models import LineEvent, LineReply
 from sessions_app.models import Message as ChatMessage
-from tests.line_channel.conftest import sign, text_event, webhook_body
+from tests.line_channel.conftest import line_event, sign, text_event, webhook_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,16 +110,9 @@ def test_only_post_is_allowed(client, line_stub):
 
 
 def test_an_event_kind_not_handled_yet_is_stored_and_marked_ignored(client, line_stub):
-    follow = {
-        "type": "follow",
-        "mode": "active",
-        "timestamp": 1764892800000,
-        "source": {"type": "user", "userId": "U1"},
-        "webhookEventId": "01JFOLLOW0000000000000001",
-        "deliveryContext": {"isRedelivery": False},
-        "replyToken": "r",
-        "follow": {"isUnblocked": False},
-    }
+    follow = line_event(
+        "follow", event_id="01JFOLLOW0000000000000001", follow={"isUnblocked": False}
+    )
     body = webhook_body(follow)
     assert post(client, body, sign(body)).status_code == 200
     assert LineEvent.objects.get().status == "ignored"
