@@ -462,6 +462,8 @@ KIOKU_LINE_REPLY_ATTEMPTS = 3
 KIOKU_LINE_REPLY_BACKOFF_SECONDS = 0.5
 # Largest webhook body; larger ones are refused from their Content-Length (413).
 KIOKU_LINE_MAX_BODY_BYTES = 1024 * 1024
+# Seconds a LINE `sync` waits for the embedding of what changed before it pushes its result anyway.
+KIOKU_LINE_SYNC_WAIT_SECONDS = 1800
 
 # Outcome feedback (knowledge/feedback.py): what an order's outcome or an answer's feedback does
 # to the cases and passages it cited. A target's boost is the sum of its signals not reverted.

@@ -31,6 +31,7 @@ from line_channel.errors import (
 )
 from line_channel.messaging import fit_text, line_message_send, text_message
 from line_channel.models import EventStatus, LineEvent, LineReply, LineStaffUser
+from line_channel.sync import line_sync_start
 from sessions_app.services import MessageIn, session_append
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def _text_message_answer(row: LineEvent, event: MessageEvent) -> LineReply:
     )
 
 
-STAFF_COMMANDS = ("status",)
+STAFF_COMMANDS = ("status", "sync")
 
 
 def is_line_staff(user_id: str) -> bool:
@@ -163,7 +164,10 @@ def _staff_command_answer(row: LineEvent, event: MessageEvent) -> LineReply:
     else is told the command is for staff (nothing about the index is shown)."""
     _session_append_message(row, event)
     if is_line_staff(row.user_id):
-        text = status_text(index_status())
+        if event.message.text.strip().lower() == "sync":
+            text = line_sync_start(event=row)  # UC-SYNC-001: its result comes as a push
+        else:
+            text = status_text(index_status())
     else:
         text = "This command is for staff. Ask your question in your own words instead."
     return LineReply.objects.create(
