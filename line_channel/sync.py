@@ -154,9 +154,10 @@ def _sources_fetch(run: LineSyncRun) -> bool:
         }.get(outcome, "failed")
         getattr(run, kind).append(item)
         run.save(update_fields=[kind, "updated_at"])  # progress kept: a retry goes on from here
-    run.status = SyncStatus.EMBEDDING
-    run.fetched_at = timezone.now()
-    run.save(update_fields=["status", "fetched_at", "updated_at"])
+    # Only a run still fetching moves on: one found abandoned meanwhile stays failed.
+    LineSyncRun.objects.filter(pk=run.pk, status=SyncStatus.FETCHING).update(
+        status=SyncStatus.EMBEDDING, fetched_at=timezone.now(), updated_at=timezone.now()
+    )
     return True
 
 

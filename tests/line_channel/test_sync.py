@@ -266,3 +266,26 @@ def test_only_one_run_can_be_going_at_a_time():
     LineSyncRun.objects.create(user_id=STAFF, event=event, status="done")
     with pytest.raises(IntegrityError):
         LineSyncRun.objects.create(user_id="Uother", event=event, status="queued")
+
+
+def test_the_admin_lists_sync_runs_read_only(admin_client, line_stub, web_sources):
+    send(admin_client, "sync", number=1)
+    run = LineSyncRun.objects.get()
+    listing = admin_client.get("/admin/line_channel/linesyncrun/")
+    assert listing.status_code == 200 and STAFF in listing.content.decode()
+    detail = admin_client.get(f"/admin/line_channel/linesyncrun/{run.pk}/change/")
+    assert detail.status_code == 200 and "LM-5 winter tips" in detail.content.decode()
+    assert admin_client.get("/admin/line_channel/linesyncrun/add/").status_code == 403
+
+
+def test_a_run_found_abandoned_while_it_fetched_stays_failed(line_stub, web_sources, monkeypatch):
+    run = LineSyncRun.objects.create(user_id=STAFF, event=_stored_event())
+    original = sync.web_source_refetch
+
+    def refetch_while_a_new_sync_gives_up_on_this_one(*, source):
+        LineSyncRun.objects.filter(pk=run.pk).update(status="failed", error="Abandoned")
+        return original(source=source)
+
+    monkeypatch.setattr(sync, "web_source_refetch", refetch_while_a_new_sync_gives_up_on_this_one)
+    assert tasks.line_sync_run(run.pk) == "failed"
+    assert not line_stub.pushes()
