@@ -225,7 +225,7 @@ def sync_result_text(run: LineSyncRun) -> str:
         embedding = (
             f"{run.pending_chunks} new chunk(s) were still waiting for the embedding after "
             f"{settings.KIOKU_LINE_SYNC_WAIT_SECONDS // 60} min; they become searchable as "
-            "soon as it catches up."
+            "soon as it catches up (send status to see the embedding)."
         )
     elif run.added or run.updated:
         embedding = "The new text is searchable."
