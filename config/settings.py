@@ -466,6 +466,8 @@ KIOKU_LINE_MAX_BODY_BYTES = 1024 * 1024
 KIOKU_LINE_USER_EVENTS_PER_MINUTE = 20
 # Minutes a guided fault report waits for the next answer before it expires.
 KIOKU_LINE_INTAKE_IDLE_MINUTES = 30
+# Seconds a LINE `sync` waits for the embedding of what changed before it pushes its result anyway.
+KIOKU_LINE_SYNC_WAIT_SECONDS = 1800
 
 # Outcome feedback (knowledge/feedback.py): what an order's outcome or an answer's feedback does
 # to the cases and passages it cited. A target's boost is the sum of its signals not reverted.

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import reverse
 
-from line_channel.models import LineEvent, LineReply, LineStaffUser
+from line_channel.models import LineEvent, LineReply, LineStaffUser, LineSyncRun
 from line_channel.services import line_enabled
 
 
@@ -48,3 +48,46 @@ class LineStaffUserAdmin(admin.ModelAdmin):
     list_display = ["name", "user_id", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "user_id"]
+
+
+@admin.register(LineSyncRun)
+class LineSyncRunAdmin(admin.ModelAdmin):
+    """Each staff `sync`, read-only: what it found and the push it sent."""
+
+    list_display = [
+        "created_at",
+        "user_id",
+        "status",
+        "total",
+        "added_count",
+        "updated_count",
+        "unchanged_count",
+        "failed_count",
+        "pending_chunks",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["user_id"]
+    readonly_fields = [f.name for f in LineSyncRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Added")
+    def added_count(self, run: LineSyncRun) -> int:
+        return len(run.added)
+
+    @admin.display(description="Updated")
+    def updated_count(self, run: LineSyncRun) -> int:
+        return len(run.updated)
+
+    @admin.display(description="Unchanged")
+    def unchanged_count(self, run: LineSyncRun) -> int:
+        return len(run.unchanged)
+
+    @admin.display(description="Failed")
+    def failed_count(self, run: LineSyncRun) -> int:
+        return len(run.failed)

@@ -145,3 +145,60 @@ class LineIntake(models.Model):
 
     def __str__(self) -> str:
         return f"intake of {self.user_id} ({self.status}, {self.step})"
+
+
+class SyncStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    FETCHING = "fetching", "Fetching the web sources"
+    EMBEDDING = "embedding", "Waiting for the embedding"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+# A run in one of these is going: a second `sync` is told so instead of starting.
+SYNC_GOING = [SyncStatus.QUEUED, SyncStatus.FETCHING, SyncStatus.EMBEDDING]
+
+
+class LineSyncRun(models.Model):
+    """A staff `sync` (UC-SYNC-001): every web source re-fetched, what changed embedded, and a
+    push to the staff member when that work is done. The lists hold `{"id", "title", "uri"}`
+    per source (`failed` adds `"error"`), written as each source is fetched."""
+
+    user_id = models.CharField(max_length=64)
+    event = models.ForeignKey(LineEvent, on_delete=models.CASCADE, related_name="sync_runs")
+    status = models.CharField(max_length=10, choices=SyncStatus.choices, default=SyncStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)  # web sources when the fetch began
+    added = models.JSONField(default=list, blank=True)
+    updated = models.JSONField(default=list, blank=True)
+    unchanged = models.JSONField(default=list, blank=True)
+    failed = models.JSONField(default=list, blank=True)
+    # Chunks of the added and updated sources not embedded when the push was sent (0: all were),
+    # and those that could not be embedded (dead letters).
+    pending_chunks = models.PositiveIntegerField(default=0)
+    dead_chunks = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    push = models.ForeignKey(
+        LineReply, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Moved on by every fetched source and every embedding check: a going run that stops moving
+    # (its worker died) no longer holds back the next sync.
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "LINE sync run"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One run at a time, even when two staff members send `sync` at once.
+            models.UniqueConstraint(
+                models.Value(True),
+                condition=models.Q(status__in=SYNC_GOING),
+                name="line_sync_one_going",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"sync by {self.user_id} ({self.status})"

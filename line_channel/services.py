@@ -8,7 +8,8 @@ fault report (line_channel/intake.py); its answers, and the photos sent meanwhil
 report. A photo outside a report goes to the user's latest open card. Quick replies under an
 answer say helpful / not helpful (answer feedback), under a diagnosis solved / still broken.
 Everything the user sent and everything Kioku replied is in the session, which staff read beside
-the card. Staff users (an allow-list in the admin) may send `status` (UC-STATUS-001).
+the card. Staff users (an allow-list in the admin) may send `status` (UC-STATUS-001) and `sync`
+(UC-SYNC-001).
 
 A user sending more than KIOKU_LINE_USER_EVENTS_PER_MINUTE events a minute is told to slow down
 once; the rest are kept (`limited`) and not answered.
@@ -58,6 +59,7 @@ from line_channel.intake import (
 )
 from line_channel.messaging import fit_text, line_message_send, quick_reply_postback, text_message
 from line_channel.models import EventStatus, LineEvent, LineIntake, LineReply, LineStaffUser
+from line_channel.sync import line_sync_start
 from line_channel.texts import LANGUAGES, fold, say
 from sessions_app.models import Message as ChatMessage
 from sessions_app.models import MessageRole
@@ -371,7 +373,7 @@ def _user_language(user_id: str) -> str:
     return detect_language(last) if last else "en"
 
 
-STAFF_COMMANDS = ("status",)
+STAFF_COMMANDS = ("status", "sync")
 
 
 def is_line_staff(user_id: str) -> bool:
@@ -379,10 +381,13 @@ def is_line_staff(user_id: str) -> bool:
 
 
 def _staff_command(row: LineEvent, command: str) -> list[dict]:
-    """UC-STATUS-001 for an allowed staff user: the knowledge base's state in one message. Anyone
-    else is told the command is for staff (nothing about the index is shown)."""
+    """For an allowed staff user: `status` (UC-STATUS-001), the knowledge base's state in one
+    message; `sync` (UC-SYNC-001), web sources fetched again (line_channel/sync.py). Anyone else
+    is told the command is for staff (nothing about the index is shown, nothing starts)."""
     if not is_line_staff(row.user_id):
         return [text_message(say("staff_only", _user_language(row.user_id)))]
+    if command == "sync":
+        return [text_message(line_sync_start(event=row))]  # UC-SYNC-001: its result is a push
     return [text_message(status_text(index_status()))]
 
 

@@ -157,11 +157,18 @@ def _record_fetch_failure(source: KnowledgeSource, exc: WebFetchError) -> None:
     )
 
 
+def web_sources() -> QuerySet[KnowledgeSource]:
+    """Sources fetched from the web (an http(s) uri), whatever their re-fetch interval."""
+    return KnowledgeSource.objects.filter(
+        Q(uri__startswith="http://") | Q(uri__startswith="https://")
+    )
+
+
 def web_sources_due() -> QuerySet[KnowledgeSource]:
     """Web sources whose re-fetch interval has passed."""
     return (
-        KnowledgeSource.objects.filter(fetch_interval__isnull=False)
-        .filter(Q(uri__startswith="http://") | Q(uri__startswith="https://"))
+        web_sources()
+        .filter(fetch_interval__isnull=False)
         .filter(Q(fetched_at__isnull=True) | Q(fetched_at__lte=Now() - F("fetch_interval")))
         .order_by("fetched_at")
     )
@@ -171,11 +178,18 @@ def web_sources_refresh(*, limit: int = 50) -> dict[str, int]:
     """Re-fetch due web sources (unchanged pages write nothing). Used by the schedule."""
     counts: dict[str, int] = {}
     for source in web_sources_due()[:limit]:
-        try:
-            result = web_source_fetch(url=source.uri, source_type=source.source_type)
-            outcome = result.outcome
-        except WebFetchError as exc:
-            _record_fetch_failure(source, exc)
-            outcome = "failed"
+        outcome = web_source_refetch(source=source).outcome
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
+
+
+def web_source_refetch(*, source: KnowledgeSource) -> IngestResult:
+    """Fetch a stored web source again (the schedule, a LINE `sync`); a failure of any kind to
+    fetch it is recorded on the source (status failed) and returned, never raised."""
+    try:
+        return web_source_fetch(url=source.uri, source_type=source.source_type)
+    except WebFetchError as exc:  # e.g. its host now resolves to a private address
+        _record_fetch_failure(source, exc)
+        return IngestResult(
+            source=source, outcome="failed", error_code=exc.code, error_message=exc.message
+        )

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("dispatch", "0003_case_feedback"),
-        ("line_channel", "0003_reply_or_push"),
+        ("line_channel", "0004_sync_runs"),
     ]
 
     operations = [
