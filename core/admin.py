@@ -9,6 +9,31 @@ from core.models import ApiKey, ApiScope, ThresholdSetting
 from core.services import ApiKeyError, api_key_create, api_key_revoke
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only: listed and shown, never added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class ApiKeyCreateForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple

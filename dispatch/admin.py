@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.admin import ReadOnlyAdmin, ReadOnlyInline
 from core.errors import ApiError
 from dispatch.billing import order_invoice, order_totals
 from dispatch.diagnosis import problem_card_diagnose
@@ -26,31 +27,6 @@ from dispatch.models import (
 )
 from dispatch.orders import Actor, order_cancel, order_create
 from dispatch.services import problem_card_case_curate
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by services only: listed and shown, never added, changed or deleted here."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 def _flat(fields: list) -> list[str]:

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import reverse
 
-from line_channel.models import LineEvent, LineReply, LineStaffUser, LineSyncRun
+from core.admin import ReadOnlyAdmin
+from line_channel.models import LineEvent, LineIntake, LineReply, LineStaffUser, LineSyncRun
 from line_channel.services import line_enabled
 
 
@@ -51,7 +52,7 @@ class LineStaffUserAdmin(admin.ModelAdmin):
 
 
 @admin.register(LineSyncRun)
-class LineSyncRunAdmin(admin.ModelAdmin):
+class LineSyncRunAdmin(ReadOnlyAdmin):
     """Each staff `sync`, read-only: what it found and the push it sent."""
 
     list_display = [
@@ -70,12 +71,6 @@ class LineSyncRunAdmin(admin.ModelAdmin):
     search_fields = ["user_id"]
     readonly_fields = [f.name for f in LineSyncRun._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="Added")
     def added_count(self, run: LineSyncRun) -> int:
         return len(run.added)
@@ -91,3 +86,23 @@ class LineSyncRunAdmin(admin.ModelAdmin):
     @admin.display(description="Failed")
     def failed_count(self, run: LineSyncRun) -> int:
         return len(run.failed)
+
+
+@admin.register(LineIntake)
+class LineIntakeAdmin(ReadOnlyAdmin):
+    """Each guided fault report on LINE, read-only: how far it got, the card it filed, the
+    diagnosis layer the customer got and whether they said it solved the problem."""
+
+    list_display = [
+        "started_at",
+        "user_id",
+        "language",
+        "status",
+        "step",
+        "card",
+        "diagnosis_layer",
+        "customer_solved",
+    ]
+    list_filter = ["status", "language", "diagnosis_layer", "customer_solved"]
+    search_fields = ["user_id", "brand", "lock_model", "error_code"]
+    readonly_fields = [f.name for f in LineIntake._meta.fields]

@@ -264,3 +264,15 @@ def test_a_report_whose_card_staff_deleted_is_over(chat, offline):
     assert LineIntake.objects.get().status == IntakeStatus.CANCELLED
     assert Answer.objects.filter(channel="line", question="Done").exists()  # asked, as a question
     assert "card #" not in reply["text"]
+
+
+def test_reports_are_listed_read_only_in_the_admin(chat, offline, client, django_user_model):
+    chat.say("repair")
+    chat.say("Kagiya")
+    client.force_login(django_user_model.objects.create_superuser("root", password="pw-12345678"))
+    listing = client.get("/admin/line_channel/lineintake/")
+    assert listing.status_code == 200 and "U1234567890abcdef" in listing.content.decode()
+    intake = LineIntake.objects.get()
+    assert client.get("/admin/line_channel/lineintake/add/").status_code == 403
+    page = client.get(f"/admin/line_channel/lineintake/{intake.pk}/change/")
+    assert page.status_code == 200 and "Kagiya" in page.content.decode()
