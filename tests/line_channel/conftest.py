@@ -80,7 +80,7 @@ def webhook_body(*events: dict) -> bytes:
 
 class Chat:
     """One LINE user talking to the webhook: each call posts a signed event and returns the
-    messages Kioku replied to it ([] when it did not reply)."""
+    messages LINE delivered in reply ([] when Kioku did not reply or LINE refused it)."""
 
     def __init__(self, client, stub, user: str = "U1234567890abcdef") -> None:
         self.client, self.stub, self.user = client, stub, user
@@ -96,8 +96,8 @@ class Chat:
             HTTP_X_LINE_SIGNATURE=sign(body),
         )
         assert response.status_code == 200, response.content
-        replies = self.stub.replies()[before:]
-        return [message for reply in replies for message in reply["body"]["messages"]]
+        delivered = [r for r in self.stub.replies()[before:] if r["status"] == 200]
+        return [message for reply in delivered for message in reply["body"]["messages"]]
 
     def _ids(self) -> tuple[str, str]:
         self.sent += 1

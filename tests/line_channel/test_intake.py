@@ -7,7 +7,7 @@ import pytest
 from dispatch.models import CardStatus, ProblemCard
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer
-from line_channel.models import IntakeStatus, LineIntake
+from line_channel.models import IntakeStatus, LineIntake, LineReply
 from sessions_app.models import Message as ChatMessage
 from tests.dispatch.factories import make_case
 from tests.knowledge.factories import make_source
@@ -276,3 +276,23 @@ def test_reports_are_listed_read_only_in_the_admin(chat, offline, client, django
     assert client.get("/admin/line_channel/lineintake/add/").status_code == 403
     page = client.get(f"/admin/line_channel/lineintake/{intake.pk}/change/")
     assert page.status_code == 200 and "Kagiya" in page.content.decode()
+
+
+def test_a_reply_that_cannot_be_sent_loses_neither_the_card_nor_the_conversation(
+    chat, offline, line_stub
+):
+    chat.say("repair")
+    for answer in ("Kagiya", "Skip", "Battery", "No code"):
+        chat.say(answer)
+    line_stub.fail_next(500, count=4)  # LINE is down: the profile and every try of the reply
+    assert chat.say("The battery icon flashes.") == []
+    card = ProblemCard.objects.get()
+    assert card.customer_name == "LINE user …abcdef"  # no profile name: the id's tail
+    reply = LineReply.objects.order_by("-id").first()
+    assert (reply.status, reply.attempts) == ("failed", 3)
+    assert f"card #{card.pk}" in reply.messages[0]["text"]  # kept, to be read or sent again
+    assert LineIntake.objects.get().step == "photo"
+    assert ChatMessage.objects.filter(is_bot=True, content=reply.messages[0]["text"]).exists()
+    # The report goes on.
+    [diagnosis] = chat.say("No photo")
+    assert LineIntake.objects.get().status == "completed" and diagnosis["text"]
