@@ -2,7 +2,17 @@
 
 from datetime import date
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Prefetch, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    Min,
+    Prefetch,
+    Q,
+    QuerySet,
+    When,
+)
 
 from core.queries import DispatchFigures, StatusCount
 from dispatch.models import (
@@ -165,12 +175,13 @@ def technician_loads_today() -> list[dict]:
 
 def cards_awaiting_technician(*, limit: int = 50) -> QuerySet[ProblemCard]:
     """Cards still open or diagnosed with no order being worked on or done: the board's first
-    column. Escalated cards (diagnosis layer 3) first, then the oldest."""
+    column. Escalated cards (diagnosis layer 3) first, then the oldest. (A CASE, not the bare
+    comparison: an undiagnosed card's NULL would sort before the escalated ones.)"""
     busy = ServiceOrder.objects.exclude(status=OrderStatus.CANCELLED).values("card_id")
     return (
         ProblemCard.objects.filter(status__in=(CardStatus.OPEN, CardStatus.DIAGNOSED))
         .exclude(pk__in=busy)
-        .annotate(escalated=ExpressionWrapper(Q(diagnosis__layer=3), output_field=BooleanField()))
+        .annotate(escalated=Case(When(diagnosis__layer=3, then=True), default=False))
         .order_by("-escalated", "created_at")[:limit]
     )
 

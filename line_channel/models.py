@@ -109,7 +109,10 @@ class LineIntake(models.Model):
     The problem card is filed once the description is given; photos follow, then the diagnosis."""
 
     user_id = models.CharField(max_length=64)
-    language = models.CharField(max_length=2)  # zh (Traditional Chinese), ja, en
+    language = models.CharField(
+        max_length=2,
+        choices=[("zh", "Traditional Chinese"), ("ja", "Japanese"), ("en", "English")],
+    )
     step = models.CharField(max_length=12, choices=IntakeStep.choices, default=IntakeStep.BRAND)
     status = models.CharField(
         max_length=10, choices=IntakeStatus.choices, default=IntakeStatus.ACTIVE

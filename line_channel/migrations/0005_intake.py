@@ -36,7 +36,17 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("user_id", models.CharField(max_length=64)),
-                ("language", models.CharField(max_length=2)),
+                (
+                    "language",
+                    models.CharField(
+                        choices=[
+                            ("zh", "Traditional Chinese"),
+                            ("ja", "Japanese"),
+                            ("en", "English"),
+                        ],
+                        max_length=2,
+                    ),
+                ),
                 (
                     "step",
                     models.CharField(

@@ -129,3 +129,25 @@ def test_a_dispatcher_takes_a_fault_from_report_to_invoice(logged_in_page, scree
     steps = [e.to_status for e in events if e.from_status != e.to_status]
     assert steps == ["created", "assigned", "en_route", "on_site", "completed"]
     assert {e.actor_label for e in events} == {"curator"}
+
+
+def test_cards_waiting_for_a_technician_lead_the_board_escalated_first(curator, settings):
+    older = make_card(description="The bolt grinds when it locks.")
+    escalated = make_card(brand="Nobody", symptom="damage", description="The handle is bent.")
+    settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = {
+        **settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE,
+        "local-hash-v1": 0.99,
+    }
+    from dispatch.diagnosis import problem_card_diagnose
+
+    assert problem_card_diagnose(card_id=escalated.pk).layer == 3
+    dispatched = make_card(description="Keypad dead.")
+    ServiceOrder.objects.create(card=dispatched, address="Da'an")
+    cancelled_only = make_card(description="Beeps at night.")
+    ServiceOrder.objects.create(card=cancelled_only, address="Da'an", status=OrderStatus.CANCELLED)
+
+    board = curator.get("/dispatch/orders/").content.decode()
+    assert "Waiting for a technician <span" in board
+    waiting = re.findall(r'id="card-(\d+)"', board)
+    assert waiting == [str(escalated.pk), str(older.pk), str(cancelled_only.pk)]
+    assert board.count("escalated</span>") == 1
