@@ -34,6 +34,7 @@ from linebot.v3.webhooks import (
     TextMessageContent,
 )
 
+from core.edge import json_check
 from core.errors import ApiError
 from knowledge.answer.answering import answer_ask, answer_feedback
 from knowledge.models import Answer, AnswerOutcome
@@ -98,6 +99,7 @@ def line_webhook_receive(*, body: bytes, signature: str | None) -> list[LineEven
         ) from exc
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise LineError(LINE_BODY_INVALID, "The body is not a LINE webhook payload.") from exc
+    json_check(raw_events, location=["body", "events"])  # NUL, lone surrogates: 422, not stored
     stored = []
     for event, raw in zip(events, raw_events, strict=True):
         event_id = getattr(event, "webhook_event_id", None)
@@ -179,6 +181,8 @@ def _route(row: LineEvent, event: Event) -> Handled:
 def _text_handle(row: LineEvent, event: MessageEvent) -> Handled:
     """A command, the start of a report, an answer in a report, or else a question."""
     text = event.message.text
+    if not text.strip():  # nothing to keep or answer (LINE does not send empty texts)
+        return Handled(status=EventStatus.IGNORED)
     _session_append_user(row, text, external_id=event.message.id)
     command = fold(text)
     if command in STAFF_COMMANDS:

@@ -7,9 +7,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from core.errors import error_body
+from core.errors import ApiError, error_body
 from line_channel.errors import LINE_BODY_TOO_LARGE
-from line_channel.services import LineError, line_webhook_receive
+from line_channel.services import line_webhook_receive
 
 
 @csrf_exempt
@@ -30,6 +30,6 @@ def line_webhook(request: HttpRequest) -> JsonResponse:
         events = line_webhook_receive(
             body=request.body, signature=request.headers.get("X-Line-Signature")
         )
-    except LineError as exc:
+    except ApiError as exc:  # LineError, or text PostgreSQL cannot store (core/edge.py)
         return JsonResponse(exc.body(), status=exc.status)
     return JsonResponse({"new_events": len(events)})

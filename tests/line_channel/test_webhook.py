@@ -177,3 +177,21 @@ def test_status_from_a_user_not_on_the_staff_list_is_refused(client, line_stub, 
     texts = [reply["body"]["messages"][0]["text"] for reply in line_stub.replies()]
     assert texts == ["This command is for staff. Ask your question in your own words instead."] * 2
     assert not Answer.objects.exists()
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"])
+def test_text_postgresql_cannot_store_is_refused_with_its_code(client, line_stub, bad):
+    body = json.dumps(
+        {"destination": "Ubot", "events": [text_event(f"E-21{bad}?")]}, ensure_ascii=True
+    ).encode()
+    response = post(client, body, sign(body))
+    assert response.status_code == 422
+    assert response.json()["code"] == "TEXT_INVALID_CHARACTER"
+    assert not LineEvent.objects.exists() and not line_stub.requests
+
+
+def test_a_blank_text_is_kept_and_not_answered(client, line_stub):
+    body = webhook_body(text_event("   "))
+    assert post(client, body, sign(body)).status_code == 200
+    assert LineEvent.objects.get().status == "ignored"
+    assert not ChatMessage.objects.exists() and not line_stub.requests
