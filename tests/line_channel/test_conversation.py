@@ -50,6 +50,9 @@ def test_only_the_user_who_got_an_answer_can_rate_it(client, line_stub, embedded
     assert Answer.objects.get().feedback == ""
     assert stranger.tap("action=feedback&answer=not-a-number&helpful=1") == []
     assert stranger.tap("something=else") == []
+    huge = 2**70  # beyond bigint: no such answer or card, not an error
+    assert stranger.tap(f"action=feedback&answer={huge}&helpful=1") == []
+    assert stranger.tap(f"action=solved&card={huge}&solved=1") == []
     assert set(LineEvent.objects.filter(kind="postback").values_list("status", flat=True)) == {
         "processed",
         "ignored",
