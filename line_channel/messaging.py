@@ -77,10 +77,11 @@ def text_message(text: str, *, quick_replies: list[dict] | None = None) -> dict:
 def line_message_send(*, reply_id: int) -> LineReply:
     """Send a stored message: as a reply when it has a reply token, else as a push to
     `push_to`. Transient failures (network, 429, 5xx) are retried up to
-    KIOKU_LINE_REPLY_ATTEMPTS; every failure is kept on the row; a call LINE refuses (another 4xx,
-    e.g. an expired reply token) is not retried. A push carries the row's retry key, so LINE
+    KIOKU_LINE_REPLY_ATTEMPTS; every failure is kept on the row; a reply whose token LINE refuses
+    (400: used or expired) goes on as a push to the user; another refusal (4xx) is not retried.
+    A push carries the row's retry key, so LINE
     delivers it once even when an attempt timed out after LINE took it (409: already accepted)."""
-    reply = LineReply.objects.get(pk=reply_id)
+    reply = LineReply.objects.select_related("event").get(pk=reply_id)
     if reply.status == ReplyStatus.SENT:
         return reply
     if not settings.LINE_CHANNEL_ACCESS_TOKEN:  # e.g. the demo's conversation: kept, not sent
@@ -108,6 +109,13 @@ def line_message_send(*, reply_id: int) -> LineReply:
                 break
             reply.last_error = f"HTTP {exc.status}: {str(exc.body or exc.reason)[:500]}"
             transient = exc.status == 429 or (exc.status or 0) >= 500
+            if exc.status == 400 and reply.reply_token and reply.event.user_id:
+                # The reply token is used or expired (about a minute: a slow answer): the user
+                # still gets the message, as a push.
+                reply.reply_token = ""
+                reply.push_to = reply.event.user_id
+                reply.save(update_fields=["reply_token", "push_to"])
+                transient = True
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # refused, reset, timed out
             reply.last_error = f"{type(exc).__name__}: {exc}"[:500]
             transient = True

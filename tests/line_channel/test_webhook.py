@@ -129,14 +129,25 @@ def test_a_transient_reply_failure_is_retried(client, line_stub, embedded_manual
 
 
 def test_a_refused_reply_keeps_the_message_and_the_answer(client, line_stub, embedded_manual):
-    line_stub.fail_next(400)
+    line_stub.fail_next(400, count=2)  # the reply token, then the push too
     body = webhook_body(text_event("Replacing batteries?"))
     assert post(client, body, sign(body)).status_code == 200
     reply = LineReply.objects.get()
-    assert (reply.status, reply.attempts) == ("failed", 1)  # a 4xx is not retried
+    assert (reply.status, reply.attempts) == ("failed", 2)  # a refused push is not retried
     assert reply.last_error.startswith("HTTP 400")
     assert ChatMessage.objects.filter(is_bot=False).count() == 1 and Answer.objects.count() == 1
     assert json.loads(json.dumps(reply.messages))[0]["text"]
+
+
+def test_an_expired_reply_token_is_replaced_by_a_push(client, line_stub, embedded_manual):
+    line_stub.fail_next(400)  # LINE: "Invalid reply token" (a slow answer, over a minute)
+    body = webhook_body(text_event("Replacing batteries?"))
+    post(client, body, sign(body))
+    reply = LineReply.objects.get()
+    assert (reply.status, reply.attempts, reply.push_to) == ("sent", 2, "U1234567890abcdef")
+    [pushed] = line_stub.pushes()
+    assert pushed["body"]["to"] == "U1234567890abcdef"
+    assert pushed["body"]["messages"] == reply.messages
 
 
 def test_an_unreachable_messaging_api_is_retried_and_everything_is_kept(
