@@ -3,6 +3,8 @@ port with a temporary folder of its own, killed when its test ends. `./scripts/t
 both (like Chromium); where they cannot be installed, their tests skip and say why."""
 
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -96,3 +98,45 @@ def redis_start(folder: Path) -> Engine:
         "--protected-mode", "yes",
     ]  # fmt: skip
     return start(command, port=port, log=folder / "redis.log")
+
+
+def pgbouncer_start(
+    folder: Path, *, server_host: str, server_port: int, server_user: str, server_password: str
+) -> tuple[Engine, str]:
+    """PgBouncer on 127.0.0.1 in transaction pooling mode in front of a PostgreSQL server (a
+    Unix socket folder or a host), for every database on it (`*`). Clients log in with SCRAM as
+    `server_user` and the password returned; PgBouncer logs into the server as that user."""
+    pgbouncer = binary_or_skip("pgbouncer", "/usr/sbin", "/usr/bin")
+    port = free_port()
+    password = secrets.token_urlsafe(16)
+    server = f"host={server_host} port={server_port} user={server_user}"
+    if server_password:
+        server += f" password={server_password}"
+    (folder / "userlist.txt").write_text(f'"{server_user}" "{password}"\n')
+    (folder / "pgbouncer.ini").write_text(
+        f"""[databases]
+* = {server}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {folder / "userlist.txt"}
+pool_mode = transaction
+max_client_conn = 200
+default_pool_size = 20
+logfile = {folder / "pgbouncer.log"}
+"""
+    )
+    command = [pgbouncer, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        # PgBouncer refuses to run as root: it runs as the owner of the server's socket folder
+        # (the embedded server's system user), which may connect to that socket.
+        owner = pwd.getpwuid(os.stat(server_host).st_uid).pw_name if "/" in server_host else ""
+        run_as = owner if owner and owner != "root" else "nobody"
+        for path in (folder, *folder.iterdir()):
+            shutil.chown(path, run_as)
+        command[1:1] = ["-u", run_as]
+    # Its own log file is written as that user; what it prints (the same lines) goes here.
+    return start(command, port=port, log=folder / "pgbouncer.out"), password
