@@ -44,11 +44,12 @@ API_TESTS = [
 
 
 @pytest.fixture
-def pgbouncer(django_db_blocker) -> Iterator[tuple[Engine, str, str]]:
-    """PgBouncer in front of the server this test run uses; yields it, the password of its user
-    and that user. Afterwards it is stopped, its folder removed, and every database whose name
-    starts with test_kioku_pgbouncer_ dropped directly on the server."""
+def pgbouncer(django_db_blocker) -> Iterator[tuple[Engine, str, str, str]]:
+    """PgBouncer in front of the server this test run uses; yields it, the password of its user,
+    that user and the name of the test database to create through it. Afterwards PgBouncer is
+    stopped, its folder removed, and that database dropped directly on the server."""
     params = connection.get_connection_params()
+    database = f"test_kioku_pgbouncer_{os.getpid()}"
     folder = Path(tempfile.mkdtemp(prefix="kioku-pgbouncer-"))
     engine = None
     try:
@@ -59,22 +60,17 @@ def pgbouncer(django_db_blocker) -> Iterator[tuple[Engine, str, str]]:
             server_user=params["user"],
             server_password=params.get("password") or "",
         )
-        yield engine, password, params["user"]
+        yield engine, password, params["user"], database
     finally:
         if engine is not None:
             engine.stop()
         shutil.rmtree(folder, ignore_errors=True)
         with django_db_blocker.unblock(), connection._nodb_cursor() as cursor:
-            cursor.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_kioku\\_pgbouncer\\_%%'"
-            )
-            for (name,) in cursor.fetchall():
-                cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def test_the_api_tests_pass_through_pgbouncer_in_transaction_mode(pgbouncer):
-    engine, password, user = pgbouncer
-    database = f"test_kioku_pgbouncer_{os.getpid()}"
+    engine, password, user, database = pgbouncer
     env = {
         k: v
         for k, v in os.environ.items()

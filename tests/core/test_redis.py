@@ -15,7 +15,7 @@ from django_q.models import OrmQ, Task
 
 from knowledge.embed.pipeline import pipeline_resume
 from knowledge.models import KnowledgeChunk, KnowledgeSource
-from tests.core.engines import redis_start
+from tests.core.engines import free_port, redis_start
 from tests.faults import conftest as faults
 from tests.faults.conftest import ROOT, subprocess_env, wait_until
 
@@ -150,6 +150,20 @@ def test_health_names_the_redis_broker_and_its_queue(redis_url, settings, monkey
     assert healthy, report
     assert report["queue"]["broker"] == "redis"
     assert report["queue"]["queued"] == 1
+
+
+def test_health_reports_an_unreachable_redis_broker(settings, monkeypatch):
+    from django_q.conf import Conf
+
+    from core.health import health_report
+
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", f"redis://127.0.0.1:{free_port()}/0")  # nothing there
+    healthy, report = health_report()
+    assert not healthy
+    assert report["queue"]["reachable"] is False
+    assert report["queue"]["broker"] == "redis"
+    assert any(reason.startswith("task queue unreachable") for reason in report["reasons"])
 
 
 SETTINGS = """
