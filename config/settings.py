@@ -523,8 +523,9 @@ KIOKU_INDEX_BUILD_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 # The memory such a build may use: an HNSW graph that outgrows it builds far slower (about 3.3 kB
 # per 1536-d chunk).
 KIOKU_INDEX_BUILD_MEMORY_MB = 512
-# Seconds an authenticated API key is trusted without reading it again (per process); a key
-# revoked or deleted elsewhere stops working within this time. 0 reads it on every request.
+# Seconds an authenticated API key is trusted without reading it again (per process, or shared
+# with REDIS_URL); a key revoked or deleted in another process stops working within this time
+# (with Redis at once). 0 reads it on every request.
 KIOKU_API_KEY_CACHE_SECONDS = 10
 
 # Sessions: appends and the archiver.
