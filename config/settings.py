@@ -121,6 +121,15 @@ if KIOKU_DB_POOL:
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = envint("KIOKU_DB_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# KIOKU_DB_TRANSACTION_POOLER=true says DATABASE_URL reaches PostgreSQL through PgBouncer (or
+# another pooler) in transaction mode, where consecutive transactions of one connection may run on
+# different server connections: no server-side cursors (they live across transactions), no
+# prepared statements (Django's default already), no session settings (index builds skip theirs).
+# README "PgBouncer" lists what was checked.
+KIOKU_DB_TRANSACTION_POOLER = envbool("KIOKU_DB_TRANSACTION_POOLER", False)
+if KIOKU_DB_TRANSACTION_POOLER:
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 # Lets two test runs share one server without clobbering each other's test database.
 if envstr("KIOKU_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": envstr("KIOKU_TEST_DB_NAME")}
@@ -321,23 +330,41 @@ KIOKU_API_RATE = envstr("KIOKU_API_RATE", "600/min")
 if not re.fullmatch(r"[1-9]\d*/\d*(s|sec|m|min|h|hour|d|day)", KIOKU_API_RATE):
     raise ImproperlyConfigured(f"KIOKU_API_RATE={KIOKU_API_RATE!r}: expected e.g. 600/min.")
 
-# What each process may keep to itself (the default), and what all processes must count together
-# (`shared`: a PostgreSQL table, core migration 0004 — there is no Redis or memcached here).
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "shared": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "kioku_shared_cache",
-    },
-}
+# REDIS_URL (redis://host:6379/0) puts both caches and django-q2's queue in Redis (README
+# "Redis"); without it the queue is a PostgreSQL table and there is no Redis anywhere.
+REDIS_URL = envstr("REDIS_URL")
+# What each process may keep to itself (the default: API keys it authenticated), and what all
+# processes must count together (`shared`: throttling, the queued-run flag). Without Redis the
+# default is per process and `shared` a PostgreSQL table (core migration 0004); with Redis both
+# are in Redis, so every process shares both.
+if REDIS_URL:
+    CACHES = {
+        name: {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"kioku-{name}",
+        }
+        for name in ("default", "shared")
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "shared": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "kioku_shared_cache",
+        },
+    }
 
-# --- Background work (django-q2, ORM broker) ------------------------------------------------
+# --- Background work (django-q2: ORM broker, or Redis with REDIS_URL) -----------------------
 # Seconds before a task is killed.
 KIOKU_Q_TIMEOUT = envint("KIOKU_Q_TIMEOUT", 300, minimum=1)
 # `sync` is read by django-q2 at import time; tests set KIOKU_Q_SYNC=1 (or django_q.conf.Conf.SYNC).
 Q_CLUSTER = {
     "name": "kioku",
-    "orm": "default",
+    # The broker: a PostgreSQL table (redelivers a task whose worker died) or a Redis list (loses
+    # it; the every-minute schedules and the rows' leases bring the work back). Either may run
+    # a task twice, so every task is safe to re-run (README "Redis").
+    **({"redis": REDIS_URL} if REDIS_URL else {"orm": "default"}),
     "workers": envint("KIOKU_Q_WORKERS", 2, minimum=1),
     "timeout": KIOKU_Q_TIMEOUT,
     # retry must exceed timeout, or a slow task is handed to a second worker while still running.
@@ -498,8 +525,9 @@ KIOKU_INDEX_BUILD_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 # The memory such a build may use: an HNSW graph that outgrows it builds far slower (about 3.3 kB
 # per 1536-d chunk).
 KIOKU_INDEX_BUILD_MEMORY_MB = 512
-# Seconds an authenticated API key is trusted without reading it again (per process); a key
-# revoked or deleted elsewhere stops working within this time. 0 reads it on every request.
+# Seconds an authenticated API key is trusted without reading it again (per process, or shared
+# with REDIS_URL); a key revoked or deleted in another process stops working within this time
+# (with Redis at once). 0 reads it on every request.
 KIOKU_API_KEY_CACHE_SECONDS = 10
 
 # Sessions: appends and the archiver.

@@ -14,11 +14,12 @@ class CoreConfig(AppConfig):
         from core.database import connection_pools_forget
         from core.models import ApiKey
         from core.permissions import groups_sync_after_migrate
-        from core.services import api_key_cache_clear
+        from core.services import api_key_cache_forget
 
-        # Keys changed or deleted in this process (admin, API) stop being trusted at once.
-        def forget_keys(**_: object) -> None:
-            api_key_cache_clear()
+        # Keys changed or deleted (admin, API) stop being trusted at once: in this process, and
+        # in every process when the cache is Redis.
+        def forget_keys(*, instance: ApiKey, **_: object) -> None:
+            api_key_cache_forget(key_hash=instance.key_hash)
 
         post_save.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_saved")
         post_delete.connect(forget_keys, sender=ApiKey, weak=False, dispatch_uid="api_key_deleted")

@@ -81,20 +81,23 @@ def health_report() -> tuple[bool, dict[str, Any]]:
 
 
 def _queue_report(problems: list[str]) -> dict[str, Any]:
+    from django_q.brokers import get_broker
     from django_q.conf import Conf
     from django_q.models import OrmQ, Success
 
+    broker = "orm" if Conf.ORM else "redis"
     try:
-        queued = OrmQ.objects.count()
+        # The ORM broker's table counts leased tasks too; Redis holds only those not yet taken.
+        queued = OrmQ.objects.count() if Conf.ORM else get_broker().queue_size()
         last_success = (
             Success.objects.order_by("-stopped").values_list("stopped", flat=True).first()
         )
     except Exception as exc:
         problems.append(f"task queue unreachable: {_one_line(exc)}")
-        return {"reachable": False, "broker": "orm", "error": _one_line(exc)}
+        return {"reachable": False, "broker": broker, "error": _one_line(exc)}
     return {
         "reachable": True,
-        "broker": "orm",
+        "broker": broker,
         "sync": bool(Conf.SYNC),
         "queued": queued,
         "last_success_at": last_success.isoformat() if last_success else None,

@@ -1,8 +1,7 @@
-import threading
-import time
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,40 +34,40 @@ def api_key_create(*, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
     return api_key, raw_key
 
 
-# key hash → (key, monotonic time it was read). Authentication runs on every API request; the
-# cache saves its query (a third of a one-message append). A key revoked or deleted in another
-# process stops working within KIOKU_API_KEY_CACHE_SECONDS; in this process at once.
-_key_cache: dict[str, tuple[ApiKey, float]] = {}
-_key_cache_lock = threading.Lock()
+# Authentication runs on every API request; keeping the key in the `default` cache for
+# KIOKU_API_KEY_CACHE_SECONDS saves its query (a third of a one-message append). Without Redis
+# that cache is per process: a key revoked or deleted in another process stops working within
+# that time, in this process at once. With Redis (REDIS_URL) every process shares it, and a
+# revocation anywhere reaches all of them at once.
+def _key_cache_name(key_hash: str) -> str:
+    return f"api-key:{key_hash}"
 
 
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
     key_hash = hash_api_key(raw_key)
     ttl = settings.KIOKU_API_KEY_CACHE_SECONDS
-    cached = _key_cache.get(key_hash)
-    if cached is not None and time.monotonic() - cached[1] < ttl:
-        api_key = cached[0]
-    else:
+    cache = caches["default"]
+    api_key = cache.get(_key_cache_name(key_hash)) if ttl > 0 else None
+    if api_key is None:
         api_key = ApiKey.objects.active().filter(key_hash=key_hash).first()
-        with _key_cache_lock:
-            if api_key is None or ttl <= 0:
-                _key_cache.pop(key_hash, None)
-            else:
-                _key_cache[key_hash] = (api_key, time.monotonic())
+        if api_key is not None and ttl > 0:
+            cache.set(_key_cache_name(key_hash), api_key, timeout=ttl)
     if api_key is not None:
         now = timezone.now()
         # Touch at most once a minute: authentication is on every request's hot path.
         if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
             api_key.last_used_at = now
+            if ttl > 0:  # the cached copy too, or every request would touch it again
+                cache.set(_key_cache_name(key_hash), api_key, timeout=ttl)
     return api_key
 
 
-def api_key_cache_clear() -> None:
-    with _key_cache_lock:
-        _key_cache.clear()
+def api_key_cache_forget(*, key_hash: str) -> None:
+    """A changed, revoked or deleted key is read again on its next use."""
+    caches["default"].delete(_key_cache_name(key_hash))
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    api_key_cache_clear()
+    api_key_cache_forget(key_hash=api_key.key_hash)

@@ -2,23 +2,27 @@
 address a client can spoof with X-Forwarded-For), at KIOKU_API_RATE. Over the rate: 429
 RATE_LIMITED with Retry-After (ninja sets the header; config/api.py gives the error shape).
 
-The counts live in the `shared` cache (a PostgreSQL table), so all web processes add to one count
-per key. Two requests of one key at the same instant may both read the same history and one of
+The counts live in the `shared` cache (a PostgreSQL table, or Redis with REDIS_URL), so all web
+processes add to one count per key. Two requests of one key at the same instant may both read the same history and one of
 them goes uncounted: a throttle's tolerance, not a ledger's."""
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.http import HttpRequest
 from ninja.throttling import SimpleRateThrottle
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
     scope = "api_key"
-    cache = caches["shared"]
 
     def __init__(self) -> None:
         # The rate is read on every request (settings are read at call time, never at import).
         self.rate = None
+
+    @property
+    def cache(self) -> BaseCache:
+        # Looked up per request, like the settings: the cache configured now, not at import.
+        return caches["shared"]
 
     def allow_request(self, request: HttpRequest) -> bool:
         self.rate = settings.KIOKU_API_RATE

@@ -12,6 +12,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -87,6 +88,25 @@ def eval_run_queue(**options: object) -> EvalRun:
     run = eval_run_create(**options)
     transaction.on_commit(lambda: async_task("quality.tasks.eval_run_execute", run.pk))
     return run
+
+
+# The daily schedule queues at most one run of a set in this time: its task delivered twice (a
+# broker delivers at least once, README "Redis") adds no second run.
+SCHEDULED_RUN_SPACING = timedelta(hours=12)
+
+
+def eval_runs_queue_scheduled() -> list[EvalRun]:
+    """One run of every set marked for the schedule that has active cases and no scheduled run
+    in the last SCHEDULED_RUN_SPACING."""
+    recent = timezone.now() - SCHEDULED_RUN_SPACING
+    queued = []
+    for eval_set in EvalSet.objects.filter(is_scheduled=True):
+        if not eval_set.cases.active().exists():
+            continue
+        if eval_set.runs.filter(triggered_by="schedule", created_at__gte=recent).exists():
+            continue
+        queued.append(eval_run_queue(eval_set=eval_set, triggered_by="schedule"))
+    return queued
 
 
 def index_settled_wait(*, max_seconds: float, poll_seconds: float = 2.0) -> bool:

@@ -4,7 +4,6 @@ the service it wraps."""
 from django.conf import settings
 
 from quality import runs
-from quality.models import EvalSet
 
 
 def eval_run_execute(run_id: int) -> dict:
@@ -15,8 +14,4 @@ def eval_run_execute(run_id: int) -> dict:
 
 def eval_runs_scheduled() -> list[int]:
     """The schedule: one run of every set marked for it, in every mode, answers checked."""
-    queued = []
-    for eval_set in EvalSet.objects.filter(is_scheduled=True):
-        if eval_set.cases.active().exists():
-            queued.append(runs.eval_run_queue(eval_set=eval_set, triggered_by="schedule").pk)
-    return queued
+    return [run.pk for run in runs.eval_runs_queue_scheduled()]

@@ -380,6 +380,133 @@ def test_long_running_services_restart_automatically(services):
         assert services[name].get("restart") in {"always", "unless-stopped", "on-failure"}, name
 
 
+# --- the `scale` profile (streaming replica, Redis, PgBouncer) --------------------------------
+
+SCALE_SERVICES = ("db-replica", "redis", "pgbouncer")
+SCALE_ENV = ROOT / "deploy" / "scale.env"
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.startswith("#")}
+
+
+def app_environment(services: dict, name: str, environ: dict[str, str]) -> dict[str, str]:
+    """What a service's environment becomes with `environ` (e.g. deploy/scale.env) set."""
+    environ = {"SECRET_KEY": "s3cret", **environ}
+    return {
+        key: interpolate(str(value), environ)
+        for key, value in services[name]["environment"].items()
+    }
+
+
+def mounted_file(service: dict, target: str) -> Path:
+    for volume in service["volumes"]:
+        source, mount_target = volume.split(":")[:2]
+        if mount_target == target:
+            return (ROOT / source).resolve()
+    raise AssertionError(f"nothing mounted at {target}: {service['volumes']}")
+
+
+def test_scale_services_run_only_in_the_scale_profile(services):
+    for name in SCALE_SERVICES:
+        assert services[name]["profiles"] == ["scale"], name
+    for name in ("db", *APP_SERVICES):
+        assert "profiles" not in services[name], f"{name} must run without a profile"
+
+
+def test_scale_images_are_pinned_to_a_version(services):
+    for name in SCALE_SERVICES:
+        image, _, tag = services[name]["image"].partition(":")
+        assert tag and tag != "latest" and re.search(r"\d", tag), services[name]["image"]
+    assert services["db-replica"]["image"] == services["db"]["image"], "same PostgreSQL as db"
+
+
+def test_scale_services_have_healthchecks_and_restart(services):
+    probes = {"db-replica": "pg_isready", "pgbouncer": "pg_isready", "redis": "redis-cli ping"}
+    for name, probe in probes.items():
+        healthcheck = services[name]["healthcheck"]
+        assert not healthcheck.get("disable"), name
+        words = healthcheck_words(healthcheck)
+        assert words[0] in {"CMD", "CMD-SHELL"} and probe in " ".join(words[1:]), name
+        assert services[name].get("restart") == "unless-stopped", name
+
+
+def test_the_replica_streams_from_db_as_a_replication_user(services):
+    db, replica = services["db"], services["db-replica"]
+    init = mounted_file(db, "/docker-entrypoint-initdb.d/10-replication.sh").read_text()
+    start_script = mounted_file(replica, "/usr/local/bin/kioku-replica-start.sh")
+    assert command_words(replica)[-1] == "/usr/local/bin/kioku-replica-start.sh"
+    start = start_script.read_text()
+    user = replica["environment"]["REPLICATION_USER"]
+    # The primary makes the role and lets it replicate; the replica logs in with the same password.
+    assert f"CREATE ROLE {user} WITH REPLICATION LOGIN" in init
+    assert f"host replication {user} all scram-sha-256" in init
+    assert (
+        replica["environment"]["REPLICATION_PASSWORD"] == db["environment"]["REPLICATION_PASSWORD"]
+    )
+    assert replica["environment"]["PRIMARY_HOST"] == "db"
+    assert "pg_basebackup" in start and "--write-recovery-conf" in start
+    assert "hot_standby=on" in start
+    assert "wal_level=replica" in command_words(db)
+    assert replica["depends_on"]["db"] == HEALTHY
+    for volume in ("pgdata", "replicadata"):
+        assert volume in compose_volumes(services), volume
+
+
+def compose_volumes(services: dict) -> set[str]:
+    return {
+        volume.split(":")[0]
+        for service in services.values()
+        for volume in service.get("volumes", [])
+        if not volume.startswith(".")
+    }
+
+
+def test_pgbouncer_pools_transactions_in_front_of_db(services):
+    environment = services["pgbouncer"]["environment"]
+    db = services["db"]["environment"]
+    assert environment["POOL_MODE"] == "transaction"
+    assert environment["DB_HOST"] == "db"
+    assert (environment["DB_USER"], environment["DB_PASSWORD"]) == (
+        db["POSTGRES_USER"],
+        db["POSTGRES_PASSWORD"],
+    )
+    assert services["pgbouncer"]["depends_on"]["db"] == HEALTHY
+
+
+def test_web_and_worker_wait_for_redis_and_pgbouncer_only_when_they_run(services):
+    for name in ("web", "worker"):
+        for dependency in ("redis", "pgbouncer"):
+            assert services[name]["depends_on"][dependency] == {**HEALTHY, "required": False}
+
+
+def test_scale_env_wires_the_app_to_the_scale_services(services):
+    scale = env_file(SCALE_ENV)
+    assert scale["COMPOSE_PROFILES"] == "scale"
+    for name in ("web", "worker"):
+        environment = app_environment(services, name, scale)
+        database = urlsplit(environment["DATABASE_URL"])
+        assert database.hostname == "pgbouncer" and database.port == 5432, name
+        assert environment["KIOKU_DB_TRANSACTION_POOLER"] == "true", name
+        assert urlsplit(environment["REDIS_URL"]).hostname == "redis", name
+        replicas = [urlsplit(url) for url in environment["DATABASE_REPLICA_URLS"].split(",")]
+        assert [url.hostname for url in replicas] == ["db-replica"], name
+        assert database.path == replicas[0].path == "/kioku", name
+    # Migrations go straight to the primary, never through the pooler.
+    migrate = app_environment(services, "migrate", scale)
+    assert urlsplit(migrate["DATABASE_URL"]).hostname == "db"
+    assert migrate["KIOKU_DB_TRANSACTION_POOLER"] == "false"
+
+
+def test_without_scale_env_the_app_uses_none_of_the_scale_services(services):
+    for name in APP_SERVICES:
+        environment = app_environment(services, name, {})
+        assert urlsplit(environment["DATABASE_URL"]).hostname == "db", name
+        assert environment["KIOKU_DB_TRANSACTION_POOLER"] == "false", name
+        assert environment["REDIS_URL"] == environment["DATABASE_REPLICA_URLS"] == "", name
+
+
 # --- Dockerfile -----------------------------------------------------------------------------
 
 

@@ -208,8 +208,15 @@ def index_build_settings() -> Iterator[CursorWrapper]:
     `min_parallel_table_scan_size` to 0 lets `KIOKU_INDEX_BUILD_WORKERS` apply (an HNSW build of
     20,000 1536-d vectors: 11.8 s serial, 7.0 s with one worker on 2 cores). Session settings,
     reset on the way out (the connection may be reused).
+
+    Behind a transaction pooler (KIOKU_DB_TRANSACTION_POOLER) the build's statement may run on
+    another server connection than the settings, which would stay behind on theirs: the build
+    runs with the server's own settings instead (run large builds on a direct connection).
     """
     with connection.cursor() as cursor:
+        if settings.KIOKU_DB_TRANSACTION_POOLER:
+            yield cursor
+            return
         cursor.execute(
             "SELECT set_config('maintenance_work_mem', %s, false),"
             " set_config('max_parallel_maintenance_workers', %s, false),"

@@ -114,17 +114,18 @@ def openai_stub(settings) -> Iterator[OpenAIStub]:
 
 @pytest.fixture
 def start_cluster(transactional_db, openai_stub, tmp_path) -> Iterator[Callable[..., Cluster]]:
-    """Start `manage.py qcluster` processes on the test database with the stub as provider.
-    At the end every process of every cluster is killed and their connections are gone."""
+    """Start `manage.py qcluster` processes on the test database with the stub as provider
+    (and any further environment, e.g. REDIS_URL). At the end every process of every cluster is killed and their connections are gone."""
     clusters: list[Cluster] = []
 
-    def start(*, timeout: int = 20, workers: int = 2) -> Cluster:
+    def start(*, timeout: int = 20, workers: int = 2, **extra_env: str) -> Cluster:
         log = tmp_path / f"qcluster-{len(clusters)}.log"
         env = subprocess_env(
             KIOKU_Q_TIMEOUT=str(timeout),
             KIOKU_Q_WORKERS=str(workers),
             OPENAI_API_KEY=openai_stub.api_key,
             OPENAI_BASE_URL=openai_stub.base_url,
+            **extra_env,
         )
         with log.open("wb") as sink:
             process = subprocess.Popen(

@@ -188,3 +188,17 @@ def test_runs_with_and_without_outcome_feedback_show_its_effect(settings):
     assert without.config["feedback_weight"] == 0.0
     mrr = next(row for row in runs_compare(without, with_feedback) if row["metric"] == "MRR")
     assert mrr["delta"] == 0.5
+
+
+def test_the_daily_schedule_delivered_twice_queues_one_run_per_set():
+    from quality.models import EvalRun
+    from quality.tasks import eval_runs_scheduled
+
+    eval_set = eval_set_create(name="Nightly")
+    eval_set.is_scheduled = True
+    eval_set.save(update_fields=["is_scheduled"])
+    eval_case_create(eval_set=eval_set, question="What does E-21 mean?")
+    first = eval_runs_scheduled()
+    assert len(first) == 1
+    assert eval_runs_scheduled() == []  # the same day's task again: no second run
+    assert EvalRun.objects.filter(eval_set=eval_set, triggered_by="schedule").count() == 1
