@@ -201,21 +201,6 @@ def _replica_failed(state: ReadState, exc: Exception) -> bool:
     return True
 
 
-@contextmanager
-def use_primary() -> Iterator[None]:
-    """Read the primary inside, even within a `replica_reads` view."""
-    state = _state.get()
-    if state is None:
-        yield
-        return
-    previous = state.primary_pinned
-    state.primary_pinned = True
-    try:
-        yield
-    finally:
-        state.primary_pinned = previous
-
-
 # --- Health -----------------------------------------------------------------------------------
 
 # Lag measured on the replica. An idle primary sends nothing to replay, so the last replayed
@@ -299,7 +284,8 @@ def _usable(alias: str) -> bool:
         replica_mark_down(alias, exc)
         return False
     if _mark_down_on_error not in replica.execute_wrappers:
-        replica.execute_wrappers.append(_mark_down_on_error)
+        # First, not last: `execute_wrapper()` blocks pop the last wrapper on the way out.
+        replica.execute_wrappers.insert(0, _mark_down_on_error)
     return True
 
 
