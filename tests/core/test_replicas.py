@@ -296,6 +296,15 @@ def test_reads_outside_a_read_view_and_inside_a_transaction_use_the_primary(on_r
         assert KnowledgeSource.objects.all().db == DEFAULT_DB_ALIAS
 
 
+def test_hybrid_searchs_side_thread_reads_where_its_request_reads(on_replica):
+    from core.replicas import read_alias, replica_scope
+    from knowledge.search import parallel_reads
+
+    assert parallel_reads.submit(read_alias).result() == DEFAULT_DB_ALIAS
+    with replica_scope():
+        assert parallel_reads.submit(read_alias).result() == ALIAS
+
+
 def test_logins_and_api_keys_are_read_on_the_primary(on_replica):
     from django.contrib.sessions.models import Session
 
@@ -341,14 +350,20 @@ def test_a_replica_lagging_past_the_bound_is_skipped(on_replica, api, settings):
             cursor.execute("SELECT pg_wal_replay_resume()")
 
 
+# Found when the query fails on the connection the replica cut, or when a new one is refused.
+@pytest.mark.parametrize(
+    "connection_kept", [True, False], ids=["connection-cut", "connect-refused"]
+)
 def test_a_stopped_replica_falls_back_to_the_primary_and_health_reports_it_down(
-    on_replica, api, client
+    on_replica, api, client, connection_kept
 ):
     word = _word()
     _ingest(word)
     _replicated(word)
     assert _search(api, word) == [word]
-    on_replica.stop()  # its health is still cached as fine: found when connecting
+    on_replica.stop()  # its health is still cached as fine
+    if not connection_kept:
+        connections[ALIAS].close()
     try:
         with ServedBy() as served:
             assert _search(api, word) == [word]
