@@ -204,14 +204,17 @@ def _replica_failed(state: ReadState, exc: Exception) -> bool:
 # --- Health -----------------------------------------------------------------------------------
 
 # Lag measured on the replica. An idle primary sends nothing to replay, so the last replayed
-# transaction grows old although the replica is current: everything received has been replayed
-# → 0. A replica that is not in recovery is not a standby (promoted, or a wrong URL): never used.
+# transaction grows old although the replica is current: a replica still streaming from the
+# primary (its WAL receiver runs) that has replayed everything it received has lag 0. One that
+# lost the primary has replayed all it received too, yet falls further behind every second: it
+# is measured by its last replayed transaction. A server not in recovery is not a standby
+# (promoted, or a wrong URL): never used.
 _LAG_SQL = """
     SELECT pg_is_in_recovery(),
         CASE
             WHEN NOT pg_is_in_recovery() THEN NULL
-            WHEN pg_last_wal_receive_lsn() IS NOT NULL
-                AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+                AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver) THEN 0
             ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())
         END
 """

@@ -350,6 +350,44 @@ def test_a_replica_lagging_past_the_bound_is_skipped(on_replica, api, settings):
             cursor.execute("SELECT pg_wal_replay_resume()")
 
 
+def _on_replica_as_superuser(sql: str, params: list | None = None):
+    with connections[ALIAS].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() if cursor.description else None
+
+
+def test_a_replica_cut_off_from_the_primary_lags_from_its_last_replayed_write(
+    on_replica, api, settings
+):
+    """It has replayed all it received, like a current one, but receives nothing any more."""
+    settings.KIOKU_REPLICA_MAX_LAG_SECONDS = 0
+    word = _word()
+    _ingest(word)
+    _replicated(word)
+    (conninfo,) = _on_replica_as_superuser("SHOW primary_conninfo")
+    _on_replica_as_superuser("ALTER SYSTEM SET primary_conninfo = ''")
+    _on_replica_as_superuser("SELECT pg_reload_conf()")
+    try:
+        _wait_until(
+            lambda: (
+                not _on_replica_as_superuser("SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver)")[
+                    0
+                ]
+            ),
+            "the replica's WAL receiver to stop",
+        )
+        health = _health(refresh=True)
+        assert health.reachable
+        assert health.lag_seconds > 0
+        assert not health.in_use
+        with ServedBy() as served:
+            assert _search(api, word) == [word]
+        assert set(served.aliases) == {DEFAULT_DB_ALIAS}
+    finally:
+        _on_replica_as_superuser("ALTER SYSTEM SET primary_conninfo = %s", [conninfo])
+        _on_replica_as_superuser("SELECT pg_reload_conf()")
+
+
 # Found when the query fails on the connection the replica cut, or when a new one is refused.
 @pytest.mark.parametrize(
     "connection_kept", [True, False], ids=["connection-cut", "connect-refused"]
