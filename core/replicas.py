@@ -62,7 +62,7 @@ PRIMARY_ONLY_APPS = {
     "django_cache",
 }
 PRIMARY_ONLY_MODELS = {"core.apikey"}
-# Statements that change data, and the table they change (None: not a data change we track).
+# A statement that changes data, and (group 1) the table it changes.
 _WRITE_TARGET = re.compile(
     r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE(?:\s+TABLE)?|MERGE\s+INTO)"
     r'\s+(?:ONLY\s+)?"?([\w.]+)"?',
