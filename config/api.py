@@ -95,7 +95,10 @@ api = KiokuAPI(
     description=(
         "Kioku's JSON API. Authenticate with `Authorization: Bearer <key>` "
         "(`manage.py create_api_key NAME --scope read`). Every error is "
-        '`{"code": "...", "message": "...", "details": {...}}` with a matching HTTP status.'
+        '`{"code": "...", "message": "...", "details": {...}}` with a matching HTTP status. '
+        "With read replicas, searches, answers and lists may be a few seconds behind a write: "
+        "send `?consistency=strong` (or the header `Kioku-Consistency: strong`) to read the "
+        "primary."
     ),
     urls_namespace="api",
     docs_url="/docs",

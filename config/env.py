@@ -93,16 +93,17 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def database_from_url(url: str) -> dict:
-    """Turn `postgres://user:pass@host:port/name?sslmode=require` into a Django DATABASES entry."""
+def database_from_url(url: str, *, setting: str = "DATABASE_URL") -> dict:
+    """Turn `postgres://user:pass@host:port/name?sslmode=require` into a Django DATABASES entry
+    (`setting` names the variable it came from in errors)."""
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(
-            f"DATABASE_URL must be a postgres:// or postgresql:// URL, got scheme {parts.scheme!r}"
+            f"{setting} must hold postgres:// or postgresql:// URLs, got scheme {parts.scheme!r}"
         )
     name = unquote(parts.path.lstrip("/"))
     if not name:
-        raise ImproperlyConfigured("DATABASE_URL must name a database (postgres://…/kioku)")
+        raise ImproperlyConfigured(f"{setting} must name a database (postgres://…/kioku)")
     options = dict(parse_qsl(parts.query))
     host = options.pop("host", None) or unquote(parts.hostname or "")
     return {

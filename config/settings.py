@@ -63,6 +63,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Read-your-writes with read replicas (core/replicas.py); nothing without them.
+    "core.replicas.ReadConsistencyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -108,19 +110,33 @@ else:
             "USER": "postgres",
         }
     }
+# Read replicas (core/replicas.py): comma-separated URLs, each a DATABASES alias replica1, …
+# that search, answers' retrieval, lists and dashboards read from while it is healthy; empty:
+# every read on the primary, as without them. In tests a replica mirrors the test database.
+DATABASE_REPLICA_URLS = envlist("DATABASE_REPLICA_URLS", "")
+for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+    DATABASES[f"replica{_number}"] = {
+        **database_from_url(_url, setting="DATABASE_REPLICA_URLS"),
+        "TEST": {"MIRROR": "default"},
+    }
+    # A replica out of reach is skipped for the primary: give up on it quickly.
+    DATABASES[f"replica{_number}"]["OPTIONS"].setdefault("connect_timeout", "3")
+DATABASE_ROUTERS = ["core.routers.ReplicaRouter"]
 # KIOKU_DB_POOL=N keeps a psycopg connection pool of up to N connections per process (web
 # servers under load); otherwise connections are reused for KIOKU_DB_CONN_MAX_AGE seconds.
+# Replicas are connected to like the primary.
 KIOKU_DB_POOL = envint("KIOKU_DB_POOL", 0, minimum=0)
-if KIOKU_DB_POOL:
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": min(2, KIOKU_DB_POOL),
-        "max_size": KIOKU_DB_POOL,
-        "timeout": 10,
-    }
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = envint("KIOKU_DB_CONN_MAX_AGE", 60, minimum=0)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+for _database in DATABASES.values():
+    if KIOKU_DB_POOL:
+        _database.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, KIOKU_DB_POOL),
+            "max_size": KIOKU_DB_POOL,
+            "timeout": 10,
+        }
+        _database["CONN_MAX_AGE"] = 0
+    else:
+        _database["CONN_MAX_AGE"] = envint("KIOKU_DB_CONN_MAX_AGE", 60, minimum=0)
+        _database["CONN_HEALTH_CHECKS"] = True
 # KIOKU_DB_TRANSACTION_POOLER=true says DATABASE_URL reaches PostgreSQL through PgBouncer (or
 # another pooler) in transaction mode, where consecutive transactions of one connection may run on
 # different server connections: no server-side cursors (they live across transactions), no
@@ -130,6 +146,11 @@ KIOKU_DB_TRANSACTION_POOLER = envbool("KIOKU_DB_TRANSACTION_POOLER", False)
 if KIOKU_DB_TRANSACTION_POOLER:
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+# After a write, the client's reads go to the primary for this long (a cookie; API callers send
+# consistency=strong): what a user just saved is on the next page, however far a replica lags.
+KIOKU_READ_YOUR_WRITES_SECONDS = envint("KIOKU_READ_YOUR_WRITES_SECONDS", 10, minimum=0)
+# A replica lagging more than this behind the primary is skipped until it catches up.
+KIOKU_REPLICA_MAX_LAG_SECONDS = envint("KIOKU_REPLICA_MAX_LAG_SECONDS", 5, minimum=0)
 # Lets two test runs share one server without clobbering each other's test database.
 if envstr("KIOKU_TEST_DB_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": envstr("KIOKU_TEST_DB_NAME")}
@@ -513,6 +534,9 @@ KIOKU_CASE_FEEDBACK_WEIGHT = 0.05
 # Per source type chunk sizes over the built-in ones, e.g.
 # {"faq": {"max_tokens": 400, "overlap_tokens": 50}}.
 KIOKU_CHUNKING: dict = {}
+
+# Read replicas: a replica's health (reachable, lag) is probed at most this often per process.
+KIOKU_REPLICA_CHECK_SECONDS = 5
 
 # Index and API keys.
 # Chunk count past which the index dashboard and /api/v1/index/status warn: time to check search

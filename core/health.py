@@ -1,5 +1,6 @@
-"""What /healthz reports: database, PostgreSQL and pgvector versions, the task queue; and the
-one rule for "the database is out of reach" that the web layer and the workers share."""
+"""What /healthz reports: database, PostgreSQL and pgvector versions, read replicas, the task
+queue; and the one rule for "the database is out of reach" that the web layer and the workers
+share."""
 
 from typing import Any
 
@@ -71,6 +72,12 @@ def health_report() -> tuple[bool, dict[str, Any]]:
         if problem:
             problems.append(problem)
 
+    from core.replicas import replica_aliases, replicas_report
+
+    if replica_aliases():
+        # A replica down or lagging is not an outage (its reads go to the primary): listed, not
+        # a reason for 503.
+        report["replicas"] = replicas_report()
     report["queue"] = (
         _queue_report(problems) if report["database"]["reachable"] else {"reachable": False}
     )

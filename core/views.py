@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 from core.health import database_unreachable, health_report
 from core.middleware import database_unavailable_for
 from core.queries import home_dashboard
+from core.replicas import replica_reads
 
 
 @require_GET
@@ -34,6 +35,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@replica_reads
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "core/home.html", {"dashboard": home_dashboard()})
 

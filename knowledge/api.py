@@ -11,6 +11,7 @@ from ninja.files import UploadedFile
 from core.auth import admin_auth, read_auth, write_auth
 from core.errors import ApiError, ErrorCode
 from core.pagination import Page, limit_param, offset_param, page_of
+from core.replicas import replica_reads
 from core.schemas import errors
 from core.uploads import upload_limited
 from knowledge import queries
@@ -157,6 +158,7 @@ def source_create_from_url(request: HttpRequest, payload: SourceWebIn) -> Status
 
 
 @router.get("/sources", response=SourcePage, auth=read_auth, summary="List sources")
+@replica_reads
 def source_list(
     request: HttpRequest,
     source_type: SourceType | None = None,
@@ -216,6 +218,7 @@ def source_remove(request: HttpRequest, source_id: int) -> Status[None]:
     auth=read_auth,
     summary="List a source's chunks",
 )
+@replica_reads
 def source_chunk_list(
     request: HttpRequest,
     source_id: int,
@@ -258,6 +261,7 @@ def chunk_patch(request: HttpRequest, chunk_id: int, payload: ChunkPatchIn) -> K
     tags=["index"],
     summary="How far the vector index is built",
 )
+@replica_reads
 def index_status_get(request: HttpRequest) -> dict:
     return queries.index_status()
 
@@ -333,6 +337,7 @@ def dead_letter_retry(request: HttpRequest, payload: DeadLetterRetryIn) -> dict[
     tags=["search"],
     summary="Search the knowledge base",
 )
+@replica_reads
 def knowledge_search(request: HttpRequest, payload: SearchIn) -> SearchResult:
     """Vector, keyword or hybrid (default) search. Errors: SEARCH_EMPTY_QUERY,
     VECTOR_INDEX_INVALID_TOP_K, SEARCH_INVALID_FILTER, SEARCH_INVALID_MODE, VECTOR_INDEX_EMPTY,
@@ -356,6 +361,7 @@ def knowledge_search(request: HttpRequest, payload: SearchIn) -> SearchResult:
     tags=["answers"],
     summary="Ask a question",
 )
+@replica_reads
 def ask(request: HttpRequest, payload: AskIn) -> Answer:
     """The answer with numbered citations [n] to the passages it used. Without an index: the
     "index not built" answer; nothing relevant: the "no relevant documents" answer (no model

@@ -4,10 +4,10 @@ import math
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
+from core.replicas import read_connection
 from knowledge.embed.spaces import SpaceState, VectorSpace, configured_space, space_state
 from knowledge.models import (
     SEARCHABLE_CHUNK,
@@ -220,7 +220,7 @@ def index_sizes() -> dict[str, dict]:
     names = list(relations)
     values_sql = ", ".join(["(%s, %s)"] * len(names))
     params = [part for name in names for part in (name, relations[name])]
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             "SELECT name, pg_total_relation_size(to_regclass(relation)),"
             " pg_size_pretty(pg_total_relation_size(to_regclass(relation)))"
@@ -269,7 +269,7 @@ def content_gaps(limit: int = 200) -> list[dict]:
         return i
 
     if len(rows) > 1:
-        with connection.cursor() as cursor:
+        with read_connection().cursor() as cursor:
             cursor.execute(
                 """
                 SELECT a.n - 1, b.n - 1

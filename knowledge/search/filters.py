@@ -3,10 +3,10 @@
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
 from django.utils.dateparse import parse_date, parse_datetime
 
 from core.pagination import BIGINT_MAX
+from core.replicas import read_connection
 from core.schemas import utc_datetime
 from knowledge.errors import SEARCH_INVALID_FILTER
 from knowledge.models import (
@@ -162,7 +162,7 @@ def resolve_scope(filters: SearchFilters) -> SearchScope:
     if filters.user:
         clauses.append("metadata -> 'participants' ? %s")
         params.append(filters.user)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(f"SELECT id FROM {SOURCE} WHERE {' AND '.join(clauses)} ORDER BY id", params)
         return SearchScope(tuple(row[0] for row in cursor.fetchall()))
 

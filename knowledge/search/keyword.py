@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection
 
+from core.replicas import read_connection
 from knowledge.search.base import RankedRow, SearchScope
 from knowledge.search.filters import scope_where
 from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, fetch_after_settings
@@ -95,7 +95,7 @@ def lexeme_shares() -> dict[str, float]:
     read_at, shares = _shares
     if time.monotonic() - read_at < 60:
         return shares
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             "SELECT u.lexeme, u.share FROM pg_stats s, "
             "unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS u(lexeme, share) "
@@ -121,7 +121,7 @@ def _parser_lexemes(word: str) -> tuple[str, ...]:
     """How PostgreSQL's 'simple' parser splits an identifier (the index holds the same). The
     parser is fixed for a server version, so each process asks once per identifier (E-21,
     KG-300 come back in query after query)."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             "SELECT lexemes FROM ts_debug('simple', %s) WHERE lexemes IS NOT NULL", [word]
         )
@@ -193,7 +193,7 @@ def _keyword_tier(
         keyword.tsquery,
         limit,
     ]
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         # With LIMIT over thousands of estimated matches the planner picks a sequential scan
         # that expects to meet the first rows early; the matches are spread over the table, so
         # it reads most of it (70 ms measured). The GIN bitmap scan is bounded by the matches.

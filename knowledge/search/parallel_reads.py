@@ -6,10 +6,12 @@ as a request would be: `close_old_connections()` before and after each query, so
 connection (KIOKU_DB_POOL) goes back to the pool and a persistent one honours CONN_MAX_AGE.
 
 Not used inside a transaction (the second connection would not see the caller's uncommitted
-rows) or when KIOKU_SEARCH_SIDE_WORKERS is 0.
+rows) or when KIOKU_SEARCH_SIDE_WORKERS is 0. The query runs in the caller's context (its
+read rules, core/replicas.py): a search on a replica reads its keyword leg there too.
 """
 
 import atexit
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +35,7 @@ def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
             _executor = ThreadPoolExecutor(
                 max_workers=settings.KIOKU_SEARCH_SIDE_WORKERS, thread_name_prefix="kioku-side"
             )
-    return _executor.submit(_run, fn, args, kwargs)
+    return _executor.submit(contextvars.copy_context().run, _run, fn, args, kwargs)
 
 
 def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

@@ -24,8 +24,8 @@ No user text reaches SQL except as bound parameters; filter keys come from an al
 import time
 
 from django.conf import settings
-from django.db import connection
 
+from core.replicas import read_connection
 from knowledge.embed.base import EmbeddingProvider, ProviderError
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
 from knowledge.errors import (
@@ -234,7 +234,7 @@ def _vector_leg(
 def _check_index(mode: str, space: VectorSpace, result: SearchResult) -> None:
     """An empty index is an answer of its own, not an empty list that looks like 'no match'."""
     model = space.model
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             f"SELECT EXISTS (SELECT 1 FROM {CHUNK}), "
             f"EXISTS (SELECT 1 FROM {CHUNK} WHERE {space.model_column} = %s)",

@@ -1,8 +1,8 @@
 """The vector leg: nearest chunks by cosine distance in the active embedding space."""
 
 from django.conf import settings
-from django.db import connection
 
+from core.replicas import read_connection
 from knowledge.embed.spaces import VectorSpace
 from knowledge.search.base import RankedRow, SearchScope
 from knowledge.search.filters import scope_where
@@ -59,7 +59,7 @@ def vector_search(
         "hnsw.iterative_scan": "relaxed_order",
         "enable_indexscan": "off" if exact else "on",
     }
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         rows = fetch_after_settings(
             cursor, settings_for_query, sql, [literal, *params, limit, *outer_params]
         )
@@ -69,7 +69,7 @@ def vector_search(
 def _rows_at_most(scope: SearchScope, ceiling: int) -> bool:
     """Whether the sources in scope hold at most `ceiling` chunks (counted on the
     (source, ordinal) index, stopping at ceiling + 1)."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {CHUNK} WHERE source_id = ANY(%s) LIMIT %s) t",
             [list(scope.source_ids or ()), ceiling + 1],

@@ -18,6 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from core.errors import ApiError
 from core.pages import permission_required, wants_fragment
+from core.replicas import replica_reads
 from knowledge import queries
 from knowledge.answer.answering import answer_ask, answer_ask_stream, answer_feedback
 from knowledge.answer.sse import event_stream_response
@@ -58,6 +59,7 @@ def _ask_top_k(raw: str | None) -> int | str | None:
 
 @require_http_methods(["GET", "POST"])
 @permission_required("knowledge.view_knowledgechunk")
+@replica_reads
 def ask_page(request: HttpRequest) -> HttpResponse:
     """The question box. With JavaScript the answer streams in (ask_stream); without it the form
     posts here and the stored answer's page opens."""
@@ -137,6 +139,7 @@ def answer_feedback_view(request: HttpRequest, answer_id: int) -> HttpResponse:
 
 @require_GET
 @permission_required("knowledge.view_answer")
+@replica_reads
 def answer_queue(request: HttpRequest) -> HttpResponse:
     """Not-helpful answers for curators, each with the passages it was given."""
     page = Paginator(queries.answers_needing_curation(), 25).get_page(request.GET.get("page"))
@@ -146,5 +149,6 @@ def answer_queue(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @permission_required("knowledge.view_answer")
+@replica_reads
 def content_gaps(request: HttpRequest) -> HttpResponse:
     return render(request, "knowledge/content_gaps.html", {"gaps": queries.content_gaps()})

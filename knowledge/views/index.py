@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from core.pages import permission_required, wants_fragment
+from core.replicas import replica_reads
 from knowledge import queries
 from knowledge.embed import vector_index
 from knowledge.embed.spaces import embedding_switch_start
@@ -22,6 +23,7 @@ INDEX_CHANGED = "index-changed"
 @require_GET
 @permission_required("knowledge.view_knowledgechunk")
 @vary_on_headers("HX-Request")
+@replica_reads
 def index_status(request: HttpRequest) -> HttpResponse:
     context = {"status": queries.index_status()}
     if wants_fragment(request):

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from core.pages import permission_required, wants_fragment
+from core.replicas import replica_reads
 from knowledge.models import SourceType
 from knowledge.search.base import MODES, SearchError, SearchResult
 from knowledge.search.service import chunk_search
@@ -59,6 +60,7 @@ def search_hit_rows(result: SearchResult) -> list[dict]:
 @require_GET
 @permission_required("knowledge.view_knowledgechunk")
 @vary_on_headers("HX-Request")
+@replica_reads
 def search_page(request: HttpRequest) -> HttpResponse:
     """The search box. Input goes to the search service as typed: it owns validation, so a bad
     top_k or mode in the URL comes back as its error code, shown on the page."""

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from core.pages import permission_required, wants_fragment
+from core.replicas import replica_reads
 from knowledge import queries
 from knowledge.forms import (
     ChunkFlagsForm,
@@ -57,6 +58,7 @@ def _source_list_context(request: HttpRequest) -> dict:
 @require_GET
 @permission_required("knowledge.view_knowledgesource")
 @vary_on_headers("HX-Request")
+@replica_reads
 def source_list(request: HttpRequest) -> HttpResponse:
     context = _source_list_context(request)
     if wants_fragment(request):

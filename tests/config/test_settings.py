@@ -129,3 +129,53 @@ def test_a_secret_key_from_the_environment_wins(tmp_path, database_url):
         environ["DATABASE_URL"] = database_url
     assert settings_secret_key(environ) == "from-the-environment"
     assert not (tmp_path / "secret_key").exists()
+
+
+def settings_databases(environ: dict[str, str]) -> subprocess.CompletedProcess:
+    """DATABASES as config/settings.py sets it for this environment (in a fresh process)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KIOKU_DB_"))}
+    return subprocess.run(
+        [sys.executable, "-c", "import json, config.settings as s; print(json.dumps(s.DATABASES))"],
+        cwd=ROOT,
+        env={**env, "SECRET_KEY": "x" * 50, **environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_each_replica_url_becomes_an_alias_connected_like_the_primary():
+    import json
+
+    result = settings_databases(
+        {
+            "DATABASE_URL": DEPLOYMENT_DATABASE_URL,
+            "DATABASE_REPLICA_URLS": "postgres://kioku@10.0.0.2/kioku, postgres://kioku@10.0.0.3:6432/kioku?sslmode=require",
+            "KIOKU_DB_POOL": "8",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    databases = json.loads(result.stdout)
+    assert sorted(databases) == ["default", "replica1", "replica2"]
+    second = databases["replica2"]
+    assert (second["HOST"], second["PORT"], second["NAME"]) == ("10.0.0.3", "6432", "kioku")
+    assert second["OPTIONS"]["sslmode"] == "require"
+    for alias in ("replica1", "replica2"):
+        assert databases[alias]["OPTIONS"]["pool"] == databases["default"]["OPTIONS"]["pool"]
+        assert databases[alias]["TEST"] == {"MIRROR": "default"}
+
+
+def test_without_replica_urls_there_is_only_the_primary():
+    import json
+
+    result = settings_databases({"DATABASE_URL": DEPLOYMENT_DATABASE_URL})
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)) == ["default"]
+
+
+def test_a_replica_url_that_is_not_postgres_is_refused_by_name():
+    result = settings_databases(
+        {"DATABASE_URL": DEPLOYMENT_DATABASE_URL, "DATABASE_REPLICA_URLS": "mysql://h/kioku"}
+    )
+    assert result.returncode != 0
+    assert "DATABASE_REPLICA_URLS" in result.stderr
