@@ -352,6 +352,18 @@ Q_CLUSTER = {
     "ack_failures": True,
 }
 
+# --- Backups (core/backups.py: manage.py kioku_backup / kioku_restore) ----------------------
+# Where pg_dump's custom-format files go: the data folder's backups/ unless set (a deployment
+# points it at a volume of its own, apart from the database's).
+KIOKU_BACKUP_DIR = envstr("KIOKU_BACKUP_DIR") or str(embedded_db.data_dir() / "backups")
+# Backups kept: after each new one the oldest beyond this count are deleted.
+KIOKU_BACKUP_KEEP = envint("KIOKU_BACKUP_KEEP", 7, minimum=1)
+# A backup every N hours by the django-q2 schedule (core/schedules.py); 0, the default: no
+# schedule (run `manage.py kioku_backup` from cron, or not at all).
+KIOKU_BACKUP_EVERY_HOURS = envint("KIOKU_BACKUP_EVERY_HOURS", 0, minimum=0)
+# Folder of pg_dump/pg_restore; empty: the embedded wheel's, or with DATABASE_URL those on PATH.
+KIOKU_PG_BIN_DIR = envstr("KIOKU_PG_BIN_DIR")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
