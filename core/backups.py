@@ -155,7 +155,7 @@ def backup_create(*, using: str = "default") -> BackupResult:
     pg_dump = pg_tool("pg_dump", wrapper=wrapper)
     params = connection_params(wrapper)
     folder = backup_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     created_at = datetime.now(UTC)
     final = folder / f"{params['dbname']}-{created_at.strftime(_STAMP)}{BACKUP_SUFFIX}"
     partial = folder / f"{_PARTIAL_PREFIX}{final.name}"
@@ -163,6 +163,9 @@ def backup_create(*, using: str = "default") -> BackupResult:
     if tool_major(pg_dump) >= 17:
         command += [f"--exclude-extension={name}" for name in _EXCLUDED_EXTENSIONS]
     started = time.monotonic()
+    # Customer data: readable by this user only. pg_dump writes into the file made here, whose
+    # mode it keeps.
+    os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     try:
         _run(command, params=params, code=ErrorCode.BACKUP_FAILED, action="pg_dump")
         partial.rename(final)

@@ -107,6 +107,7 @@ def test_a_backup_restored_into_an_empty_database_gives_back_every_row_vector_an
     call_command("kioku_backup")
     backed_up = time.monotonic() - started
     [backup] = backups_list()
+    assert backup.path.stat().st_mode & 0o777 == 0o600  # customer data: the owner's only
     started = time.monotonic()
     call_command("kioku_restore", str(backup.path), "--database", restored_database)
     restored = time.monotonic() - started
