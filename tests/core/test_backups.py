@@ -219,3 +219,60 @@ def test_the_scheduled_task_backs_up_and_health_and_home_show_it(
     panel = html[html.index('id="panel-backups"') :]
     assert backup.created_at.strftime("%Y-%m-%d %H:%M") in panel
     assert "every 24 h" in panel
+
+
+# --- With DATABASE_URL: the tools on PATH ---------------------------------------------------
+
+EXTERNAL = {"ENGINE": "django.db.backends.postgresql"}  # what a DATABASE_URL configures
+
+
+def server_major() -> int:
+    from core.database import database_capabilities
+
+    return database_capabilities(connection).postgres_major
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_external_server_is_dumped_with_the_pg_dump_on_path(
+    backup_dir: Path, monkeypatch
+) -> None:
+    from config import embedded_db
+
+    monkeypatch.setenv("PATH", str(embedded_db.bin_dir()))
+    with connected_as(**EXTERNAL):
+        backup = backup_create().backup
+    assert backups_list() == [backup]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_external_server_without_pg_dump_on_path_names_what_to_install(
+    backup_dir: Path, monkeypatch, tmp_path: Path
+) -> None:
+    from config import embedded_db
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with connected_as(**EXTERNAL), pytest.raises(BackupError) as failure:
+        backup_create()
+    assert failure.value.code == ErrorCode.BACKUP_TOOL_MISSING
+    assert "No pg_dump on PATH" in failure.value.message
+    assert f"postgresql-client-{server_major()}" in failure.value.message
+    assert f"KIOKU_PG_BIN_DIR={embedded_db.bin_dir()}" in failure.value.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pg_dump_older_than_the_server_is_refused_before_it_runs(
+    backup_dir: Path, monkeypatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    from core.backups import tool_major
+
+    older = shutil.which("pg_dump", path="/usr/lib/postgresql/15/bin:/usr/bin")
+    if older is None or tool_major(Path(older)) >= server_major():
+        pytest.skip(f"no pg_dump older than PostgreSQL {server_major()} on this machine")
+    monkeypatch.setenv("PATH", str(Path(older).parent))
+    with connected_as(**EXTERNAL), pytest.raises(BackupError) as failure:
+        backup_create()
+    assert failure.value.code == ErrorCode.BACKUP_TOOL_MISSING
+    assert f"older than the server ({server_major()})" in failure.value.message
+    assert not backup_dir.exists() or not list(backup_dir.iterdir())
