@@ -60,6 +60,16 @@ def connected_as(**changes: str) -> Iterator[None]:
         wrapper.settings_dict.update(saved)
 
 
+def vector_digest(model: type) -> str:
+    """One digest of every vector of `model`'s table, in id order: equal only if each is."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT md5(string_agg(coalesce(embedding::text, '-'), ',' ORDER BY id))"
+            f" FROM {model._meta.db_table}"
+        )
+        return cursor.fetchone()[0]
+
+
 def snapshot() -> dict:
     """What a restore must give back: the rows of each kind, the vectors, and search's answers."""
     status = index_status()
@@ -69,7 +79,10 @@ def snapshot() -> dict:
         "chunks_embedded": status["chunks"]["enabled_embedded"],
         "sessions": ChatSession.objects.count(),
         "messages": Message.objects.count(),
+        "vectors": vector_digest(KnowledgeChunk),
         "cards": ProblemCard.objects.count(),
+        "cards_embedded": ProblemCard.objects.filter(embedding__isnull=False).count(),
+        "card_vectors": vector_digest(ProblemCard),
         "orders": ServiceOrder.objects.count(),
         "order_events": OrderEvent.objects.count(),
         "search": {
@@ -100,7 +113,7 @@ def test_a_backup_restored_into_an_empty_database_gives_back_every_row_vector_an
     embedding_run()
     before = snapshot()
     assert before["chunks_embedded"] == before["chunks"] > 5
-    assert before["messages"] and before["order_events"]
+    assert before["messages"] and before["order_events"] and before["cards_embedded"] == 1
     assert all(before["search"].values())
 
     started = time.monotonic()
