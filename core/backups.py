@@ -159,7 +159,12 @@ def backup_create(*, using: str = "default") -> BackupResult:
     created_at = datetime.now(UTC)
     final = folder / f"{params['dbname']}-{created_at.strftime(_STAMP)}{BACKUP_SUFFIX}"
     partial = folder / f"{_PARTIAL_PREFIX}{final.name}"
-    command = [str(pg_dump), "--format=custom", f"--file={partial}"]
+    command = [
+        str(pg_dump),
+        "--format=custom",
+        f"--compress={settings.KIOKU_BACKUP_COMPRESSION}",
+        f"--file={partial}",
+    ]
     if tool_major(pg_dump) >= 17:
         command += [f"--exclude-extension={name}" for name in _EXCLUDED_EXTENSIONS]
     started = time.monotonic()
