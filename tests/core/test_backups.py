@@ -148,6 +148,16 @@ def test_restore_refuses_a_database_that_holds_tables(backup_dir: Path) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_restore_into_a_database_that_does_not_exist_says_to_create_it(backup_dir: Path) -> None:
+    call_command("kioku_backup")
+    [backup] = backups_list()
+    with pytest.raises(CommandError, match=f"{ErrorCode.RESTORE_FAILED}.*CREATE DATABASE"):
+        call_command("kioku_restore", str(backup.path), "--database", "kioku_nowhere")
+    with pytest.raises(CommandError, match=ErrorCode.BACKUP_NOT_FOUND):
+        call_command("kioku_restore", str(backup_dir / "missing.dump"))
+
+
+@pytest.mark.django_db(transaction=True)
 def test_clean_restores_over_a_database_that_holds_the_same_tables(
     settings, backup_dir: Path, restored_database: str
 ) -> None:
