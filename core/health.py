@@ -1,6 +1,6 @@
 """What /healthz reports: database, PostgreSQL and pgvector versions, read replicas, the task
-queue; and the one rule for "the database is out of reach" that the web layer and the workers
-share."""
+queue, the last backup; and the one rule for "the database is out of reach" that the web layer
+and the workers share."""
 
 from typing import Any
 
@@ -81,6 +81,7 @@ def health_report() -> tuple[bool, dict[str, Any]]:
     report["queue"] = (
         _queue_report(problems) if report["database"]["reachable"] else {"reachable": False}
     )
+    report["backups"] = _backup_report()
     if problems:
         report["status"] = "unavailable"
         report["reasons"] = problems
@@ -108,6 +109,28 @@ def _queue_report(problems: list[str]) -> dict[str, Any]:
         "sync": bool(Conf.SYNC),
         "queued": queued,
         "last_success_at": last_success.isoformat() if last_success else None,
+    }
+
+
+def _backup_report() -> dict[str, Any]:
+    """The last backup's time and size, read from the backup folder (no database needed). Not a
+    reason for a 503: the app serves without backups; `overdue` says a schedule stopped making
+    them."""
+    from core.backups import backup_status
+
+    try:
+        status = backup_status()
+    except OSError as exc:
+        return {"readable": False, "error": _one_line(exc)}
+    last = status.last
+    return {
+        "readable": True,
+        "last_at": last.created_at.isoformat() if last else None,
+        "last_size_bytes": last.size_bytes if last else None,
+        "count": status.count,
+        "keep": status.keep,
+        "every_hours": status.every_hours,
+        "overdue": status.is_overdue,
     }
 
 

@@ -5,9 +5,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from django.apps import apps
+from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
+from core.backups import BackupStatus, backup_status
 from knowledge.models import Answer, EmbeddingPipelineState, SourceStatus
 from knowledge.queries import index_status
 from sessions_app.models import ChatSession, SessionStatus
@@ -82,11 +84,12 @@ class HomeDashboard:
     sessions: SessionFigures
     pipeline: PipelineFigures
     dispatch: DispatchFigures | None  # None: dispatch is not set up yet
+    backups: BackupStatus  # read from the backup folder, not the database
 
 
 def home_dashboard() -> HomeDashboard:
-    """Knowledge, questions, chat sessions, the embedding pipeline and dispatch, as the home
-    page shows them. "Today" starts at midnight in settings.TIME_ZONE."""
+    """Knowledge, questions, chat sessions, the embedding pipeline, dispatch and backups, as the
+    home page shows them. "Today" starts at midnight in settings.TIME_ZONE."""
     zone = timezone.get_default_timezone()
     today = timezone.localdate(timezone=zone)
     since = datetime.combine(today, time.min, tzinfo=zone)
@@ -101,6 +104,7 @@ def home_dashboard() -> HomeDashboard:
         sessions=_session_figures(),
         pipeline=_pipeline_figures(index),
         dispatch=dispatch_figures(),
+        backups=backup_status(),
     )
 
 
@@ -169,3 +173,73 @@ def _rows_of(queryset: QuerySet) -> Q:
     """A Count(filter=...) condition for the rows of `queryset`, so a rule kept in a QuerySet
     method (content gaps, the curation queue) is used as it is, not written out again."""
     return Q(pk__in=queryset.values("pk"))
+
+
+# --- Slowest statements (pg_stat_statements), for staff on the index page ----------------------
+
+# Characters of a statement's text the page shows.
+SLOW_STATEMENT_TEXT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class SlowStatement:
+    mean_ms: float
+    calls: int
+    total_ms: float
+    query: str  # normalised by pg_stat_statements (constants as $1, $2, …), truncated
+
+
+@dataclass(frozen=True)
+class SlowStatements:
+    statements: list[SlowStatement]
+    # Why there are none to show and how to get them: "" when pg_stat_statements is recording.
+    unavailable: str
+
+
+def slow_statements(*, limit: int = 10) -> SlowStatements:
+    """The statements of this database with the highest mean execution time, from
+    pg_stat_statements — when the server preloads the library and the extension is installed
+    (core migration 0006 installs it where it can)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'pg_stat_statements' = ANY(string_to_array("
+            "replace(current_setting('shared_preload_libraries'), ' ', ''), ',')),"
+            " EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'),"
+            " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements')"
+        )
+        is_loaded, is_installed, is_available = cursor.fetchone()
+        if not is_available:
+            return SlowStatements(
+                [],
+                "This PostgreSQL server does not offer pg_stat_statements (a contrib module):"
+                " install the server's contrib package to see the slowest statements.",
+            )
+        if not is_loaded:
+            return SlowStatements(
+                [],
+                "pg_stat_statements is not loaded: add shared_preload_libraries ="
+                " 'pg_stat_statements' to postgresql.conf (or the managed service's parameter"
+                " group) and restart the server. The embedded server has it after a restart"
+                " (manage.py kioku_db stop, then start).",
+            )
+        if not is_installed:
+            return SlowStatements(
+                [],
+                "pg_stat_statements is loaded but not installed in this database: run"
+                " CREATE EXTENSION pg_stat_statements as a role allowed to, or manage.py migrate.",
+            )
+        cursor.execute(
+            "SELECT mean_exec_time, calls, total_exec_time, left(query, %s)"
+            " FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " ORDER BY mean_exec_time DESC LIMIT %s",
+            [SLOW_STATEMENT_TEXT_CHARS, limit],
+        )
+        rows = cursor.fetchall()
+    return SlowStatements(
+        [
+            SlowStatement(mean, calls, total, " ".join(text.split()))
+            for mean, calls, total, text in rows
+        ],
+        "",
+    )

@@ -15,6 +15,9 @@ class ScheduleSpec:
     defer_first_run: bool = False
 
 
+# Off unless KIOKU_BACKUP_EVERY_HOURS is set (schedules_declared).
+BACKUP_SCHEDULE_NAME = "core: back up the database"
+
 SCHEDULES = [
     # Sweeper: retries after backoff, leases that expired, anything ingestion did not enqueue.
     ScheduleSpec("knowledge: embed pending rows", "knowledge.tasks.embedding_run", 1),
@@ -37,6 +40,24 @@ SCHEDULES = [
 ]
 
 
+def schedules_declared() -> list[ScheduleSpec]:
+    """SCHEDULES, and those a setting switches on (absent while it is off, so a sync deletes
+    them again)."""
+    from django.conf import settings
+
+    declared = list(SCHEDULES)
+    if settings.KIOKU_BACKUP_EVERY_HOURS:
+        # First run at the sync that switches it on: a backup right away, then every period.
+        declared.append(
+            ScheduleSpec(
+                BACKUP_SCHEDULE_NAME,
+                "core.tasks.backup_create",
+                settings.KIOKU_BACKUP_EVERY_HOURS * 60,
+            )
+        )
+    return declared
+
+
 def schedules_sync() -> list[str]:
     """Create or update the declared schedules; delete Kioku schedules no longer declared."""
     from datetime import timedelta
@@ -46,7 +67,7 @@ def schedules_sync() -> list[str]:
     from django_q.models import Schedule
 
     names = []
-    for spec in SCHEDULES:
+    for spec in schedules_declared():
         Schedule.objects.update_or_create(
             name=spec.name,
             defaults={

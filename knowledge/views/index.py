@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from core.pages import permission_required, wants_fragment
+from core.queries import slow_statements
 from core.replicas import replica_reads
 from knowledge import queries
 from knowledge.embed import vector_index
@@ -29,6 +30,9 @@ def index_status(request: HttpRequest) -> HttpResponse:
     if wants_fragment(request):
         # Polled every few seconds while chunks wait for embedding.
         return render(request, "knowledge/_index_status.html", context)
+    if request.user.is_staff:
+        # Beside the index sizes, read once per page (not by the fragment's polling).
+        context["slow"] = slow_statements()
     return render(request, "knowledge/index_status.html", context)
 
 

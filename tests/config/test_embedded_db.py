@@ -120,3 +120,35 @@ def test_local_secret_keys_differ_between_data_folders(tmp_path, monkeypatch):
     one = embedded_db.local_secret_key()
     monkeypatch.setenv("KIOKU_DATA_DIR", str(tmp_path / "two"))
     assert embedded_db.local_secret_key() != one
+
+
+SHOW_PRELOADED = """
+import django
+django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("SHOW shared_preload_libraries")
+    print(cursor.fetchone()[0])
+"""
+
+
+def _preloaded(data_dir: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", SHOW_PRELOADED],
+        cwd=ROOT,
+        env=_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_server_preloads_pg_stat_statements_new_or_initialised_before(data_dir):
+    assert _preloaded(data_dir) == "pg_stat_statements"  # a cluster initdb has just made
+    _manage(data_dir, "kioku_db", "stop")
+    # A cluster from before Kioku wrote its settings: they are added at its next start.
+    (data_dir / "postgres" / "kioku.conf").unlink()
+    assert _preloaded(data_dir) == "pg_stat_statements"
+    assert (data_dir / "postgres" / "kioku.conf").exists()

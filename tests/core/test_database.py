@@ -99,3 +99,35 @@ def test_a_forked_child_opens_its_own_pool_and_leaves_the_parents_sessions_alone
         assert _backend_pid(pooled) == parent_pid
     finally:
         pooled.close_pool()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pg_stat_statements_is_skipped_for_a_role_that_may_not_create_it():
+    """As on a managed PostgreSQL where the app's role is no superuser: core's migration goes on,
+    in the same transaction, without the extension."""
+    import psycopg
+
+    from core.backups import connection_params
+    from core.database import pg_stat_statements_install
+
+    params = connection_params(connections["default"])
+    database = f"{params['dbname']}_no_stats"
+    admin = connections["default"]
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        cursor.execute(f'CREATE DATABASE "{database}"')
+        cursor.execute("DROP ROLE IF EXISTS kioku_app_role")
+        cursor.execute("CREATE ROLE kioku_app_role LOGIN NOSUPERUSER")
+    try:
+        with psycopg.connect(**{**params, "dbname": database, "user": "kioku_app_role"}) as conn:
+            assert pg_stat_statements_install(conn) is False
+            assert conn.execute("SELECT 1").fetchone() == (1,)  # the transaction goes on
+            assert not conn.execute(
+                "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"
+            ).fetchone()
+        with psycopg.connect(**{**params, "dbname": database}) as conn:
+            assert pg_stat_statements_install(conn) is True  # a superuser may
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            cursor.execute("DROP ROLE IF EXISTS kioku_app_role")

@@ -1,0 +1,14 @@
+"""django-q2 entry points of core: one service call each, safe to run twice."""
+
+from core import backups
+
+
+def backup_create() -> dict:
+    """The scheduled backup (KIOKU_BACKUP_EVERY_HOURS): a new dump, the oldest pruned."""
+    result = backups.backup_create()
+    return {
+        "path": str(result.backup.path),
+        "size_bytes": result.backup.size_bytes,
+        "seconds": round(result.seconds, 1),
+        "pruned": [str(path) for path in result.pruned],
+    }
