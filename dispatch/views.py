@@ -10,6 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from core.errors import ApiError
 from core.pages import permission_required, wants_fragment
+from core.replicas import replica_reads
 from dispatch import queries
 from dispatch.billing import order_invoice, order_line_add, order_totals
 from dispatch.diagnosis import problem_card_diagnose
@@ -43,6 +44,7 @@ CARDS_PER_PAGE = 50
 @require_GET
 @permission_required("dispatch.view_problemcard")
 @vary_on_headers("HX-Request")
+@replica_reads
 def case_list(request: HttpRequest) -> HttpResponse:
     filters = CardFilterForm(request.GET)
     filters.is_valid()  # invalid values are ignored: cleaned_data holds only the valid ones
@@ -235,6 +237,7 @@ BOARD_COMPLETED_SHOWN = 20  # the latest completed orders; older ones are on the
 @require_GET
 @permission_required("dispatch.view_serviceorder")
 @vary_on_headers("HX-Request")
+@replica_reads
 def order_list(request: HttpRequest) -> HttpResponse:
     """The board: cards waiting for a technician (escalated first), open orders in a column per
     status, the latest completed ones, and each technician's load today."""

@@ -414,3 +414,36 @@ def test_a_stopped_replica_falls_back_to_the_primary_and_health_reports_it_down(
         assert shown["error"]
     finally:
         on_replica.start()
+
+
+def test_the_dispatch_board_and_cases_list_read_the_replica(on_replica, admin_client):
+    from dispatch.models import ProblemCard
+    from tests.dispatch.factories import make_card
+
+    word = _word()
+    card = make_card(description=f"The bolt sticks ({word}).")
+    table = ProblemCard._meta.db_table
+
+    def found() -> bool:
+        with connections[ALIAS].cursor() as cursor:
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE id = %s)", [card.pk])
+            return cursor.fetchone()[0]
+
+    _wait_until(found, f"the replica to replay card #{card.pk}")
+    served: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        if table in sql:
+            served.append(context["connection"].alias)
+        return execute(sql, params, many, context)
+
+    for alias in (DEFAULT_DB_ALIAS, ALIAS):
+        connections[alias].execute_wrappers.append(wrapper)
+    try:
+        board = admin_client.get("/dispatch/orders/")
+        cases = admin_client.get("/dispatch/cases/")
+    finally:
+        for alias in (DEFAULT_DB_ALIAS, ALIAS):
+            connections[alias].execute_wrappers.remove(wrapper)
+    assert f'id="card-{card.pk}"' in board.text and f"#{card.pk}" in cases.text
+    assert served and set(served) == {ALIAS}
