@@ -176,23 +176,13 @@ def intake_finish(*, intake_id: int) -> list[dict]:
 
         answer = Answer.objects.get(pk=diagnosis.answer_id)
         text = say("layer_manual", language, answer=answer_reply_text(answer, language=language))
-    return [
-        text_message(
-            text,
-            quick_replies=[
-                quick_reply_postback(
-                    say("button_solved", language),
-                    f"action=solved&card={card.pk}&solved=1",
-                    display_text=say("button_solved", language),
-                ),
-                quick_reply_postback(
-                    say("button_still_broken", language),
-                    f"action=solved&card={card.pk}&solved=0",
-                    display_text=say("button_still_broken", language),
-                ),
-            ],
-        )
-    ]
+    buttons = answer_buttons(
+        language,
+        yes="button_solved",
+        no="button_still_broken",
+        data=f"action=solved&card={card.pk}&solved",
+    )
+    return [text_message(text, quick_replies=buttons)]
 
 
 def intake_escalate(*, intake_id: int) -> list[dict]:
@@ -226,6 +216,16 @@ def intake_outcome(*, user_id: str, card_id: int, solved: bool) -> list[dict]:
             answer_feedback(answer=answer, is_helpful=solved, by=f"line:{user_id}")
     key = "solved" if solved else "still_broken"
     return [text_message(say(key, intake.language, card=card_id))]
+
+
+def answer_buttons(language: str, *, yes: str, no: str, data: str) -> list[dict]:
+    """Two quick replies that say yes or no about a message (helpful / not helpful, solved /
+    still broken): postbacks `<data>=1` and `<data>=0`, labelled in `language`, shown in the
+    chat as the user's words."""
+    return [
+        quick_reply_postback(say(key, language), f"{data}={value}", display_text=say(key, language))
+        for key, value in ((yes, 1), (no, 0))
+    ]
 
 
 def symptom_from_text(text: str) -> str | None:

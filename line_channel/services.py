@@ -47,6 +47,7 @@ from line_channel.errors import (
     LINE_SIGNATURE_MISSING,
 )
 from line_channel.intake import (
+    answer_buttons,
     intake_current,
     intake_escalate,
     intake_finish,
@@ -58,7 +59,7 @@ from line_channel.intake import (
     report_button,
     start_language,
 )
-from line_channel.messaging import fit_text, line_message_send, quick_reply_postback, text_message
+from line_channel.messaging import fit_text, line_message_send, text_message
 from line_channel.models import EventStatus, LineEvent, LineIntake, LineReply, LineStaffUser
 from line_channel.sync import line_sync_start
 from line_channel.texts import LANGUAGES, fold, say
@@ -260,15 +261,11 @@ def _question_answer(text: str) -> Handled:
     buttons = [report_button(language)]
     if answer.outcome == AnswerOutcome.ANSWERED:
         buttons = [
-            quick_reply_postback(
-                say("button_helpful", language),
-                f"action=feedback&answer={answer.pk}&helpful=1",
-                display_text=say("button_helpful", language),
-            ),
-            quick_reply_postback(
-                say("button_not_helpful", language),
-                f"action=feedback&answer={answer.pk}&helpful=0",
-                display_text=say("button_not_helpful", language),
+            *answer_buttons(
+                language,
+                yes="button_helpful",
+                no="button_not_helpful",
+                data=f"action=feedback&answer={answer.pk}&helpful",
             ),
             *buttons,
         ]

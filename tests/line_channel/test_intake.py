@@ -10,20 +10,13 @@ from knowledge.models import Answer
 from line_channel.models import IntakeStatus, LineIntake, LineReply
 from sessions_app.models import Message as ChatMessage
 from tests.dispatch.factories import make_case
+from tests.dispatch.test_diagnosis import FINGERPRINT_MANUAL, MOTOR_CABLE
 from tests.knowledge.factories import make_source
 from tests.line_channel.conftest import Chat, buttons, postback_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-MOTOR_CABLE = "Re-seated the motor cable behind the inside escutcheon."
-FINGERPRINT_MANUAL = """# KG-200 fingerprint reader
-
-## Fingerprint reader does not respond
-
-If the fingerprint reader ignores a finger, clean the sensor with a dry cloth and enrol the
-finger again from the admin menu (hold # for five seconds).
-"""
 
 
 @pytest.fixture
