@@ -42,12 +42,13 @@ Per system:
   `VectorStoreQueryMode.HYBRID` (its dense top-10 and its `ts_rank` top-10 concatenated and
   de-duplicated, no fusion); LangChain's PGVector has no hybrid search.
 - embedding pipeline chunks/s against the same local OpenAI-compatible stub (support/openai_stub.py
-  in its own process, 100 ms a request, as bench/embed.py), `--embed-chunks` of the corpus's chunk
-  texts (pre-chunked; chunking is not measured). Kioku: chunk write (COPY) + `embedding_run()`,
-  4 requests in flight, the HNSW index deferred (its rebuild is reported, not counted: the peers
-  build none). LangChain: `PGVector.from_documents` with `OpenAIEmbeddings(base_url=stub,
-  check_embedding_ctx_length=False)` (its default tokenises with tiktoken, which cannot download
-  its tables here; the texts are far below the context length). LlamaIndex:
+  in its own process, 100 ms a request, as bench/embed.py), `--embed-chunks` (5,000) chunk
+  texts: bench/embed.py's manual-like chunks of ~1,030 tokens (pre-chunked; chunking is not
+  measured). Kioku: chunk write (COPY) + `embedding_run()`, 4 requests in flight, the HNSW index
+  deferred (its rebuild is reported, not counted: the peers build none). LangChain:
+  `PGVector.from_documents` with `OpenAIEmbeddings(base_url=stub)` as shipped (it tokenises with
+  tiktoken and packs requests under 300,000 tokens; tiktoken's cl100k_base is read from the copy
+  llama-index-core ships, TIKTOKEN_CACHE_DIR, since nothing can be downloaded here). LlamaIndex:
   `VectorStoreIndex(nodes, storage_context=<PGVectorStore>, embed_model=OpenAIEmbedding(
   api_base=stub))`.
 - client memory: peak RSS of this process during the system's ingest (and embedding) minus its RSS
@@ -721,6 +722,7 @@ def embedding_part(work: Workload, urls: dict, *, count: int, latency: float) ->
     from _stub_process import RemoteStub
     from django.conf import settings
     from django.db import connection, transaction
+    from embed import chunk_texts  # bench/embed.py's manual-like chunks of ~1,030 tokens
 
     from knowledge.embed.pipeline import embedding_run, pipeline_resume
     from knowledge.embed.spaces import active_vector_index_names, space_record
@@ -729,7 +731,8 @@ def embedding_part(work: Workload, urls: dict, *, count: int, latency: float) ->
     from knowledge.models import KnowledgeChunk, KnowledgeSource
     from knowledge.tokens import get_token_counter
 
-    texts = work.texts[:count]
+    generator = chunk_texts(seed=1)
+    texts = [next(generator) for _ in range(count)]
     model = settings.KIOKU_EMBEDDING_MODEL
     stub = RemoteStub(latency=latency)
     results: dict = {}
@@ -793,12 +796,7 @@ def embedding_part(work: Workload, urls: dict, *, count: int, latency: float) ->
         documents = [
             Document(page_content=text, metadata=work.metadata(i)) for i, text in enumerate(texts)
         ]
-        embeddings = OpenAIEmbeddings(
-            model=model,
-            base_url=stub.base_url,
-            api_key=stub.api_key,
-            check_embedding_ctx_length=False,
-        )
+        embeddings = OpenAIEmbeddings(model=model, base_url=stub.base_url, api_key=stub.api_key)
         import sqlalchemy
 
         engine = sqlalchemy.create_engine(urls["psycopg"])
@@ -1069,6 +1067,14 @@ def main() -> None:
 
     # Offline provider for the search part (rows labelled with its model, as bench/search.py).
     os.environ["OPENAI_API_KEY"] = ""
+    # tiktoken cannot download its tables here; llama-index-core ships cl100k_base (the encoding
+    # of text-embedding-3-small), so Kioku's token counter and LangChain's OpenAIEmbeddings
+    # (which tokenises by default) both run as they would with network access.
+    from llama_index.core import __file__ as llama_core
+
+    os.environ.setdefault(
+        "TIKTOKEN_CACHE_DIR", str(Path(llama_core).parent / "_static" / "tiktoken_cache")
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     django_setup()
     import psutil
@@ -1122,7 +1128,7 @@ def main() -> None:
             report(LABELS["llamaindex-default"], default)
             report(LABELS["llamaindex-tuned"], tuned)
         embed: dict = {}
-        embed_n = min(args.embed_chunks, args.chunks)
+        embed_n = args.embed_chunks
         if not args.skip_embed:
             with section(
                 f"Embedding pipeline, {embed_n:,} chunks, stub latency {args.latency * 1000:.0f} ms"
