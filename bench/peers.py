@@ -71,13 +71,16 @@ Output: the figures per system as they are measured, then one markdown table wit
 figures and Kioku's advantage over each peer (×: > 1 means Kioku is better), then the issue's
 targets. The machine is a shared 2-core VM: the load average is printed.
 
-Sizes and time: at N = 10,000 the run takes about 3 minutes; at `--chunks 100000` about
-25 minutes (four HNSW builds of 100,000 1536-d vectors and LlamaIndex's ORM inserts dominate) and
-~4 GB of client memory. `--huge` (N = 1,000,000) is not run: it needs ~20 GB of client memory
-(the float32 vectors, the float16 copy for the ground truth and the peers' Python-side rows),
-~25 GB of disk (3 KB a row as halfvec for Kioku, 6 KB as vector for each of the three peer
-loads, plus indexes), and, from the 100,000 figures, several hours (four HNSW builds of ~1 h each
-on 2 cores, LlamaIndex's two loads at ~1,500 rows/s); use a larger machine and `--skip-embed`.
+Sizes and time (measured on the 2-core VM): N = 10,000 takes under 2 minutes; `--chunks 100000
+--skip-embed` took 9.5 minutes (LangChain's load 89 s and LlamaIndex's two loads 101 + 112 s, the
+default peers' sequential scans ~0.35 s a query, four HNSW builds of ~20 s) and ~2 GB of client
+memory (the float32 vectors, the ground-truth matrix, Kioku's COPY payload). `--huge`
+(N = 1,000,000) is not run: it needs ~20 GB of client memory and ~25 GB of disk (3 KB a row as
+halfvec for Kioku, 6 KB as vector for each of the three peer loads, plus indexes), and, scaled
+from the 100,000 run, 2–3 hours: the three peer loads ~50 minutes, the default peers' ~500
+sequential-scan queries at ~3.5 s each ~30 minutes, four HNSW builds whose graphs (~3.5 GB each)
+no longer fit `maintenance_work_mem = 2GB`. Use a larger machine, `--skip-embed` and fewer
+queries (`--queries 50 --filter-queries 20`).
 """
 
 import argparse
