@@ -788,7 +788,14 @@ class OpenAIStub:
         if method == "GET" and path == "/_stub/stats":
             with self._lock:
                 accepted = [
-                    [r["time"], sum(count_tokens(t) for t in r["json"]["input"])]
+                    # An input is a text or, as LangChain's OpenAIEmbeddings sends, token ids.
+                    [
+                        r["time"],
+                        sum(
+                            count_tokens(t) if isinstance(t, str) else len(t)
+                            for t in r["json"]["input"]
+                        ),
+                    ]
                     for r in self.requests
                     if r["path"].endswith("/embeddings")
                     and r.get("status") == 200

@@ -120,6 +120,16 @@ def test_token_array_inputs(client):
     assert many.data[0].embedding == single.data[0].embedding
 
 
+def test_stats_count_token_array_inputs(stub, client):
+    # LangChain's OpenAIEmbeddings sends token ids (bench/peers.py reads the stats after it).
+    client.embeddings.create(model=EMBED_MODEL, input=[[1, 2, 3], [4, 5]])
+    client.embeddings.create(model=EMBED_MODEL, input=["abcdefghijklmnopqrstuvwxyz01234"])
+    status, _, stats = raw_request(stub, "GET", "/_stub/stats")
+    assert status == 200
+    assert stats["embedding_requests"] == 2
+    assert [tokens for _, tokens in stats["accepted"]] == [5, 8]
+
+
 def test_input_count_limit(stub, client):
     client.embeddings.create(model=EMBED_MODEL, input=["x"] * 2048, dimensions=8)
     with pytest.raises(openai.BadRequestError) as excinfo:
