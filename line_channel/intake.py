@@ -22,8 +22,10 @@ from dispatch.models import CardStatus, ProblemCard, Symptom
 from dispatch.photos import problem_card_photo_add
 from dispatch.queries import brands_reported
 from dispatch.services import CustomerIn, card_field_clean, problem_card_create
+from knowledge.answer.answering import answer_feedback
 from knowledge.models import Answer
 from line_channel.messaging import (
+    LineApiError,
     line_message_content,
     line_profile_name,
     quick_reply_camera,
@@ -33,7 +35,7 @@ from line_channel.messaging import (
     text_message,
 )
 from line_channel.models import IntakeStatus, IntakeStep, LineIntake
-from line_channel.texts import START_WORDS, SYMPTOM_LABELS, fold, say, words
+from line_channel.texts import START_WORDS, SYMPTOM_LABELS, answer_reply_text, fold, say, words
 
 BRAND_CHOICES = 10  # brands offered as buttons; any other is typed
 # Where a LINE user's photo goes outside an intake: their latest card still being worked on.
@@ -148,7 +150,9 @@ def line_photo_attach(*, user_id: str, message_id: str, language: str) -> list[d
     )
     if card is None:
         return [
-            text_message(say("photo_without_card", language), quick_replies=[_report(language)])
+            text_message(
+                say("photo_without_card", language), quick_replies=[report_button(language)]
+            )
         ]
     problem = _photo_add(card_id=card.pk, message_id=message_id)
     if problem:
@@ -172,8 +176,6 @@ def intake_finish(*, intake_id: int) -> list[dict]:
     if diagnosis.layer == 1:
         text = say("layer_case", language, resolution=diagnosis.cases[0].resolution)
     else:
-        from line_channel.services import answer_reply_text  # one rule for the sources line
-
         answer = Answer.objects.get(pk=diagnosis.answer_id)
         text = say("layer_manual", language, answer=answer_reply_text(answer, language=language))
     buttons = answer_buttons(
@@ -209,8 +211,6 @@ def intake_outcome(*, user_id: str, card_id: int, solved: bool) -> list[dict]:
     intake.save(update_fields=["customer_solved", "updated_at"])
     answer_id = (intake.card.diagnosis or {}).get("answer_id")
     if intake.diagnosis_layer == 2 and answer_id:
-        from knowledge.answer.answering import answer_feedback
-
         answer = Answer.objects.filter(pk=answer_id).first()
         if answer is not None:
             answer_feedback(answer=answer, is_helpful=solved, by=f"line:{user_id}")
@@ -238,11 +238,7 @@ def symptom_from_text(text: str) -> str | None:
 
 
 def report_button(language: str) -> dict:
-    """The quick reply that starts a report, shown under answers."""
-    return _report(language)
-
-
-def _report(language: str) -> dict:
+    """The quick reply that starts a report, shown under answers and where a report is needed."""
     return quick_reply_text(say("button_report", language), say("report_word", language))
 
 
@@ -266,8 +262,6 @@ def _card_file(intake: LineIntake, description: str) -> ProblemCard:
 
 def _photo_add(*, card_id: int, message_id: str) -> str:
     """Fetch the image from LINE and add it to the card; the reason in words when it fails."""
-    from line_channel.messaging import LineApiError
-
     try:
         data = line_message_content(message_id=message_id)
         problem_card_photo_add(card_id=card_id, data=data, filename=f"line-{message_id}")

@@ -6,6 +6,11 @@ import uuid
 from django.db import models
 
 
+def line_session_key(user_id: str) -> str:
+    """The chat session of a LINE user: what they sent and what Kioku replied."""
+    return f"line:{user_id}"
+
+
 class EventStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     PROCESSED = "processed", "Processed"

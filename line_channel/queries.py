@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from line_channel.models import LineIntake
+from line_channel.models import LineIntake, line_session_key
 from sessions_app.models import Message
 
 CONVERSATION_SHOWN = 50  # the latest messages; the session page has them all
@@ -19,7 +19,7 @@ def line_conversation(*, user_id: str, card_id: int) -> Conversation:
     """The LINE user's session `line:<user id>` (both sides, oldest first, the latest
     CONVERSATION_SHOWN) and the report that filed the card."""
     latest = list(
-        Message.objects.filter(session__key=f"line:{user_id}")
+        Message.objects.filter(session__key=line_session_key(user_id))
         .select_related("session")
         .order_by("-id")[:CONVERSATION_SHOWN]
     )

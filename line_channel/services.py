@@ -59,10 +59,17 @@ from line_channel.intake import (
     report_button,
     start_language,
 )
-from line_channel.messaging import fit_text, line_message_send, text_message
-from line_channel.models import EventStatus, LineEvent, LineIntake, LineReply, LineStaffUser
+from line_channel.messaging import line_message_send, text_message
+from line_channel.models import (
+    EventStatus,
+    LineEvent,
+    LineIntake,
+    LineReply,
+    LineStaffUser,
+    line_session_key,
+)
 from line_channel.sync import line_sync_start
-from line_channel.texts import LANGUAGES, fold, say
+from line_channel.texts import answer_reply_text, fold, say
 from sessions_app.models import Message as ChatMessage
 from sessions_app.models import MessageRole
 from sessions_app.services import MessageIn, session_append
@@ -247,7 +254,7 @@ def _answer_feedback(row: LineEvent, answer_id: int, helpful: bool) -> list[dict
     if answer is None:
         return []
     answer_feedback(answer=answer, is_helpful=helpful, by=f"line:{row.user_id}")
-    return [text_message(say("thanks_feedback", _language(answer.language)))]
+    return [text_message(say("thanks_feedback", answer.language))]
 
 
 def _question_answer(text: str) -> Handled:
@@ -257,7 +264,7 @@ def _question_answer(text: str) -> Handled:
         answer = answer_ask(question=text, channel="line")
     except ApiError as exc:  # an empty or overlong question: say so instead of answering
         return Handled(messages=[text_message(exc.message)])
-    language = _language(answer.language)
+    language = answer.language
     buttons = [report_button(language)]
     if answer.outcome == AnswerOutcome.ANSWERED:
         buttons = [
@@ -314,7 +321,7 @@ def _session_append_user(row: LineEvent, text: str, *, external_id: str) -> None
     """What the user sent joins their session `line:<user id>` (the message id as external_id:
     LINE's redelivery is not stored twice)."""
     session_append(
-        key=session_key(row.user_id),
+        key=line_session_key(row.user_id),
         messages=[MessageIn(content=text, author=row.user_id, external_id=external_id)],
     )
 
@@ -335,7 +342,7 @@ def _reply_store(
         )
         if row.user_id:
             session_append(
-                key=session_key(row.user_id),
+                key=line_session_key(row.user_id),
                 messages=[
                     MessageIn(
                         content=message["text"],
@@ -351,14 +358,6 @@ def _reply_store(
     return reply
 
 
-def session_key(user_id: str) -> str:
-    return f"line:{user_id}"
-
-
-def _language(language: str) -> str:
-    return language if language in LANGUAGES else "en"
-
-
 def _user_language(user_id: str) -> str:
     """The language to speak to a user outside a report: their last report's, else that of the
     last text they sent."""
@@ -366,7 +365,7 @@ def _user_language(user_id: str) -> str:
     if intake is not None:
         return intake.language
     last = (
-        ChatMessage.objects.filter(session__key=session_key(user_id), is_bot=False)
+        ChatMessage.objects.filter(session__key=line_session_key(user_id), is_bot=False)
         .order_by("-id")
         .values_list("content", flat=True)
         .first()
@@ -407,17 +406,3 @@ def status_text(status: dict) -> str:
     if status.get("warning"):
         lines.append(f"Warning: {status['warning']}")
     return "\n".join(lines)
-
-
-def answer_reply_text(answer: Answer, *, language: str | None = None) -> str:
-    """The answer and, when it cites passages, the titles of their sources (LINE shows no links
-    to our pages), labelled in `language` (default: the answer's), within LINE's length limit."""
-    text = answer.answer
-    if answer.outcome == AnswerOutcome.ANSWERED:
-        titles = list(
-            dict.fromkeys(answer.sources.filter(cited=True).values_list("source_title", flat=True))
-        )
-        if titles:
-            label = say("sources", _language(language or answer.language))
-            text += f"\n\n{label}: " + " / ".join(titles)
-    return fit_text(text)

@@ -5,6 +5,8 @@ English (en). One table, so a wording is changed in one place and every language
 import unicodedata
 
 from dispatch.models import Symptom
+from knowledge.models import Answer, AnswerOutcome
+from line_channel.messaging import fit_text
 
 LANGUAGES = ("zh", "ja", "en")
 
@@ -186,3 +188,17 @@ def words(*keys: str) -> set[str]:
 
 def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
+def answer_reply_text(answer: Answer, *, language: str | None = None) -> str:
+    """The answer and, when it cites passages, the titles of their sources (LINE shows no links
+    to our pages), labelled in `language` (default: the answer's), within LINE's length limit."""
+    text = answer.answer
+    if answer.outcome == AnswerOutcome.ANSWERED:
+        titles = list(
+            dict.fromkeys(answer.sources.filter(cited=True).values_list("source_title", flat=True))
+        )
+        if titles:
+            label = say("sources", language or answer.language)
+            text += f"\n\n{label}: " + " / ".join(titles)
+    return fit_text(text)
