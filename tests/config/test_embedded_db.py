@@ -34,9 +34,10 @@ def _env(data_dir: Path) -> dict:
     return env
 
 
-def _manage(data_dir: Path, *args: str) -> str:
+def _python(data_dir: Path, *args: str) -> str:
+    """Run Python in a child with the data folder's settings; its standard output."""
     result = subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env=_env(data_dir),
         capture_output=True,
@@ -45,6 +46,10 @@ def _manage(data_dir: Path, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def _manage(data_dir: Path, *args: str) -> str:
+    return _python(data_dir, "manage.py", *args)
 
 
 @pytest.fixture
@@ -133,16 +138,7 @@ with connection.cursor() as cursor:
 
 
 def _preloaded(data_dir: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", SHOW_PRELOADED],
-        cwd=ROOT,
-        env=_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return _python(data_dir, "-c", SHOW_PRELOADED).strip()
 
 
 def test_the_server_preloads_pg_stat_statements_new_or_initialised_before(data_dir):
