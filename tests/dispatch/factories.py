@@ -15,7 +15,16 @@ from dispatch.models import (
 )
 from dispatch.orders import Actor, order_cancel, order_create, order_transition
 from dispatch.services import CustomerIn, problem_card_create, problem_card_resolve
+from knowledge.models import KnowledgeSource
+from tests.knowledge.factories import make_source
 
+FINGERPRINT_MANUAL = """# KG-200 fingerprint reader
+
+## Fingerprint reader does not respond
+
+If the fingerprint reader ignores a finger, clean the sensor with a dry cloth and enrol the
+finger again from the admin menu (hold # for five seconds).
+"""
 E21_WONT_UNLOCK = "After entering the PIN the keypad shows E-21 and the bolt does not retract."
 
 
@@ -98,3 +107,14 @@ def order_in_status(
             **WORK,
         )
     return order
+
+
+def make_fingerprint_manual() -> KnowledgeSource:
+    """Kagiya's KG-200 fingerprint manual (brand and models in its metadata), for layer 2; the
+    caller embeds it."""
+    return make_source(
+        text=FINGERPRINT_MANUAL,
+        title="KG-200 fingerprint",
+        uri="kb://fp",
+        metadata={"brand": "Kagiya", "models": ["KG-200"]},
+    )

@@ -6,19 +6,18 @@ from dispatch.diagnosis import case_threshold, problem_card_diagnose, similar_ca
 from dispatch.models import CardStatus, DiagnosisRecord, ProblemCard
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.embed.spaces import space_state
-from tests.dispatch.factories import make_card, make_case, make_technician
+from tests.dispatch.factories import (
+    FINGERPRINT_MANUAL,
+    make_card,
+    make_case,
+    make_fingerprint_manual,
+    make_technician,
+)
 from tests.knowledge.factories import make_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MOTOR_CABLE = "Re-seated the motor cable behind the inside escutcheon."
-FINGERPRINT_MANUAL = """# KG-200 fingerprint reader
-
-## Fingerprint reader does not respond
-
-If the fingerprint reader ignores a finger, clean the sensor with a dry cloth and enrol the
-finger again from the admin menu (hold # for five seconds).
-"""
 
 
 @pytest.fixture
@@ -121,12 +120,7 @@ def test_a_disabled_case_is_not_used(cases):
 
 
 def test_without_a_case_the_brands_manuals_answer(cases, settings):
-    make_source(
-        text=FINGERPRINT_MANUAL,
-        title="KG-200 fingerprint",
-        uri="kb://fp",
-        metadata={"brand": "Kagiya", "models": ["KG-200"]},
-    )
+    make_fingerprint_manual()
     make_source(
         text=FINGERPRINT_MANUAL, title="Other brand", uri="kb://other", metadata={"brand": "Lumio"}
     )

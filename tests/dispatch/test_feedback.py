@@ -17,11 +17,10 @@ from tests.dispatch.factories import (
     WORK,
     make_card,
     make_case,
+    make_fingerprint_manual,
     make_order,
     order_in_status,
 )
-from tests.dispatch.test_diagnosis import FINGERPRINT_MANUAL
-from tests.knowledge.factories import make_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,12 +112,7 @@ def test_an_orders_signals_count_once(cases, settings):
 
 
 def test_a_fix_that_matched_a_manuals_answer_raises_the_passages_it_cited(cases, settings):
-    make_source(
-        text=FINGERPRINT_MANUAL,
-        title="KG-200 fingerprint",
-        uri="kb://fp",
-        metadata={"brand": "Kagiya", "models": ["KG-200"]},
-    )
+    make_fingerprint_manual()
     embedding_run()
     # No case passes: the manuals answer.
     settings.KIOKU_CASE_MIN_SIMILARITY_OFFLINE = {

@@ -9,9 +9,8 @@ from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.models import Answer
 from line_channel.models import IntakeStatus, LineIntake, LineReply
 from sessions_app.models import Message as ChatMessage
-from tests.dispatch.factories import make_case
-from tests.dispatch.test_diagnosis import FINGERPRINT_MANUAL, MOTOR_CABLE
-from tests.knowledge.factories import make_source
+from tests.dispatch.factories import make_case, make_fingerprint_manual
+from tests.dispatch.test_diagnosis import MOTOR_CABLE
 from tests.line_channel.conftest import Chat, buttons, postback_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,12 +40,7 @@ def chat(client, line_stub):
 def test_an_english_report_is_answered_from_the_manuals_and_still_broken_calls_a_technician(
     chat, offline, settings
 ):
-    make_source(
-        text=FINGERPRINT_MANUAL,
-        title="KG-200 fingerprint",
-        uri="kb://fp",
-        metadata={"brand": "Kagiya", "models": ["KG-200"]},
-    )
+    make_fingerprint_manual()
     embedding_run()
     no_case_is_close_enough(settings)
 
