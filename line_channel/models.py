@@ -36,6 +36,8 @@ class LineEvent(models.Model):
     class Meta:
         verbose_name = "LINE event"
         ordering = ["-received_at", "-id"]
+        # The rate limit counts a user's events of the last minute for every event it handles.
+        indexes = [models.Index(fields=["user_id", "received_at"], name="line_event_user_recent")]
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.message_kind or '-'} from {self.user_id or '?'}"
