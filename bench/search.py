@@ -3,6 +3,7 @@ recall of the HNSW index, on 100,000 chunks with 1536-d clustered vectors.
 
     uv run python bench/search.py [--chunks 100000] [--queries 200] [--recall-queries 100]
                                   [--filter-queries 100] [--reload] [--skip-api] [--sql-exact]
+                                  [--exact-max-rows N]
 
 Uses the database `kioku_bench` (embedded) or DATABASE_URL. The first run loads the data (its
 knowledge tables are emptied first) through the bulk import path: binary COPY of chunks with
@@ -472,6 +473,11 @@ def main() -> None:
     parser.add_argument(
         "--sql-exact", action="store_true", help="exact search in SQL for every query (slow)"
     )
+    parser.add_argument(
+        "--exact-max-rows",
+        type=int,
+        help="override KIOKU_SEARCH_EXACT_MAX_ROWS for this run (where filtered search turns exact)",
+    )
     args = parser.parse_args()
     if args.chunks < data.SOURCES:
         parser.error(f"--chunks must be at least {data.SOURCES}")
@@ -493,13 +499,16 @@ def main() -> None:
     from knowledge.search.service import chunk_search
     from knowledge.search.vector import ef_search_for
 
+    if args.exact_max_rows is not None:
+        settings.KIOKU_SEARCH_EXACT_MAX_ROWS = args.exact_max_rows
     provider = get_embedding_provider()
     model = provider.model
     dims = settings.KIOKU_EMBEDDING_DIMENSIONS
     plan = data.make_plan(args.chunks, dims)
     print(
         f"search benchmark: {args.chunks:,} chunks, {dims}-d halfvec, model label {model}, "
-        f"KIOKU_SEARCH_EF_SEARCH={settings.KIOKU_SEARCH_EF_SEARCH}, top_k={TOP_K}, "
+        f"KIOKU_SEARCH_EF_SEARCH={settings.KIOKU_SEARCH_EF_SEARCH}, "
+        f"KIOKU_SEARCH_EXACT_MAX_ROWS={settings.KIOKU_SEARCH_EXACT_MAX_ROWS}, top_k={TOP_K}, "
         f"load average {load_average()}"
     )
     if args.reload or not data_is_loaded(args.chunks, model):

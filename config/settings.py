@@ -458,6 +458,9 @@ KIOKU_SEARCH_EF_SEARCH = 40
 # A filtered vector search over at most this many chunks computes every distance (exact) instead
 # of walking the HNSW graph, so a small or distant subset is never missed.
 KIOKU_SEARCH_EXACT_MAX_ROWS = 10_000
+# Such an exact search over more chunks than this splits them with one parallel worker
+# (PostgreSQL's max_parallel_workers caps it): at 10,000 chunks p95 43 → 30 ms, at 5,000 24 → 21.
+KIOKU_SEARCH_EXACT_PARALLEL_ROWS = 4_000
 # Words in at least this share of the chunks (PostgreSQL's statistics) are left out of keyword
 # search's "some terms" tier when the query has rarer terms.
 KIOKU_SEARCH_COMMON_TERM_SHARE = 0.1
@@ -561,6 +564,13 @@ KIOKU_INDEX_BUILD_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 # The memory such a build may use: an HNSW graph that outgrows it builds far slower (about 3.3 kB
 # per 1536-d chunk).
 KIOKU_INDEX_BUILD_MEMORY_MB = 512
+# HNSW graph of every vector index (knowledge chunks and problem cards), used by the migrations
+# that create them, the model switch, bulk imports and `manage.py vector_index_rebuild`: links per
+# node (m) and the candidate list while building (ef_construction). Chosen by
+# `bench/hnsw_params.py` (BENCHMARKS.md): recall stops at the graph, not at ef_search.
+KIOKU_HNSW_M = 16
+# See KIOKU_HNSW_M.
+KIOKU_HNSW_EF_CONSTRUCTION = 200
 # gzip level of pg_dump's custom format (0–9). Vectors barely compress: on 10,000 1536-d chunks
 # level 1 wrote 87 MB in 3.0 s, pg_dump's default (6) 71 MB in 11.2 s, none 201 MB in 1.3 s.
 KIOKU_BACKUP_COMPRESSION = 1

@@ -8,7 +8,14 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from core.replicas import read_connection
-from knowledge.embed.spaces import SpaceState, VectorSpace, configured_space, space_state
+from knowledge.embed.spaces import (
+    SpaceState,
+    VectorSpace,
+    configured_space,
+    hnsw_graph_settings,
+    space_state,
+    vector_index_graphs,
+)
 from knowledge.models import (
     SEARCHABLE_CHUNK,
     Answer,
@@ -17,6 +24,7 @@ from knowledge.models import (
     KnowledgeChunk,
     KnowledgeSource,
     SourceStatus,
+    embeddable_models,
 )
 from knowledge.offline import offline_state
 
@@ -112,6 +120,7 @@ def index_status() -> dict:
         },
         "pipeline": pipeline,
         "sizes": index_sizes(),
+        "graph": _graph_status(active),
         "row_alert": row_alert,
         "warning": _row_alert_warning(counts["n_total"], row_alert),
         "progress": progress,
@@ -206,6 +215,22 @@ def _space_status(state: SpaceState, *, enabled: int, target_embedded: int) -> d
         "switch_needed": not heading_to.holds(model, dimensions),
         "switched_at": state.switched_at,
         "retiring": str(state.retired) if state.retired else None,
+    }
+
+
+def _graph_status(active: VectorSpace) -> dict:
+    """The active chunk index's HNSW graph against the settings; `rebuild_needed` when any
+    vector index (chunks or cards) was built with another graph."""
+    configured = hnsw_graph_settings()
+    graphs = {
+        name: graph
+        for model in embeddable_models()
+        for name, graph in vector_index_graphs(model).items()
+    }
+    return {
+        "built": graphs.get(active.index_name(KnowledgeChunk)),
+        "configured": configured,
+        "rebuild_needed": any(graph != configured for graph in graphs.values()),
     }
 
 

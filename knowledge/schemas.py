@@ -353,6 +353,24 @@ class IndexSizesOut(Schema):
     gin_index: IndexSizeOut
 
 
+class IndexGraphOut(Schema):
+    m: int
+    ef_construction: int
+
+
+class IndexGraphStatusOut(Schema):
+    built: IndexGraphOut | None = Field(
+        description="The HNSW graph the active vector index was built with; null while missing."
+    )
+    configured: IndexGraphOut = Field(
+        description="What KIOKU_HNSW_M and KIOKU_HNSW_EF_CONSTRUCTION ask for."
+    )
+    rebuild_needed: bool = Field(
+        description="A vector index was built with another graph: `manage.py "
+        "vector_index_rebuild` rebuilds it while search goes on."
+    )
+
+
 class IndexSpaceOut(Schema):
     model: str
     dimensions: int
@@ -399,6 +417,7 @@ class IndexStatusOut(Schema):
     throughput_last_hour: IndexThroughputOut
     pipeline: IndexPipelineOut
     sizes: IndexSizesOut
+    graph: IndexGraphStatusOut
     row_alert: int
     warning: str | None
     progress: float = Field(description="Percent of usable chunks embedded with the current model.")

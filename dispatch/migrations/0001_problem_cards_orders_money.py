@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import migrations, models
 
 from knowledge.embed.queue import install_sql, uninstall_sql
+from knowledge.embed.spaces import hnsw_options
 
 CARD_TABLE = "dispatch_problemcard"
 SLOT_COLUMNS = {1: "embedding", 2: "embedding_alt"}
@@ -34,7 +35,7 @@ def card_vector_indexes(apps, schema_editor):
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS card_{column}_hnsw_{dimensions} ON {CARD_TABLE} "
             f"USING hnsw (({column}::halfvec({dimensions})) halfvec_cosine_ops) "
-            "WITH (m = 16, ef_construction = 64)"
+            f"WITH ({hnsw_options()})"
         )
 
 

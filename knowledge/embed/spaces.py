@@ -50,7 +50,6 @@ from knowledge.models import (
     embeddable_models,
 )
 
-HNSW_OPTIONS = "m = 16, ef_construction = 64"
 BATCH_ROWS = 5000  # rows per transaction when queueing or clearing a slot
 
 
@@ -232,11 +231,25 @@ def index_build_settings() -> Iterator[CursorWrapper]:
             )
 
 
+# pgvector's own defaults, which an index built without options has.
+PGVECTOR_HNSW_DEFAULTS = {"m": 16, "ef_construction": 64}
+
+
+def hnsw_graph_settings() -> dict[str, int]:
+    """The graph every HNSW index should have (KIOKU_HNSW_M, KIOKU_HNSW_EF_CONSTRUCTION)."""
+    return {"m": settings.KIOKU_HNSW_M, "ef_construction": settings.KIOKU_HNSW_EF_CONSTRUCTION}
+
+
+def hnsw_options() -> str:
+    """The WITH clause of an HNSW index built with the settings' graph."""
+    return ", ".join(f"{name} = {value}" for name, value in hnsw_graph_settings().items())
+
+
 def vector_index_sql(model: type[EmbeddableModel], space: VectorSpace) -> str:
     return (
         f"CREATE INDEX{_concurrently()} IF NOT EXISTS {space.index_name(model)} "
         f"ON {model._meta.db_table} USING hnsw ({space.cast()} halfvec_cosine_ops) "
-        f"WITH ({HNSW_OPTIONS})"
+        f"WITH ({hnsw_options()})"
     )
 
 
@@ -259,6 +272,56 @@ def vector_indexes(model: type[EmbeddableModel]) -> dict[str, bool]:
             [model._meta.db_table],
         )
         return {name: valid for name, valid in cursor.fetchall() if pattern.match(name)}
+
+
+def vector_index_graphs(model: type[EmbeddableModel]) -> dict[str, dict[str, int]]:
+    """The graph each of a table's valid vector indexes was built with: name → {m,
+    ef_construction}, from the index's storage options (pgvector's defaults where none)."""
+    valid = {name for name, ok in vector_indexes(model).items() if ok}
+    if not valid:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, coalesce(reloptions, '{}') FROM pg_class WHERE relname = ANY(%s)",
+            [sorted(valid)],
+        )
+        rows = cursor.fetchall()
+    graphs = {}
+    for name, options in rows:
+        graph = dict(PGVECTOR_HNSW_DEFAULTS)
+        for option in options:
+            key, _, value = option.partition("=")
+            if key in graph:
+                graph[key] = int(value)
+        graphs[name] = graph
+    return graphs
+
+
+@dataclass(frozen=True)
+class IndexRebuild:
+    index: str
+    before: dict[str, int]
+    after: dict[str, int]
+    seconds: float
+
+
+def vector_indexes_rebuild(*, every: bool = False) -> list[IndexRebuild]:
+    """Rebuild the vector indexes whose graph differs from the settings (all of them with
+    `every`), one at a time, without blocking search: the index's options are changed, then
+    REINDEX CONCURRENTLY builds a new graph beside the old one, which serves queries until the
+    new one replaces it. Inside a transaction (tests) the rebuild is a plain REINDEX."""
+    wanted = hnsw_graph_settings()
+    rebuilt = []
+    for model in embeddable_models():
+        for name, graph in vector_index_graphs(model).items():
+            if graph == wanted and not every:
+                continue
+            started = time.monotonic()
+            with index_build_settings() as cursor:
+                cursor.execute(f"ALTER INDEX {name} SET ({hnsw_options()})")
+                cursor.execute(f"REINDEX INDEX{_concurrently()} {name}")
+            rebuilt.append(IndexRebuild(name, graph, wanted, time.monotonic() - started))
+    return rebuilt
 
 
 def vector_indexes_sync(state: SpaceState) -> list[str]:

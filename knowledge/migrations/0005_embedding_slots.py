@@ -4,6 +4,8 @@ import pgvector.django.halfvec
 from django.conf import settings
 from django.db import migrations, models
 
+from knowledge.embed.spaces import hnsw_options
+
 CHUNK_TABLE = "knowledge_knowledgechunk"
 
 
@@ -27,7 +29,7 @@ def record_space_and_index(apps, schema_editor):
     cursor.execute(
         f"CREATE INDEX IF NOT EXISTS chunk_embedding_hnsw_{dimensions} ON {CHUNK_TABLE} "
         f"USING hnsw ((embedding::halfvec({dimensions})) halfvec_cosine_ops) "
-        "WITH (m = 16, ef_construction = 64)"
+        f"WITH ({hnsw_options()})"
     )
 
 

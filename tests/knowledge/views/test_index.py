@@ -148,16 +148,18 @@ def test_dashboard_shows_the_pipeline_blocked_by_quota(curator, library):
     EmbeddingPipelineState.objects.create(
         id=1, paused_until=timezone.now() + timedelta(minutes=10), paused_reason="quota"
     )
-    assert "Embedding paused — blocked: quota" in visible_text(curator.get(DASHBOARD))
+    assert "Embedding paused — blocked: quota" in visible_text(curator.get(DASHBOARD, headers=HTMX))
 
 
 def test_dashboard_warns_past_the_row_alert(curator, library, settings):
     settings.KIOKU_INDEX_ROW_ALERT = 1
-    assert "past the alert at 1 (KIOKU_INDEX_ROW_ALERT)" in visible_text(curator.get(DASHBOARD))
+    assert "past the alert at 1 (KIOKU_INDEX_ROW_ALERT)" in visible_text(
+        curator.get(DASHBOARD, headers=HTMX)
+    )
 
 
 def test_dashboard_of_an_empty_index_says_search_by_meaning_finds_nothing(curator):
-    text = visible_text(curator.get(DASHBOARD))
+    text = visible_text(curator.get(DASHBOARD, headers=HTMX))
     assert "search by meaning finds nothing" in text
     assert "0.0 %" in text
 
@@ -230,3 +232,22 @@ def test_a_curator_watches_the_index(logged_in_page, screenshot):
     expect(page.locator("#index-action-result")).to_contain_text(
         f"Dropped the vectors of {manual_count + faq_count} chunks"
     )
+
+
+def test_dashboard_and_api_show_the_graph_and_ask_for_a_rebuild_when_settings_change(
+    curator, api_as, library, settings
+):
+    built = f"m = {settings.KIOKU_HNSW_M}, ef_construction = {settings.KIOKU_HNSW_EF_CONSTRUCTION}"
+    text = visible_text(curator.get(DASHBOARD, headers=HTMX))
+    assert f"Vector index graph{built}" in text  # the table's two cells
+    assert "vector_index_rebuild" not in text
+
+    settings.KIOKU_HNSW_M = settings.KIOKU_HNSW_M + 8
+    text = visible_text(curator.get(DASHBOARD, headers=HTMX))
+    assert f"Vector index graph{built}" in text  # what was built, not what is asked
+    assert f"a vector index graph with m = {settings.KIOKU_HNSW_M}," in text
+    assert "run manage.py vector_index_rebuild" in text
+    graph = api_as("read").get("/api/v1/index/status").json()["graph"]
+    assert graph["configured"]["m"] == settings.KIOKU_HNSW_M
+    assert graph["built"]["m"] == settings.KIOKU_HNSW_M - 8
+    assert graph["rebuild_needed"] is True
