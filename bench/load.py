@@ -538,8 +538,6 @@ def main() -> int:
     env = {
         "OPENAI_API_KEY": stub.api_key,
         "OPENAI_BASE_URL": stub.base_url,
-        # The per-key API throttle: far above what a client can send, so a 429 is a finding.
-        "KIOKU_API_RATE": "100000/min",
         "LOG_LEVEL": "WARNING",
         **dict(item.split("=", 1) for item in args.env),
     }

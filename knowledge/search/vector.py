@@ -68,10 +68,10 @@ def vector_search(
     return [RankedRow(row[0], row[:-1], 1.0 - float(row[-1])) for row in rows]
 
 
-# An exact scan over many rows splits them with one parallel worker: each row's distance costs
-# ~3.4 µs (2.3 of them reading the vector back from TOAST), so 10,000 rows took 43 ms alone and
-# 30 ms with a worker (two workers on two cores: 33 ms). The planner's cost model would not
-# start a worker for a few thousand rows, hence the zero costs.
+# An exact scan over many rows splits them with one parallel worker: each row costs ~3.4 µs
+# (2.3 of them reading the vector back from TOAST), so 10,000 rows took p50 43 ms alone and 34 ms
+# with a worker on two cores (two workers: slower). The planner's cost model would not start a
+# worker for a few thousand rows, hence the zero costs.
 EXACT_PARALLEL = {
     "max_parallel_workers_per_gather": "1",
     "parallel_setup_cost": "0",
