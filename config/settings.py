@@ -458,10 +458,6 @@ KIOKU_SEARCH_EF_SEARCH = 40
 # A filtered vector search over at most this many chunks computes every distance (exact) instead
 # of walking the HNSW graph, so a small or distant subset is never missed.
 KIOKU_SEARCH_EXACT_MAX_ROWS = 10_000
-# Such an exact search over more chunks than this splits them with one parallel worker
-# (PostgreSQL's max_parallel_workers caps it): at 10,000 chunks p50 43 → 34 ms, p95 46 → 41 on
-# two cores; at 5,000 no gain (bench/search.py, BENCHMARKS.md).
-KIOKU_SEARCH_EXACT_PARALLEL_ROWS = 7_500
 # Words in at least this share of the chunks (PostgreSQL's statistics) are left out of keyword
 # search's "some terms" tier when the query has rarer terms.
 KIOKU_SEARCH_COMMON_TERM_SHARE = 0.1

@@ -24,8 +24,7 @@ def vector_search(
     documents). When the filter leaves at most KIOKU_SEARCH_EXACT_MAX_ROWS rows the distance is
     computed for each of them instead: an HNSW walk that must skip most of the graph to find
     rows of a small, distant subset returns full but inexact results (recall 0.67 measured),
-    while an exact scan of a few thousand rows is both exact and cheap. An exact scan over more
-    than KIOKU_SEARCH_EXACT_PARALLEL_ROWS rows shares them with a parallel worker.
+    while an exact scan of a few thousand rows is both exact and cheap.
     """
     if scope.is_empty:
         return []
@@ -39,8 +38,9 @@ def vector_search(
     if min_similarity is not None:
         threshold = "WHERE 1 - distance >= %s"
         outer_params.append(min_similarity)
-    rows = _rows_in_scope(scope, settings.KIOKU_SEARCH_EXACT_MAX_ROWS)
-    exact = rows is not None and rows <= settings.KIOKU_SEARCH_EXACT_MAX_ROWS
+    exact = scope.source_ids is not None and _rows_at_most(
+        scope, settings.KIOKU_SEARCH_EXACT_MAX_ROWS
+    )
     # ORDER BY the output column: the 16 KB vector literal is sent and parsed once, and the
     # planner still matches the HNSW operator. The slot is cast exactly as its index is defined.
     # Equal distances are ranked by id, not by where the rows happen to lie on disk.
@@ -59,8 +59,6 @@ def vector_search(
         "hnsw.iterative_scan": "relaxed_order",
         "enable_indexscan": "off" if exact else "on",
     }
-    if exact and rows > settings.KIOKU_SEARCH_EXACT_PARALLEL_ROWS:
-        settings_for_query |= EXACT_PARALLEL
     with read_connection().cursor() as cursor:
         rows = fetch_after_settings(
             cursor, settings_for_query, sql, [literal, *params, limit, *outer_params]
@@ -68,30 +66,15 @@ def vector_search(
     return [RankedRow(row[0], row[:-1], 1.0 - float(row[-1])) for row in rows]
 
 
-# An exact scan over many rows splits them with one parallel worker: each row costs ~3.4 µs
-# (2.3 of them reading the vector back from TOAST), so 10,000 rows took p50 43 ms alone and 34 ms
-# with a worker on two cores (two workers: slower). The planner's cost model would not start a
-# worker for a few thousand rows, hence the zero costs.
-EXACT_PARALLEL = {
-    "max_parallel_workers_per_gather": "1",
-    "parallel_setup_cost": "0",
-    "parallel_tuple_cost": "0",
-    "min_parallel_table_scan_size": "0",
-    "min_parallel_index_scan_size": "0",
-}
-
-
-def _rows_in_scope(scope: SearchScope, ceiling: int) -> int | None:
-    """Chunks of the sources in scope, counted up to ceiling + 1 on the (source, ordinal)
-    index; None for a search over every source."""
-    if scope.source_ids is None:
-        return None
+def _rows_at_most(scope: SearchScope, ceiling: int) -> bool:
+    """Whether the sources in scope hold at most `ceiling` chunks (counted on the
+    (source, ordinal) index, stopping at ceiling + 1)."""
     with read_connection().cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {CHUNK} WHERE source_id = ANY(%s) LIMIT %s) t",
-            [list(scope.source_ids), ceiling + 1],
+            [list(scope.source_ids or ()), ceiling + 1],
         )
-        return cursor.fetchone()[0]
+        return cursor.fetchone()[0] <= ceiling
 
 
 def ef_search_for(limit: int) -> int:

@@ -159,30 +159,9 @@ def test_filters_are_resolved_to_source_ids_first(corpus):
         )
 
 
-def _vector_settings(statements) -> dict[str, str]:
-    sql, params = next((sql, params) for sql, params in statements if "<=>" in sql)
-    return split_settings_statement(sql, params)[0]
-
-
 def _index_setting(statements) -> str:
-    return _vector_settings(statements)["enable_indexscan"]
-
-
-def test_a_large_exact_search_shares_its_rows_with_a_parallel_worker(corpus, settings):
-    filters = {"metadata": {"brand": "Kagiya"}}
-    search = lambda: chunk_search("battery", mode="vector", filters=filters)  # noqa: E731
-    serial = _vector_settings(captured_sql(search))
-    assert "max_parallel_workers_per_gather" not in serial  # a few rows: the server's default
-    expected = [h.chunk_id for h in search().hits]
-
-    settings.KIOKU_SEARCH_EXACT_PARALLEL_ROWS = 0
-    parallel = _vector_settings(captured_sql(search))
-    assert parallel["enable_indexscan"] == "off"
-    assert parallel["max_parallel_workers_per_gather"] == "1"
-    assert [h.chunk_id for h in search().hits] == expected  # same rows, same order
-
-    settings.KIOKU_SEARCH_EXACT_MAX_ROWS = 0  # through HNSW: no worker
-    assert "max_parallel_workers_per_gather" not in _vector_settings(captured_sql(search))
+    sql, params = next((sql, params) for sql, params in statements if "<=>" in sql)
+    return split_settings_statement(sql, params)[0]["enable_indexscan"]
 
 
 def test_a_small_filtered_set_is_searched_exactly_a_large_one_through_hnsw(corpus, settings):
