@@ -87,7 +87,9 @@ def chunk_search(
         # The keyword query runs on a second connection while this thread reads the index
         # state, embeds the query and runs the vector query: hybrid costs about the slower
         # leg, not the sum. Started first: it is the slower leg more often than not.
-        keyword_leg = parallel_reads.submit(keyword_search, keyword, limit=candidates, scope=scope)
+        keyword_leg = parallel_reads.submit(
+            keyword_search, keyword, limit=candidates, scope=scope, enough=fused_k
+        )
     # Queries are embedded in the space the index holds, not necessarily the configured one: a
     # model switch fills another slot and search moves over only once it is complete.
     space = space_state().active
@@ -116,7 +118,7 @@ def chunk_search(
     if keyword_leg is not None:
         keyword_hits = keyword_leg.result()
     elif keyword is not None and mode != "vector":
-        keyword_hits = keyword_search(keyword, limit=candidates, scope=scope)
+        keyword_hits = keyword_search(keyword, limit=candidates, scope=scope, enough=fused_k)
 
     if (mode == "keyword" and not keyword_hits) or (mode != "keyword" and not vector_hits):
         # Only an empty answer needs to know why (saves a round trip on every search that finds).

@@ -192,6 +192,25 @@ def test_keyword_ranks_chunks_holding_every_term_above_those_holding_some(settin
     assert set(titles(result)) == {"Every", "Strike only", "Some"}
 
 
+def test_hybrid_asks_for_some_term_matches_only_when_every_term_ones_cannot_fill_top_k(settings):
+    settings.OPENAI_API_KEY = ""
+    settings.KIOKU_SEARCH_SIDE_WORKERS = 0  # the keyword leg in this thread, where SQL is seen
+    for n in range(12):
+        make_source(text=f"Strike bolt note {n}: the bolt rubs the strike.", title=f"Every {n}")
+    make_source(text="Adjust the strike and the latch.", title="Strike only")
+
+    def tiers(top_k: int) -> int:
+        statements = captured_sql(lambda: chunk_search("strike bolt", mode="hybrid", top_k=top_k))
+        return sum(1 for sql, _ in statements if "ts_rank" in sql)
+
+    # 12 chunks hold every term: enough for the 10 shown, though the leg fuses 20 candidates.
+    assert tiers(10) == 1
+    assert "Strike only" not in titles(chunk_search("strike bolt", mode="keyword", top_k=10))
+    # 15 shown: the every-term matches cannot fill them, so the some-terms tier runs.
+    assert tiers(15) == 2
+    assert "Strike only" in titles(chunk_search("strike bolt", mode="hybrid", top_k=15))
+
+
 def test_keyword_ranks_a_bounded_candidate_set(settings):
     settings.OPENAI_API_KEY = ""
     settings.KIOKU_SEARCH_KEYWORD_CANDIDATES = 10
