@@ -29,6 +29,25 @@ def generate_raw_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+class ApiRateWindow(models.Model):
+    """Requests of one API key in one fixed window of the rate's period (core/throttle.py).
+    Bookkeeping: written with asynchronous commit, pruned once expired."""
+
+    bucket = models.CharField(max_length=80, help_text="The key's hash and the period.")
+    window_start = models.BigIntegerField(help_text="Unix time the window starts.")
+    expires_at = models.BigIntegerField(help_text="Unix time after which nothing reads it.")
+    hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "window_start"], name="rate_window_once")
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="rate_window_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.bucket} @ {self.window_start}: {self.hits}"
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def active(self) -> "ApiKeyQuerySet":
         return self.filter(revoked_at__isnull=True)

@@ -48,7 +48,7 @@ CONSISTENCY_HEADER = "Kioku-Consistency"
 # Unix time until which this client reads the primary (set after it wrote).
 READ_PRIMARY_COOKIE = "kioku_read_primary_until"
 # Bookkeeping that is always read and written on the primary, whatever the scope: who is logged
-# in, API keys, login throttling, the task queue, the shared cache (API throttling counts). A
+# in, API keys, login throttling, the task queue, the shared cache, API throttling counts. A
 # session or key created a moment ago must be found, a count must be one count; and since they
 # are never read from a replica, writing them does not make a request "a write" for
 # read-your-writes (every API request touches its throttle count).
@@ -61,7 +61,7 @@ PRIMARY_ONLY_APPS = {
     "django_q",
     "django_cache",
 }
-PRIMARY_ONLY_MODELS = {"core.apikey"}
+PRIMARY_ONLY_MODELS = {"core.apikey", "core.apiratewindow"}
 # A statement that changes data, and (group 1) the table it changes.
 _WRITE_TARGET = re.compile(
     r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE(?:\s+TABLE)?|MERGE\s+INTO)"

@@ -30,6 +30,8 @@ SCHEDULES = [
         10,
     ),
     ScheduleSpec("sessions: archive idle sessions", "sessions_app.tasks.sessions_archive_idle", 5),
+    # The API throttle's windows on PostgreSQL: one row per key and period, read for two periods.
+    ScheduleSpec("core: prune API rate windows", "core.tasks.rate_windows_prune", 60),
     # Daily evaluation of the sets marked for it: quality trends without anyone pressing Run.
     ScheduleSpec(
         "quality: evaluate scheduled sets",

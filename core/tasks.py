@@ -1,6 +1,6 @@
 """django-q2 entry points of core: one service call each, safe to run twice."""
 
-from core import backups
+from core import backups, throttle
 
 
 def backup_create() -> dict:
@@ -12,3 +12,8 @@ def backup_create() -> dict:
         "seconds": round(result.seconds, 1),
         "pruned": [str(path) for path in result.pruned],
     }
+
+
+def rate_windows_prune() -> int:
+    """Expired API throttle windows deleted (they are never read again)."""
+    return throttle.rate_windows_prune()

@@ -1,38 +1,106 @@
-"""API throttling per key: django-ninja's SimpleRateThrottle, keyed by the API key (never by an
-address a client can spoof with X-Forwarded-For), at KIOKU_API_RATE. Over the rate: 429
-RATE_LIMITED with Retry-After (ninja sets the header; config/api.py gives the error shape).
+"""API throttling per key, at KIOKU_API_RATE, keyed by the API key (never by an address a
+client can spoof with X-Forwarded-For). Over the rate: 429 RATE_LIMITED with Retry-After (ninja
+sets the header; config/api.py gives the error shape).
 
-The counts live in the `shared` cache (a PostgreSQL table, or Redis with REDIS_URL), so all web
-processes add to one count per key. Two requests of one key at the same instant may both read the same history and one of
-them goes uncounted: a throttle's tolerance, not a ledger's."""
+How requests are counted: a sliding window estimated from two fixed windows of the rate's
+period, the way large API gateways count. The estimate is the current window's hits plus the
+previous window's, weighted by the share of it still inside the last period. So a request
+costs one atomic increment and one read. Before, it cost a list of up to KIOKU_API_RATE
+timestamps read, unpickled, pickled and written back, in six statements, on every request
+(bench/sessions.py). The old list also lived on the one throttle instance every thread shares. Refused requests count too: a client that
+keeps sending stays refused until it slows down.
+
+Where the counts live: where the `shared` cache lives, so all web processes add to one count per
+key. On PostgreSQL (no REDIS_URL) that is the unlogged table `core_apiratewindow`, written by one
+statement (a crash empties it, which a throttle tolerates; no WAL is written for it). Expired
+windows are pruned by the maintenance schedule. With Redis, it is INCR on the shared cache.
+"""
+
+import threading
+import time
 
 from django.conf import settings
-from django.core.cache import BaseCache, caches
+from django.core.cache import caches
+from django.core.cache.backends.db import DatabaseCache
+from django.db import connection
 from django.http import HttpRequest
-from ninja.throttling import SimpleRateThrottle
+from ninja.throttling import BaseThrottle, SimpleRateThrottle
+
+from core.models import ApiRateWindow
+
+TABLE = ApiRateWindow._meta.db_table
+_HIT_SQL = (
+    f"INSERT INTO {TABLE} AS w (bucket, window_start, expires_at, hits) VALUES (%s, %s, %s, 1) "
+    "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = w.hits + 1 "
+    f"RETURNING w.hits, (SELECT p.hits FROM {TABLE} p WHERE p.bucket = %s AND p.window_start = %s)"
+)
 
 
-class ApiKeyRateThrottle(SimpleRateThrottle):
-    scope = "api_key"
+def rate_parse(rate: str) -> tuple[int, int]:
+    """(requests, period in seconds) of a rate such as "600/min" (ninja's format)."""
+    return SimpleRateThrottle.parse_rate(SimpleRateThrottle.__new__(SimpleRateThrottle), rate)
 
-    def __init__(self) -> None:
-        # The rate is read on every request (settings are read at call time, never at import).
-        self.rate = None
 
-    @property
-    def cache(self) -> BaseCache:
-        # Looked up per request, like the settings: the cache configured now, not at import.
-        return caches["shared"]
+def window_hits(bucket: str, *, window_start: int, period: int) -> tuple[int, int]:
+    """Count one request in the window starting at `window_start`; (its hits now, the previous
+    window's hits)."""
+    shared = caches["shared"]
+    if not isinstance(shared, DatabaseCache):
+        key = f"rate:{bucket}:{window_start}"
+        # add() then incr(): atomic on Redis (SET NX, INCRBY); the window outlives its period
+        # by one more, while it is the previous window.
+        shared.add(key, 0, timeout=2 * period)
+        current = shared.incr(key)
+        previous = shared.get(f"rate:{bucket}:{window_start - period}", 0)
+        return current, previous
+    params = [bucket, window_start, window_start + 2 * period, bucket, window_start - period]
+    with connection.cursor() as cursor:
+        cursor.execute(_HIT_SQL, params)
+        current, previous = cursor.fetchone()
+    return current, previous or 0
+
+
+def rate_windows_prune(*, now: float | None = None) -> int:
+    """Delete the windows nothing reads any more (run by the maintenance schedule)."""
+    return ApiRateWindow.objects.filter(expires_at__lt=int(now or time.time())).delete()[0]
+
+
+def retry_after(*, allowed: int, period: int, current: int, previous: int, elapsed: float) -> float:
+    """Seconds until one more request fits under the estimate `previous × (1 − elapsed/period) +
+    current` (`elapsed`: seconds into the current window)."""
+    room = allowed - 1  # the estimate must come down to this for a request to be let through
+    if current <= room:
+        # The previous window's share must shrink: wait until it has slid out far enough.
+        needed = 1 - (room - current) / previous if previous else 0.0
+        return max(0.0, needed * period - elapsed)
+    # The current window alone is full: the next window, until this one has slid out enough.
+    return (period - elapsed) + period * (1 - room / current)
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    # One instance serves every thread: the wait of a refusal is kept per thread.
+    _local = threading.local()
 
     def allow_request(self, request: HttpRequest) -> bool:
-        self.rate = settings.KIOKU_API_RATE
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request)
-
-    def get_cache_key(self, request: HttpRequest) -> str | None:
         # Throttles run after authentication: every request that gets here carries a key.
         api_key = getattr(request, "auth", None)
         if api_key is None:
-            return None
-        # The key's hash, not its id: an id comes back after a test database's flush.
-        return self.cache_format % {"scope": self.scope, "ident": api_key.key_hash[:32]}
+            return True
+        allowed, period = rate_parse(settings.KIOKU_API_RATE)
+        now = time.time()
+        window_start = int(now // period) * period
+        # The key's hash, not its id (an id comes back after a test database's flush); the
+        # period too, so a changed rate starts its own count.
+        bucket = f"{api_key.key_hash[:32]}:{period}"
+        current, previous = window_hits(bucket, window_start=window_start, period=period)
+        elapsed = now - window_start
+        estimate = previous * (1 - elapsed / period) + current
+        if estimate <= allowed:
+            return True
+        self._local.wait = retry_after(
+            allowed=allowed, period=period, current=current, previous=previous, elapsed=elapsed
+        )
+        return False
+
+    def wait(self) -> float:
+        return round(max(0.001, getattr(self._local, "wait", 1.0)), 3)
