@@ -86,22 +86,26 @@ def session_platforms() -> list[str]:
     )
 
 
+# The last messages of a session, newest first; `session` is an id or a subquery giving one (the
+# append sends it in the same round trip as the insert, before the id is known).
+RECENT_MESSAGES_SQL = f"""
+    SELECT id, role, author, is_bot, content, external_id, created_at FROM {MESSAGE_TABLE}
+    WHERE session_id = {{session}} ORDER BY id DESC LIMIT %s
+"""
+
+
+def context_messages(rows: list[tuple]) -> list[ContextMessage]:
+    """RECENT_MESSAGES_SQL's rows, oldest first."""
+    return [ContextMessage(*row) for row in reversed(rows)]
+
+
 def session_recent_messages(*, session_id: int, limit: int) -> list[ContextMessage]:
-    """The session's last `limit` messages, oldest first: the context a bot gets back. On the
-    append path it runs inside the append's transaction (same connection), so it sees the
-    messages just stored."""
+    """The session's last `limit` messages, oldest first: the context a bot gets back."""
     if limit <= 0:
         return []
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT id, role, author, is_bot, content, external_id, created_at FROM {MESSAGE_TABLE}
-            WHERE session_id = %s ORDER BY id DESC LIMIT %s
-            """,
-            [session_id, limit],
-        )
-        rows = cursor.fetchall()
-    return [ContextMessage(*row) for row in reversed(rows)]
+        cursor.execute(RECENT_MESSAGES_SQL.format(session="%s"), [session_id, limit])
+        return context_messages(cursor.fetchall())
 
 
 def session_context(*, session: ChatSession, limit: int | None = None) -> list[ContextMessage]:

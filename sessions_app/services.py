@@ -15,7 +15,6 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.backends.utils import CursorWrapper
 
 from knowledge.models import KnowledgeSource
 from knowledge.services import source_delete
@@ -29,7 +28,7 @@ from sessions_app.errors import (
     SessionError,
 )
 from sessions_app.models import MESSAGE_TABLE, SESSION_TABLE, ChatSession, MessageRole
-from sessions_app.queries import ContextMessage, session_recent_messages
+from sessions_app.queries import RECENT_MESSAGES_SQL, ContextMessage, context_messages
 
 # Keys travel in URL paths: letters, digits and . _ : @ # + = - only.
 KEY_PATTERN = re.compile(r"^[\w.:@#+=-]{1,200}$")
@@ -135,19 +134,34 @@ def session_append(
         platform, channel, thread = _place_from_key(key)
     humans = list(dict.fromkeys(m.author for m in messages if m.author and not m.is_bot))
     context_size = settings.KIOKU_SESSION_CONTEXT_MESSAGES if context_size is None else context_size
-    with transaction.atomic(), connection.cursor() as cursor:
-        session_id, version, created = _session_upsert(
-            cursor,
-            key=key,
-            platform=platform,
-            channel=channel,
-            thread=thread,
-            title=title,
-            participants=humans,
-        )
-        stored = _messages_insert(cursor, session_id=session_id, messages=messages)
-        duplicates = _duplicates([m.external_id for m in messages], [eid for eid in stored if eid])
-        context = session_recent_messages(session_id=session_id, limit=context_size)
+    upsert_sql, upsert_params = _session_upsert_sql(
+        key=key,
+        platform=platform,
+        channel=channel,
+        thread=thread,
+        title=title,
+        participants=humans,
+    )
+    insert_sql, insert_params = _messages_insert_sql(key=key, messages=messages)
+    statements = [upsert_sql, insert_sql]
+    params = [*upsert_params, *insert_params]
+    if context_size > 0:
+        statements.append(RECENT_MESSAGES_SQL.format(session=_SESSION_ID_BY_KEY))
+        params += [key, context_size]
+    # One round trip: the statements go as one string, which PostgreSQL runs as one implicit
+    # transaction (all or nothing; inside a caller's transaction, as part of it). Each sees what
+    # the ones before it wrote, so the insert finds the session and the context holds the new
+    # messages. Before: BEGIN, three statements, COMMIT.
+    with connection.cursor() as cursor:
+        cursor.execute(";".join(statements), params)
+        session_id, version, created = cursor.fetchone()
+        cursor.nextset()
+        stored = [row[0] for row in cursor.fetchall()]
+        context = []
+        if context_size > 0:
+            cursor.nextset()
+            context = context_messages(cursor.fetchall())
+    duplicates = _duplicates([m.external_id for m in messages], [eid for eid in stored if eid])
     return AppendResult(
         session_id=session_id,
         key=key,
@@ -165,8 +179,7 @@ def _place_from_key(key: str) -> list[str]:
     return ([*key.split(":", 2), "", ""] if ":" in key else ["", "", ""])[:3]
 
 
-def _session_upsert(
-    cursor: CursorWrapper,
+def _session_upsert_sql(
     *,
     key: str,
     platform: str,
@@ -174,11 +187,10 @@ def _session_upsert(
     thread: str,
     title: str,
     participants: list[str],
-) -> tuple[int, int, bool]:
+) -> tuple[str, list]:
     """Create the session, or lock its row and bump its version (before any message id is
     drawn: the archiver's watermark relies on it). Returns (id, version, created)."""
-    cursor.execute(
-        f"""
+    sql = f"""
         INSERT INTO {SESSION_TABLE} AS s (
             key, platform, channel, thread, title, participants, status, version,
             last_active_at, created_at, archived_through_id, archived_message_count,
@@ -193,38 +205,35 @@ def _session_upsert(
                 SELECT unnest(EXCLUDED.participants) EXCEPT SELECT unnest(s.participants)
             )
         RETURNING id, version, (xmax = 0) AS created
-        """,
-        [key, platform[:50], channel[:200], thread[:200], title[:200], participants],
-    )
-    session_id, version, created = cursor.fetchone()
-    return session_id, version, created
+    """
+    return sql, [key, platform[:50], channel[:200], thread[:200], title[:200], participants]
 
 
-def _messages_insert(
-    cursor: CursorWrapper, *, session_id: int, messages: list[MessageIn]
-) -> list[str]:
+# The session of a key, once the upsert before it in the same string has created or locked it.
+_SESSION_ID_BY_KEY = f"(SELECT id FROM {SESSION_TABLE} WHERE key = %s)"
+
+
+def _messages_insert_sql(*, key: str, messages: list[MessageIn]) -> tuple[str, list]:
     """Insert every message in one statement, skipping external ids the session already holds.
     Returns the external id ('' for none) of each message stored."""
-    cursor.execute(
-        f"""
+    sql = f"""
         INSERT INTO {MESSAGE_TABLE} (session_id, role, author, is_bot, content, external_id, created_at)
-        SELECT %s, m.role, m.author, m.is_bot, m.content, m.external_id, coalesce(m.created_at, now())
+        SELECT {_SESSION_ID_BY_KEY}, m.role, m.author, m.is_bot, m.content, m.external_id,
+            coalesce(m.created_at, now())
         FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::timestamptz[])
             AS m(role, author, is_bot, content, external_id, created_at)
         ON CONFLICT (session_id, external_id) WHERE external_id <> '' DO NOTHING
         RETURNING external_id
-        """,
-        [
-            session_id,
-            [m.role for m in messages],
-            [m.author[:200] for m in messages],
-            [m.is_bot for m in messages],
-            [m.content for m in messages],
-            [m.external_id or "" for m in messages],
-            [m.created_at for m in messages],
-        ],
-    )
-    return [row[0] for row in cursor.fetchall()]
+    """
+    return sql, [
+        key,
+        [m.role for m in messages],
+        [m.author[:200] for m in messages],
+        [m.is_bot for m in messages],
+        [m.content for m in messages],
+        [m.external_id or "" for m in messages],
+        [m.created_at for m in messages],
+    ]
 
 
 def _duplicates(sent: list[str | None], stored: list[str]) -> list[str]:

@@ -132,3 +132,40 @@ def test_delete_removes_the_session_and_its_messages():
 
     assert counts == {"messages": 5, "sources": 0}
     assert not ChatSession.objects.exists() and not Message.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_append_is_one_round_trip_and_all_or_nothing():
+    from django.db import DatabaseError, connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        result = session_append(
+            key="slack:T1:C9",
+            messages=[MessageIn(content="One", external_id="m1"), MessageIn(content="Two")],
+        )
+    assert len(queries.captured_queries) == 1  # no BEGIN/COMMIT: one implicit transaction
+    assert [m.content for m in result.context] == ["One", "Two"]  # sees its own messages
+
+    # A message the database refuses takes the session's bump with it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused'; END $$;"
+            "CREATE TRIGGER refuse_messages BEFORE INSERT ON sessions_app_message "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    try:
+        with pytest.raises(DatabaseError):
+            session_append(key="slack:T1:C9", messages=[MessageIn(content="Three")])
+        with pytest.raises(DatabaseError):
+            session_append(key="slack:T1:C10", messages=[MessageIn(content="New")])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER refuse_messages ON sessions_app_message; DROP FUNCTION refuse()"
+            )
+    session = ChatSession.objects.get(key="slack:T1:C9")
+    assert session.version == result.version  # not bumped by the refused append
+    assert not ChatSession.objects.filter(key="slack:T1:C10").exists()
+    assert [m.content for m in session.messages.order_by("id")] == ["One", "Two"]
