@@ -3,7 +3,7 @@
 Loads N resolved problem cards with 1536-d vectors from bench/_search_data.py's clustered model
 (brands by source: Akane ~1 %, Benkei ~5 %, Chidori ~10 % of the cards, the rest shared by four
 others; a model per brand and cluster family; error codes on a third), builds the card HNSW
-index (m=16, ef_construction=64) and runs fresh query points through
+index (KIOKU_HNSW_M, KIOKU_HNSW_EF_CONSTRUCTION) and runs fresh query points through
 `dispatch.diagnosis.similar_cases` — the production statement — printing p50/p95 latency and
 recall@10 of its index-served candidates against an exact scan, with and without the
 same-brand/model preference.

@@ -35,12 +35,10 @@ from _setup import django_setup  # noqa: E402
 from search import (  # noqa: E402
     ExactIndex,
     data_is_loaded,
-    ef_search,
     load,
     load_average,
     pct,
-    recall_at,
-    timed_vector_search,
+    recall_by_ef_search,
 )
 
 
@@ -76,19 +74,9 @@ def measure(warm, queries, truths, *, model: str, ef_values: list[int]) -> dict[
     """Per ef_search: (mean recall@10, queries below 0.5, p50 ms, p95 ms)."""
     import numpy as np
 
-    from knowledge.search.filters import parse_filters
-
-    no_filter = parse_filters({})
-    for vector in warm:  # the index into the cache
-        timed_vector_search(vector.tolist(), model=model, filters=no_filter)
-    recalls: dict[int, list[float]] = {ef: [] for ef in ef_values}
-    timings: dict[int, list[float]] = {ef: [] for ef in ef_values}
-    for vector, truth in zip(queries, truths, strict=True):
-        for ef in ef_values:
-            with ef_search(ef):
-                got, elapsed = timed_vector_search(vector.tolist(), model=model, filters=no_filter)
-            recalls[ef].append(recall_at(got, truth))
-            timings[ef].append(elapsed)
+    recalls, timings = recall_by_ef_search(
+        [*warm, *queries], queries, truths, model=model, ef_values=ef_values
+    )
     out = {}
     for ef in ef_values:
         p50, p95, _ = pct(timings[ef])

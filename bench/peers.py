@@ -30,7 +30,8 @@ Per system:
   keyword-searchable before). LangChain: `PGVector.add_embeddings` in calls of 1,000 rows (numpy
   rows as the embeddings: pgvector's SQLAlchemy type takes them; Python lists would cost 49 KB a
   vector in the client). LlamaIndex: `PGVectorStore.add(nodes)` in calls of 1,000 `TextNode`s with
-  their embeddings. The HNSW build after the load (m = 16, ef_construction = 64 for everyone,
+  their embeddings. The HNSW build after the load (Kioku's KIOKU_HNSW_M / KIOKU_HNSW_EF_CONSTRUCTION
+  for everyone,
   `maintenance_work_mem = 2GB`, one parallel worker) is reported separately.
 - vector search at top-10: p50/p95 and recall@10. Kioku: `vector_search()` as bench/search.py
   calls it. LangChain: `similarity_search_with_score_by_vector`. LlamaIndex:
@@ -103,13 +104,13 @@ from search import (  # noqa: E402
     ClusterSpaceProvider,
     load_average,
     pct,
+    plan_sources_and_rows,
     recall_at,
     timed_vector_search,
 )
 
 TOP_K = 10
 BATCH = 1_000
-HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64
 FILTERS = (("Benkei", "~5 %"), ("Akane", "~1 %"))
 SYSTEMS = (
     "kioku",
@@ -189,6 +190,20 @@ class Truth:
 
         q = query / np.linalg.norm(query)
         return [(row, float(self.matrix[row] @ q)) for row in rows]
+
+
+def hnsw_options() -> str:
+    """Kioku's HNSW build parameters (KIOKU_HNSW_M, KIOKU_HNSW_EF_CONSTRUCTION): every system's
+    index is built with them."""
+    from knowledge.embed.spaces import hnsw_options
+
+    return hnsw_options()
+
+
+def hnsw_graph_settings() -> dict[str, int]:
+    from knowledge.embed.spaces import hnsw_graph_settings
+
+    return hnsw_graph_settings()
 
 
 def hnsw_build(cursor, sql: str) -> float:
@@ -361,9 +376,7 @@ def report(label: str, result: dict) -> None:
             f"{ingest.get('note', '')}); client RSS +{ingest['rss']:.0f} MB"
         )
     if "hnsw" in result:
-        print(
-            f"  HNSW build (m={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION}): {result['hnsw']:.1f} s"
-        )
+        print(f"  HNSW build ({hnsw_options()}): {result['hnsw']:.1f} s")
     if "vector" in result:
         v = result["vector"]
         print(
@@ -392,48 +405,17 @@ def report(label: str, result: dict) -> None:
 def kioku_run(work: Workload, model: str) -> dict:
     from django.db import connection, transaction
 
-    from knowledge.embed.spaces import space_reset_for_import, vector_index_sql
+    from knowledge.embed.spaces import vector_index_sql
     from knowledge.ingest.chunk_copy import (
-        ChunkRow,
         chunk_indexes_deferred,
         chunks_with_vectors_copy,
     )
-    from knowledge.ingest.ingestion import content_hash
-    from knowledge.models import KnowledgeChunk, KnowledgeSource
+    from knowledge.models import KnowledgeChunk
     from knowledge.search.filters import parse_filters
     from knowledge.search.service import chunk_search
 
     plan, n = work.plan, work.plan.n
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE knowledge_knowledgechunk, knowledge_knowledgesource RESTART IDENTITY CASCADE"
-        )
-    space = space_reset_for_import(model=model, dimensions=plan.dims)
-    sources = KnowledgeSource.objects.bulk_create(
-        [
-            KnowledgeSource(
-                source_type=plan.source_types[i],
-                title=f"Peers bench source {i}",
-                uri=f"bench://peers/{i}",
-                status="ready",
-                metadata={"brand": plan.source_brands[i]},
-            )
-            for i in range(data.SOURCES)
-        ]
-    )
-    rows = []
-    for i, text in enumerate(work.texts):
-        ordinal = int(plan.chunk_ordinal[i])
-        rows.append(
-            ChunkRow(
-                source_id=sources[int(plan.chunk_source[i])].pk,
-                ordinal=ordinal,
-                content=text,
-                content_hash=content_hash(text),
-                token_count=max(1, len(text) // 4),
-                location={"heading_path": f"Section {ordinal // 10}"},
-            )
-        )
+    space, rows = plan_sources_and_rows(plan, work.texts, model=model, name="peers")
     with connection.cursor() as cursor:
         cursor.execute(f"DROP INDEX IF EXISTS {space.index_name(KnowledgeChunk)}")
     result: dict = {}
@@ -584,8 +566,7 @@ def langchain_run(work: Workload, urls: dict, ef_search: int) -> tuple[dict, dic
         tuned["hnsw"] = hnsw_build(
             cursor,
             "CREATE INDEX langchain_pg_embedding_hnsw ON langchain_pg_embedding USING hnsw "
-            f"(embedding vector_cosine_ops) WITH (m = {HNSW_M}, ef_construction = "
-            f"{HNSW_EF_CONSTRUCTION})",
+            f"(embedding vector_cosine_ops) WITH ({hnsw_options()})",
         )
     vacuum_analyze("langchain_pg_embedding")
     store, engine = langchain_store(
@@ -698,8 +679,8 @@ def llama_run(work: Workload, urls: dict, ef_search: int) -> tuple[dict, dict]:
         hybrid_search=True,
         create_engine_kwargs=tuned_session_options(ef_search),
         hnsw_kwargs={
-            "hnsw_m": HNSW_M,
-            "hnsw_ef_construction": HNSW_EF_CONSTRUCTION,
+            "hnsw_m": hnsw_graph_settings()["m"],
+            "hnsw_ef_construction": hnsw_graph_settings()["ef_construction"],
             "hnsw_ef_search": ef_search,
             "hnsw_dist_method": "vector_cosine_ops",
         },
@@ -710,8 +691,7 @@ def llama_run(work: Workload, urls: dict, ef_search: int) -> tuple[dict, dict]:
         tuned["hnsw"] = hnsw_build(
             cursor,
             f"CREATE INDEX data_{LLAMA_TABLE}_embedding_idx ON data_{LLAMA_TABLE} USING hnsw "
-            f"(embedding vector_cosine_ops) WITH (m = {HNSW_M}, ef_construction = "
-            f"{HNSW_EF_CONSTRUCTION})",
+            f"(embedding vector_cosine_ops) WITH ({hnsw_options()})",
         )
     vacuum_analyze(f"data_{LLAMA_TABLE}")
     run = llama_searcher(store)
@@ -1106,7 +1086,7 @@ def main() -> None:
         pg_version, vector_version, shared_buffers, work_mem, gather = cursor.fetchone()
     print(
         f"peers benchmark: {args.chunks:,} chunks, {dims}-d, top-{TOP_K}, ef_search {ef_search}, "
-        f"HNSW m={HNSW_M} ef_construction={HNSW_EF_CONSTRUCTION}\n"
+        f"HNSW {hnsw_options()}\n"
         f"machine: {os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"load average {load_average()}\n"
         f"PostgreSQL {pg_version}, pgvector {vector_version}, shared_buffers {shared_buffers}, "

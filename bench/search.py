@@ -132,16 +132,62 @@ def data_is_loaded(n: int, model: str) -> bool:
         return cursor.fetchone()[0] == 2
 
 
+def plan_sources_and_rows(plan: "data.Plan", texts: list[str], *, model: str, name: str):
+    """Empty the knowledge tables, make `model` the active embedding space, create the plan's
+    sources (`bench://<name>/<i>`, with brand, language and tags metadata) and return (the
+    space, the chunk rows to COPY in plan order)."""
+    from django.db import connection
+
+    from knowledge.embed.spaces import space_reset_for_import
+    from knowledge.ingest.chunk_copy import ChunkRow
+    from knowledge.ingest.ingestion import content_hash
+    from knowledge.models import KnowledgeSource
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE knowledge_knowledgechunk, knowledge_knowledgesource RESTART IDENTITY CASCADE"
+        )
+    space = space_reset_for_import(model=model, dimensions=plan.dims)
+    sources = KnowledgeSource.objects.bulk_create(
+        [
+            KnowledgeSource(
+                source_type=plan.source_types[i],
+                title=f"{name.capitalize()} bench source {i}",
+                uri=f"bench://{name}/{i}",
+                status="ready",
+                metadata={
+                    "brand": plan.source_brands[i],
+                    "language": "ja" if i % 7 == 0 else "en",
+                    "tags": [f"tag{i % 5}"],
+                },
+            )
+            for i in range(data.SOURCES)
+        ]
+    )
+    rows = []
+    for i, text in enumerate(texts):
+        ordinal = int(plan.chunk_ordinal[i])
+        rows.append(
+            ChunkRow(
+                source_id=sources[int(plan.chunk_source[i])].pk,
+                ordinal=ordinal,
+                content=text,
+                content_hash=content_hash(text),
+                token_count=max(1, len(text) // 4),
+                location={"heading_path": f"Section {ordinal // 10}"},
+            )
+        )
+    return space, rows
+
+
 def load(plan: "data.Plan", model: str) -> None:
     from django.db import connection, transaction
 
-    from knowledge.embed.spaces import space_reset_for_import, vector_index_sql
+    from knowledge.embed.spaces import hnsw_options, vector_index_sql
     from knowledge.ingest.chunk_copy import (
-        ChunkRow,
         chunk_indexes_deferred,
         chunks_with_vectors_copy,
     )
-    from knowledge.ingest.ingestion import content_hash
     from knowledge.models import KnowledgeChunk, KnowledgeSource
 
     n = plan.n
@@ -153,42 +199,8 @@ def load(plan: "data.Plan", model: str) -> None:
         f"  generated texts and {vectors.shape[1]}-d vectors in {time.perf_counter() - started:.1f} s"
     )
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE knowledge_knowledgechunk, knowledge_knowledgesource RESTART IDENTITY CASCADE"
-        )
-    space = space_reset_for_import(model=model, dimensions=vectors.shape[1])
+    space, rows = plan_sources_and_rows(plan, texts, model=model, name="search")
     hnsw_sql = vector_index_sql(KnowledgeChunk, space)
-    sources = KnowledgeSource.objects.bulk_create(
-        [
-            KnowledgeSource(
-                source_type=plan.source_types[i],
-                title=f"Search bench source {i}",
-                uri=f"bench://search/{i}",
-                status="ready",
-                metadata={
-                    "brand": plan.source_brands[i],
-                    "language": "ja" if i % 7 == 0 else "en",
-                    "tags": [f"tag{i % 5}"],
-                },
-            )
-            for i in range(data.SOURCES)
-        ]
-    )
-    source_ids = [source.pk for source in sources]
-    rows = []
-    for i, text in enumerate(texts):
-        ordinal = int(plan.chunk_ordinal[i])
-        rows.append(
-            ChunkRow(
-                source_id=source_ids[int(plan.chunk_source[i])],
-                ordinal=ordinal,
-                content=text,
-                content_hash=content_hash(text),
-                token_count=max(1, len(text) // 4),
-                location={"heading_path": f"Section {ordinal // 10}"},
-            )
-        )
 
     def copy_part(part: slice) -> None:
         try:
@@ -217,7 +229,7 @@ def load(plan: "data.Plan", model: str) -> None:
         cursor.execute(hnsw_sql)
         cursor.execute("RESET maintenance_work_mem")
         cursor.execute("RESET max_parallel_maintenance_workers")
-    print(f"  HNSW build (m=16, ef_construction=64): {time.perf_counter() - started:.1f} s")
+    print(f"  HNSW build ({hnsw_options()}): {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE knowledge_knowledgesource")
@@ -351,6 +363,29 @@ def timed_vector_search(
     ranked = vector_search(vector, space=space, limit=limit, scope=scope, min_similarity=None)
     elapsed = (time.perf_counter() - started) * 1000
     return [(hit.chunk_id, hit.score) for hit in ranked], elapsed
+
+
+def recall_by_ef_search(
+    warm, vectors, truths, *, model: str, ef_values: list[int]
+) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+    """Unfiltered `vector_search()` of each vector at each ef_search: (recall@10 lists, latency
+    lists in ms) by ef_search. One untimed pass over `warm` first (the index is larger than the
+    default shared_buffers), then the ef_search values in turn for each query so cache effects
+    fall on all of them alike."""
+    from knowledge.search.filters import parse_filters
+
+    no_filter = parse_filters({})
+    for v in warm:
+        timed_vector_search(v.tolist(), model=model, filters=no_filter)
+    recalls: dict[int, list[float]] = {ef: [] for ef in ef_values}
+    timings: dict[int, list[float]] = {ef: [] for ef in ef_values}
+    for v, truth in zip(vectors, truths, strict=True):
+        for ef in ef_values:
+            with ef_search(ef):
+                got, elapsed = timed_vector_search(v.tolist(), model=model, filters=no_filter)
+            recalls[ef].append(recall_at(got, truth))
+            timings[ef].append(elapsed)
+    return recalls, timings
 
 
 def capture_plan(run, *, needle: str) -> list[str]:
@@ -569,18 +604,9 @@ def main() -> None:
     truths = [ground_truth(v, no_filter, None) for v in recall_vectors]
     default_ef = ef_search_for(TOP_K)
     ef_values = sorted(set(EF_VALUES) | {settings.KIOKU_SEARCH_EF_SEARCH})
-    # One untimed pass first (the index is larger than the default shared_buffers), then the
-    # ef_search values in turn for each query so cache effects fall on all of them alike.
-    for v in [*warm, *recall_vectors]:
-        timed_vector_search(v.tolist(), model=model, filters=no_filter)
-    recall_lists: dict[int, list[float]] = {ef: [] for ef in ef_values}
-    timings: dict[int, list[float]] = {ef: [] for ef in ef_values}
-    for v, truth in zip(recall_vectors, truths, strict=True):
-        for ef in ef_values:
-            with ef_search(ef):
-                got, elapsed = timed_vector_search(v.tolist(), model=model, filters=no_filter)
-            recall_lists[ef].append(recall_at(got, truth))
-            timings[ef].append(elapsed)
+    recall_lists, timings = recall_by_ef_search(
+        [*warm, *recall_vectors], recall_vectors, truths, model=model, ef_values=ef_values
+    )
     recall_by_ef: dict[int, tuple[float, list[float]]] = {}
     for ef in ef_values:
         with ef_search(ef):
