@@ -24,7 +24,6 @@ from knowledge.models import (
     KnowledgeChunk,
     KnowledgeSource,
     SourceStatus,
-    embeddable_models,
 )
 from knowledge.offline import offline_state
 
@@ -222,11 +221,7 @@ def _graph_status(active: VectorSpace) -> dict:
     """The active chunk index's HNSW graph against the settings; `rebuild_needed` when any
     vector index (chunks or cards) was built with another graph."""
     configured = hnsw_graph_settings()
-    graphs = {
-        name: graph
-        for model in embeddable_models()
-        for name, graph in vector_index_graphs(model).items()
-    }
+    graphs = vector_index_graphs()
     return {
         "built": graphs.get(active.index_name(KnowledgeChunk)),
         "configured": configured,

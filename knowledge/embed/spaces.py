@@ -274,27 +274,38 @@ def vector_indexes(model: type[EmbeddableModel]) -> dict[str, bool]:
         return {name: valid for name, valid in cursor.fetchall() if pattern.match(name)}
 
 
-def vector_index_graphs(model: type[EmbeddableModel]) -> dict[str, dict[str, int]]:
-    """The graph each of a table's valid vector indexes was built with: name → {m,
-    ef_construction}, from the index's storage options (pgvector's defaults where none)."""
-    valid = {name for name, ok in vector_indexes(model).items() if ok}
-    if not valid:
-        return {}
+def vector_index_graphs() -> dict[str, dict[str, int]]:
+    """The graph each valid vector index (of every embeddable table) was built with: name → {m,
+    ef_construction}, from the index's storage options (pgvector's defaults where none). One
+    query, read by the index status."""
+    models = embeddable_models()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT relname, coalesce(reloptions, '{}') FROM pg_class WHERE relname = ANY(%s)",
-            [sorted(valid)],
+            """
+            SELECT index.relname, coalesce(index.reloptions, '{}')
+            FROM pg_index
+            JOIN pg_class AS index ON index.oid = pg_index.indexrelid
+            JOIN pg_am ON pg_am.oid = index.relam
+            WHERE pg_index.indrelid = ANY(ARRAY(SELECT to_regclass(t) FROM unnest(%s::text[]) t))
+              AND pg_am.amname = 'hnsw' AND pg_index.indisvalid
+            """,
+            [[model._meta.db_table for model in models]],
         )
         rows = cursor.fetchall()
+    slots = "|".join(column for column, _ in EMBEDDING_SLOTS.values())
+    prefixes = "|".join(model.EMBEDDING_INDEX_PREFIX for model in models)
+    pattern = re.compile(rf"^({prefixes})_({slots})_hnsw_\d+$")
     graphs = {}
     for name, options in rows:
+        if not pattern.match(name):
+            continue
         graph = dict(PGVECTOR_HNSW_DEFAULTS)
         for option in options:
             key, _, value = option.partition("=")
             if key in graph:
                 graph[key] = int(value)
         graphs[name] = graph
-    return graphs
+    return dict(sorted(graphs.items()))
 
 
 @dataclass(frozen=True)
@@ -312,15 +323,14 @@ def vector_indexes_rebuild(*, every: bool = False) -> list[IndexRebuild]:
     new one replaces it. Inside a transaction (tests) the rebuild is a plain REINDEX."""
     wanted = hnsw_graph_settings()
     rebuilt = []
-    for model in embeddable_models():
-        for name, graph in vector_index_graphs(model).items():
-            if graph == wanted and not every:
-                continue
-            started = time.monotonic()
-            with index_build_settings() as cursor:
-                cursor.execute(f"ALTER INDEX {name} SET ({hnsw_options()})")
-                cursor.execute(f"REINDEX INDEX{_concurrently()} {name}")
-            rebuilt.append(IndexRebuild(name, graph, wanted, time.monotonic() - started))
+    for name, graph in vector_index_graphs().items():
+        if graph == wanted and not every:
+            continue
+        started = time.monotonic()
+        with index_build_settings() as cursor:
+            cursor.execute(f"ALTER INDEX {name} SET ({hnsw_options()})")
+            cursor.execute(f"REINDEX INDEX{_concurrently()} {name}")
+        rebuilt.append(IndexRebuild(name, graph, wanted, time.monotonic() - started))
     return rebuilt
 
 

@@ -245,8 +245,8 @@ def test_the_dashboard_takes_a_few_queries_however_many_rows(
 ) -> None:
     make_session()
     make_answer("What does E-21 mean?")
-    # index_status: 6 (the space state twice, chunks, sources, pipeline, index sizes); then the
-    # pipeline's last error, the answers and the sessions: one query each; dispatch: open cards,
-    # orders by status.
-    with django_assert_max_num_queries(11):
+    # index_status: 7 (the space state twice, chunks, sources, pipeline, index sizes, the vector
+    # indexes' graphs); then the pipeline's last error, the answers and the sessions: one query
+    # each; dispatch: open cards, orders by status.
+    with django_assert_max_num_queries(12):
         home_dashboard()

@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand
 
 from knowledge.embed.spaces import hnsw_options, vector_index_graphs, vector_indexes_rebuild
-from knowledge.models import embeddable_models
 
 
 class Command(BaseCommand):
@@ -17,10 +16,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, check: bool = False, all: bool = False, **options):
         self.stdout.write(f"The settings ask for: {hnsw_options()}")
-        for model in embeddable_models():
-            for name, graph in vector_index_graphs(model).items():
-                built = ", ".join(f"{key} = {value}" for key, value in graph.items())
-                self.stdout.write(f"  {name}: built with {built}")
+        for name, graph in vector_index_graphs().items():
+            built = ", ".join(f"{key} = {value}" for key, value in graph.items())
+            self.stdout.write(f"  {name}: built with {built}")
         if check:
             return
         rebuilt = vector_indexes_rebuild(every=all)

@@ -287,14 +287,15 @@ def test_the_dashboard_shows_a_needed_switch_and_its_progress(client, make_user,
     assert "3 of 12 usable chunks embedded" in page
 
 
-def test_index_creation_uses_the_same_cast_as_the_query(library):
+def test_index_creation_uses_the_same_cast_as_the_query(library, settings):
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'chunk_embedding_hnsw_1536'"
         )
         (definition,) = cursor.fetchone()
     assert "(embedding)::halfvec(1536)" in definition and "halfvec_cosine_ops" in definition
-    assert "m='16'" in definition and "ef_construction='64'" in definition
+    graph = f"m='{settings.KIOKU_HNSW_M}', ef_construction='{settings.KIOKU_HNSW_EF_CONSTRUCTION}'"
+    assert graph in definition
 
 
 def test_a_switch_that_changes_course_ends_in_the_last_configured_space(

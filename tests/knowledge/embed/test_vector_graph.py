@@ -34,8 +34,7 @@ def test_migrations_built_every_vector_index_with_the_settings_graph(settings):
         "m": settings.KIOKU_HNSW_M,
         "ef_construction": settings.KIOKU_HNSW_EF_CONSTRUCTION,
     }
-    assert vector_index_graphs(KnowledgeChunk) == {chunk_index(): configured}
-    assert vector_index_graphs(ProblemCard) == {card_index(): configured}
+    assert vector_index_graphs() == {chunk_index(): configured, card_index(): configured}
     assert index_status()["graph"] == {
         "built": configured,
         "configured": configured,
@@ -57,7 +56,7 @@ def test_an_index_without_options_reads_as_pgvector_defaults():
             f"CREATE INDEX {chunk_index()} ON knowledge_knowledgechunk USING hnsw "
             f"({space_state().active.cast()} halfvec_cosine_ops)"
         )
-    assert vector_index_graphs(KnowledgeChunk)[chunk_index()] == {"m": 16, "ef_construction": 64}
+    assert vector_index_graphs()[chunk_index()] == {"m": 16, "ef_construction": 64}
 
 
 def test_changed_settings_show_a_rebuild_is_needed_and_the_rebuild_applies_them(settings):
@@ -74,8 +73,7 @@ def test_changed_settings_show_a_rebuild_is_needed_and_the_rebuild_applies_them(
         (card_index(), tuple(before.values()), (24, 100)),
     }
     # Only valid indexes are listed: the rebuilt ones are in place.
-    assert vector_index_graphs(KnowledgeChunk) == {chunk_index(): wanted}
-    assert vector_index_graphs(ProblemCard) == {card_index(): wanted}
+    assert vector_index_graphs() == {chunk_index(): wanted, card_index(): wanted}
     assert index_status()["graph"]["rebuild_needed"] is False
     assert vector_indexes_rebuild() == []  # nothing left to do
 
