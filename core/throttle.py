@@ -7,8 +7,8 @@ period, the way large API gateways count. The estimate is the current window's h
 previous window's, weighted by the share of it still inside the last period. So a request
 costs one atomic increment and one read. Before, it cost a list of up to KIOKU_API_RATE
 timestamps read, unpickled, pickled and written back, in six statements, on every request
-(bench/sessions.py). The old list also lived on the one throttle instance every thread shares. Refused requests count too: a client that
-keeps sending stays refused until it slows down.
+(bench/sessions.py); that list also lived on the one throttle instance every thread shares.
+Refused requests count too: a client that keeps sending stays refused until it slows down.
 
 Where the counts live: where the `shared` cache lives, so all web processes add to one count per
 key. On PostgreSQL (no REDIS_URL) that is the unlogged table `core_apiratewindow`, written by one
@@ -50,7 +50,11 @@ def window_hits(bucket: str, *, window_start: int, period: int) -> tuple[int, in
         # add() then incr(): atomic on Redis (SET NX, INCRBY); the window outlives its period
         # by one more, while it is the previous window.
         shared.add(key, 0, timeout=2 * period)
-        current = shared.incr(key)
+        try:
+            current = shared.incr(key)
+        except ValueError:  # expired between the two calls: this request opens it again
+            shared.add(key, 1, timeout=2 * period)
+            current = 1
         previous = shared.get(f"rate:{bucket}:{window_start - period}", 0)
         return current, previous
     params = [bucket, window_start, window_start + 2 * period, bucket, window_start - period]
