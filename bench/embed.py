@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _setup import django_setup  # noqa: E402
+from _setup import counted_chunk_rows, django_setup  # noqa: E402
 
 
 def chunk_texts(*, seed: int, words_per_chunk: int = 600):
@@ -77,10 +77,8 @@ def main() -> None:
     from knowledge.embed.pipeline import embedding_run, pipeline_resume
     from knowledge.embed.providers import get_embedding_provider
     from knowledge.embed.spaces import active_vector_index_names, space_record
-    from knowledge.ingest.chunk_copy import ChunkRow, chunk_indexes_deferred, chunks_copy
-    from knowledge.ingest.ingestion import content_hash
+    from knowledge.ingest.chunk_copy import chunk_indexes_deferred, chunks_copy
     from knowledge.models import KnowledgeChunk, KnowledgeSource
-    from knowledge.tokens import get_token_counter
 
     stub = RemoteStub(latency=args.latency)
     settings.OPENAI_API_KEY = stub.api_key
@@ -88,28 +86,13 @@ def main() -> None:
     settings.KIOKU_EMBEDDING_CONCURRENCY = args.concurrency
     settings.KIOKU_EMBED_ON_WRITE = False
     pipeline_resume()
-    counter = get_token_counter()
     texts = chunk_texts(seed=1)
 
     def load(n: int, label: str) -> KnowledgeSource:
         source = KnowledgeSource.objects.create(
             source_type="manual", title=label, uri=f"bench://{label}"
         )
-        rows = []
-        for i in range(n):
-            text = f"{next(texts)} ({label} {i})"
-            rows.append(
-                ChunkRow(
-                    source_id=source.pk,
-                    ordinal=i,
-                    content=text,
-                    content_hash=content_hash(text),
-                    # Counted as ingestion counts every chunk it stores.
-                    token_count=counter.count(text),
-                    token_counter=counter.name,
-                    location={},
-                )
-            )
+        rows = counted_chunk_rows(source.pk, [f"{next(texts)} ({label} {i})" for i in range(n)])
         with chunk_indexes_deferred(["chunk_search_vector_gin"]), transaction.atomic():
             chunks_copy(rows)
         return source

@@ -98,7 +98,7 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _search_data as data  # noqa: E402
-from _setup import django_setup  # noqa: E402
+from _setup import counted_chunk_rows, django_setup  # noqa: E402
 from search import (  # noqa: E402
     GIN_INDEX,
     ClusterSpaceProvider,
@@ -190,6 +190,12 @@ class Truth:
 
         q = query / np.linalg.norm(query)
         return [(row, float(self.matrix[row] @ q)) for row in rows]
+
+
+def write_result(rows: int, seconds: float, rss: "RssPeak", note: str = "") -> dict:
+    """What an ingest or an embedding run reports: rows, seconds, rows/s, client memory."""
+    result = {"rows": rows, "seconds": seconds, "rate": rows / seconds, "rss": rss.mb}
+    return {**result, "note": note} if note else result
 
 
 def hnsw_options() -> str:
@@ -426,13 +432,12 @@ def kioku_run(work: Workload, model: str) -> dict:
                 chunks_with_vectors_copy(rows, work.vectors, model=model)
             copy_seconds = time.perf_counter() - started
         seconds = time.perf_counter() - started
-    result["ingest"] = {
-        "rows": n,
-        "seconds": seconds,
-        "rate": n / seconds,
-        "rss": rss.mb,
-        "note": f"; COPY {n / copy_seconds:,.0f} rows/s, GIN rebuild {seconds - copy_seconds:.1f} s",
-    }
+    result["ingest"] = write_result(
+        n,
+        seconds,
+        rss,
+        f"; COPY {n / copy_seconds:,.0f} rows/s, GIN rebuild {seconds - copy_seconds:.1f} s",
+    )
     with connection.cursor() as cursor:
         result["hnsw"] = hnsw_build(cursor, vector_index_sql(KnowledgeChunk, space))
     vacuum_analyze("knowledge_knowledgesource", "knowledge_knowledgechunk")
@@ -538,7 +543,7 @@ def langchain_run(work: Workload, urls: dict, ef_search: int) -> tuple[dict, dic
             started = time.perf_counter()
             store.add_embeddings(texts, embeddings, metadatas=metadatas, ids=ids)
             seconds += time.perf_counter() - started
-    default["ingest"] = {"rows": n, "seconds": seconds, "rate": n / seconds, "rss": rss.mb}
+    default["ingest"] = write_result(n, seconds, rss)
     vacuum_analyze(*LANGCHAIN_TABLES)
 
     def searcher(store):
@@ -613,7 +618,7 @@ def llama_load(work: Workload, store) -> dict:
             store.add(nodes)
             seconds += time.perf_counter() - started
             del nodes
-    return {"rows": n, "seconds": seconds, "rate": n / seconds, "rss": rss.mb}
+    return write_result(n, seconds, rss)
 
 
 def llama_searcher(store, *, hybrid: bool = False):
@@ -715,10 +720,8 @@ def embedding_part(work: Workload, urls: dict, *, count: int, latency: float) ->
 
     from knowledge.embed.pipeline import embedding_run, pipeline_resume
     from knowledge.embed.spaces import active_vector_index_names, space_record
-    from knowledge.ingest.chunk_copy import ChunkRow, chunk_indexes_deferred, chunks_copy
-    from knowledge.ingest.ingestion import content_hash
+    from knowledge.ingest.chunk_copy import chunk_indexes_deferred, chunks_copy
     from knowledge.models import KnowledgeChunk, KnowledgeSource
-    from knowledge.tokens import get_token_counter
 
     generator = chunk_texts(seed=1)
     texts = [next(generator) for _ in range(count)]
@@ -740,22 +743,10 @@ def embedding_part(work: Workload, urls: dict, *, count: int, latency: float) ->
             )
         space_record()
         stub.configure(reset=True, latency=latency)
-        counter = get_token_counter()
         source = KnowledgeSource.objects.create(
             source_type="manual", title="Peers embed", uri="bench://peers-embed"
         )
-        rows = [
-            ChunkRow(
-                source_id=source.pk,
-                ordinal=i,
-                content=text,
-                content_hash=content_hash(text),
-                token_count=counter.count(text),
-                token_counter=counter.name,
-                location={},
-            )
-            for i, text in enumerate(texts)
-        ]
+        rows = counted_chunk_rows(source.pk, texts)
         with RssPeak() as rss:
             started = time.perf_counter()
             with chunk_indexes_deferred(active_vector_index_names()):
@@ -767,13 +758,9 @@ def embedding_part(work: Workload, urls: dict, *, count: int, latency: float) ->
         done = KnowledgeChunk.objects.filter(embedding_status="done").count()
         assert done == count, f"{done} of {count} chunks embedded"
         requests = stub.stats()["embedding_requests"]
-        results["kioku"] = {
-            "rows": count,
-            "seconds": seconds,
-            "rate": count / seconds,
-            "rss": rss.mb,
-            "note": f"; {requests} requests; HNSW rebuild after it {rebuild:.1f} s",
-        }
+        results["kioku"] = write_result(
+            count, seconds, rss, f"; {requests} requests; HNSW rebuild after it {rebuild:.1f} s"
+        )
 
         # LangChain: PGVector.from_documents with its OpenAI embeddings.
         from langchain_core.documents import Document
@@ -802,13 +789,7 @@ def embedding_part(work: Workload, urls: dict, *, count: int, latency: float) ->
             seconds = time.perf_counter() - started
         engine.dispose()
         requests = stub.stats()["embedding_requests"]
-        results["langchain"] = {
-            "rows": count,
-            "seconds": seconds,
-            "rate": count / seconds,
-            "rss": rss.mb,
-            "note": f"; {requests} requests",
-        }
+        results["langchain"] = write_result(count, seconds, rss, f"; {requests} requests")
 
         # LlamaIndex: VectorStoreIndex over TextNodes, its OpenAIEmbedding pointed at the stub.
         from llama_index.core import StorageContext, VectorStoreIndex
@@ -835,13 +816,7 @@ def embedding_part(work: Workload, urls: dict, *, count: int, latency: float) ->
             seconds = time.perf_counter() - started
         store._engine.dispose()
         requests = stub.stats()["embedding_requests"]
-        results["llamaindex"] = {
-            "rows": count,
-            "seconds": seconds,
-            "rate": count / seconds,
-            "rss": rss.mb,
-            "note": f"; {requests} requests",
-        }
+        results["llamaindex"] = write_result(count, seconds, rss, f"; {requests} requests")
     finally:
         stub.stop()
         settings.OPENAI_API_KEY = ""

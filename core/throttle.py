@@ -38,7 +38,8 @@ _HIT_SQL = (
 
 def rate_parse(rate: str) -> tuple[int, int]:
     """(requests, period in seconds) of a rate such as "600/min" (ninja's format)."""
-    return SimpleRateThrottle.parse_rate(SimpleRateThrottle.__new__(SimpleRateThrottle), rate)
+    throttle = SimpleRateThrottle(rate)  # parses the rate it is given; nothing else
+    return throttle.num_requests, throttle.duration
 
 
 def window_hits(bucket: str, *, window_start: int, period: int) -> tuple[int, int]:

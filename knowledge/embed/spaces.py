@@ -253,51 +253,40 @@ def vector_index_sql(model: type[EmbeddableModel], space: VectorSpace) -> str:
     )
 
 
-def vector_indexes(model: type[EmbeddableModel]) -> dict[str, bool]:
-    """The HNSW indexes of a table's vector slots: name → valid (a CONCURRENTLY build that failed
-    leaves an invalid index behind)."""
-    pattern = re.compile(
-        rf"^{model.EMBEDDING_INDEX_PREFIX}_({'|'.join(c for c, _ in EMBEDDING_SLOTS.values())})"
-        r"_hnsw_\d+$"
-    )
+def _slot_indexes(models: list[type[EmbeddableModel]]) -> list[tuple[str, bool, list[str]]]:
+    """The HNSW indexes of these tables' vector slots, in one query: (name, valid, storage
+    options such as "m=16")."""
+    slots = "|".join(column for column, _ in EMBEDDING_SLOTS.values())
+    prefixes = "|".join(model.EMBEDDING_INDEX_PREFIX for model in models)
+    pattern = re.compile(rf"^({prefixes})_({slots})_hnsw_\d+$")
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT index.relname, pg_index.indisvalid
+            SELECT index.relname, pg_index.indisvalid, coalesce(index.reloptions, '{}')
             FROM pg_index
             JOIN pg_class AS index ON index.oid = pg_index.indexrelid
             JOIN pg_am ON pg_am.oid = index.relam
-            WHERE pg_index.indrelid = to_regclass(%s) AND pg_am.amname = 'hnsw'
+            WHERE pg_index.indrelid = ANY(ARRAY(SELECT to_regclass(t) FROM unnest(%s::text[]) t))
+              AND pg_am.amname = 'hnsw'
             """,
-            [model._meta.db_table],
+            [[model._meta.db_table for model in models]],
         )
-        return {name: valid for name, valid in cursor.fetchall() if pattern.match(name)}
+        return [row for row in cursor.fetchall() if pattern.match(row[0])]
+
+
+def vector_indexes(model: type[EmbeddableModel]) -> dict[str, bool]:
+    """The HNSW indexes of a table's vector slots: name → valid (a CONCURRENTLY build that failed
+    leaves an invalid index behind)."""
+    return {name: valid for name, valid, _ in _slot_indexes([model])}
 
 
 def vector_index_graphs() -> dict[str, dict[str, int]]:
     """The graph each valid vector index (of every embeddable table) was built with: name → {m,
     ef_construction}, from the index's storage options (pgvector's defaults where none). One
     query, read by the index status."""
-    models = embeddable_models()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT index.relname, coalesce(index.reloptions, '{}')
-            FROM pg_index
-            JOIN pg_class AS index ON index.oid = pg_index.indexrelid
-            JOIN pg_am ON pg_am.oid = index.relam
-            WHERE pg_index.indrelid = ANY(ARRAY(SELECT to_regclass(t) FROM unnest(%s::text[]) t))
-              AND pg_am.amname = 'hnsw' AND pg_index.indisvalid
-            """,
-            [[model._meta.db_table for model in models]],
-        )
-        rows = cursor.fetchall()
-    slots = "|".join(column for column, _ in EMBEDDING_SLOTS.values())
-    prefixes = "|".join(model.EMBEDDING_INDEX_PREFIX for model in models)
-    pattern = re.compile(rf"^({prefixes})_({slots})_hnsw_\d+$")
     graphs = {}
-    for name, options in rows:
-        if not pattern.match(name):
+    for name, valid, options in _slot_indexes(embeddable_models()):
+        if not valid:
             continue
         graph = dict(PGVECTOR_HNSW_DEFAULTS)
         for option in options:
