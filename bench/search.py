@@ -352,16 +352,14 @@ def ef_search(value: int):
 def timed_vector_search(
     vector, *, model: str, filters, limit: int = TOP_K
 ) -> tuple[list[tuple[int, float]], float]:
-    from knowledge.embed.spaces import space_state
     from knowledge.search.filters import resolve_scope
     from knowledge.search.vector import vector_search
 
     started = time.perf_counter()
-    space = space_state().active
-    assert space.model == model
     scope = resolve_scope(filters)
-    ranked = vector_search(vector, space=space, limit=limit, scope=scope, min_similarity=None)
+    space, ranked = vector_search(vector, limit=limit, scope=scope, min_similarity=None)
     elapsed = (time.perf_counter() - started) * 1000
+    assert space.model == model
     return [(hit.chunk_id, hit.score) for hit in ranked], elapsed
 
 
@@ -409,7 +407,7 @@ def capture_plan(run, *, needle: str) -> list[str]:
         run()
     if not captured:
         return []
-    values, sql, params = split_settings_statement(*captured[0])
+    values, sql, params = split_settings_statement(*captured[0], needle=needle)
     with transaction.atomic(), connection.cursor() as cursor:
         for statement, statement_params in settings_seen:
             cursor.execute(statement, statement_params)

@@ -37,6 +37,15 @@ def _side_query_connections_closed(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
+def _active_space_unseen():
+    """Each test's database starts over: the active space another test's search saw is not
+    this one's (search would notice and run again, but only after embedding the query in it)."""
+    from knowledge.embed.spaces import active_space_forget
+
+    active_space_forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_common_term_statistics(settings):
     """Statistics that autovacuum's ANALYZE keeps from earlier tests' rows must not change which
     terms a keyword search uses; tests of that rule set KIOKU_SEARCH_COMMON_TERM_SHARE."""

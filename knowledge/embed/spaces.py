@@ -132,6 +132,53 @@ def space_state() -> SpaceState:
     return _state_from_row(EmbeddingSpaceState.objects.filter(pk=1).first())
 
 
+# Search reads the active space on every query. Reading it with the ORM cost 0.6 ms per search
+# (BENCHMARKS.md), so each process keeps the row it last saw and search sends this statement in
+# the same round trip as its query: a cutover made by any process since is noticed on the next
+# search, which is then run again in the new space (`active_space_confirm`). The price: the
+# first search of each process after a cutover embeds its query twice, once in the old space.
+ACTIVE_SPACE_SQL = (
+    f"SELECT active_slot, active_model, active_dimensions FROM {EmbeddingSpaceState._meta.db_table}"
+    " WHERE id = 1"
+)
+_UNREAD = object()
+_active_space_seen: object = _UNREAD  # the row ACTIVE_SPACE_SQL returned (None: no row)
+
+
+def active_space_cached(cursor: CursorWrapper) -> VectorSpace:
+    """The active space as this process last saw it (read on `cursor` the first time). Only
+    for a caller that sends ACTIVE_SPACE_SQL with its query and calls `active_space_confirm`."""
+    if _active_space_seen is _UNREAD:
+        cursor.execute(ACTIVE_SPACE_SQL)
+        active_space_confirm(cursor.fetchall())
+    return _active_space_from(_active_space_seen)
+
+
+def active_space_confirm(rows: list[tuple]) -> bool:
+    """Record what ACTIVE_SPACE_SQL returned; False when it is not what the caller searched with
+    (the caller runs again, in the space `active_space_cached` now returns)."""
+    global _active_space_seen
+    seen = tuple(rows[0]) if rows else None
+    if seen == _active_space_seen:
+        return True
+    _active_space_seen = seen
+    return False
+
+
+def active_space_forget() -> None:
+    """Read the active space again on the next search (tests, whose databases start over)."""
+    global _active_space_seen
+    _active_space_seen = _UNREAD
+
+
+def _active_space_from(row: object) -> VectorSpace:
+    if row is None:  # nothing recorded: the configured space, as `space_state` says
+        model, dimensions = configured_space()
+        return VectorSpace(model, dimensions, 1)
+    slot, model, dimensions = row  # type: ignore[misc]
+    return VectorSpace(model, dimensions, slot)
+
+
 def space_state_locked() -> SpaceState:
     """Inside a transaction: the spaces, held with a share lock until commit, so a cutover (which
     takes the row FOR UPDATE) waits until vectors read or written for these spaces are committed."""

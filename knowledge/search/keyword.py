@@ -11,7 +11,7 @@ from django.conf import settings
 from core.replicas import read_connection
 from knowledge.search.base import RankedRow, SearchScope
 from knowledge.search.filters import scope_where
-from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, fetch_after_settings
+from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, Statement, fetch_statements
 from knowledge.text import CJK_RUN, WORD, WORD_PART, cjk_bigrams, normalize_text
 
 STOPWORDS = frozenset(
@@ -132,31 +132,18 @@ def _parser_lexemes(word: str) -> tuple[str, ...]:
 def keyword_search(
     keyword: KeywordQuery, *, limit: int, scope: SearchScope, enough: int | None = None
 ) -> list[RankedRow]:
-    """Chunks that hold every term first, then chunks that hold some of them.
-
-    Ranking costs a heap read and a `ts_rank` per candidate, so each tier ranks at most
-    KIOKU_SEARCH_KEYWORD_CANDIDATES of its matches: a query made of common words would otherwise
-    rank tens of thousands of rows (300 ms measured on 100,000 chunks) to show ten. Chunks that
-    hold every term rank above those holding only some, as in most search engines.
-
-    The second tier runs only when the first found fewer than `enough` rows (default: `limit`).
-    Hybrid search asks each leg for more rows than it shows (to fuse them) but needs the
-    weaker some-terms matches only when every-term matches cannot fill what it shows: the second
-    query is what made the keyword leg the slower one (2.9 vs 2.3 ms on 100,000 chunks).
-    """
+    """Chunks that hold every term first, then chunks that hold some of them (see
+    `keyword_statement`)."""
     if scope.is_empty:
         return []
-    every = _keyword_tier(keyword, require_all=True, limit=limit, scope=scope, exclude=[])
-    if len(every) >= (limit if enough is None else enough) or len(keyword.terms) == 1:
-        return every
-    some = _keyword_tier(
-        keyword,
-        require_all=False,
-        limit=limit - len(every),
-        scope=scope,
-        exclude=[hit.chunk_id for hit in every],
-    )
-    return every + some
+    statement = keyword_statement(keyword, limit=limit, scope=scope, enough=enough)
+    with read_connection().cursor() as cursor:
+        return keyword_rows(fetch_statements(cursor, [statement])[0])
+
+
+def keyword_rows(rows: list[tuple]) -> list[RankedRow]:
+    """The rows of a `keyword_statement`, ranked by `ts_rank` within their tier."""
+    return [RankedRow(row[0], row[:-1], float(row[-1])) for row in rows]
 
 
 class _TierMatch(NamedTuple):
@@ -165,49 +152,90 @@ class _TierMatch(NamedTuple):
     check_params: list  # their parameters
 
 
-def _keyword_tier(
-    keyword: KeywordQuery, *, require_all: bool, limit: int, scope: SearchScope, exclude: list[int]
-) -> list[RankedRow]:
-    clauses, params = scope_where(scope)
-    match = _every_term_match(keyword) if require_all else _some_term_match(keyword)
-    if exclude:
-        clauses.append("NOT (c.id = ANY(%s))")
-        params.append(exclude)
+def keyword_statement(
+    keyword: KeywordQuery, *, limit: int, scope: SearchScope, enough: int | None = None
+) -> Statement:
+    """The query for at most `limit` chunks: those holding every term, then, when they are fewer
+    than `enough` (default: `limit`), those holding some of them. `scope` must not be empty.
+
+    Ranking costs a heap read and a `ts_rank` per candidate, so each tier ranks at most
+    KIOKU_SEARCH_KEYWORD_CANDIDATES of its matches: a query made of common words would otherwise
+    rank tens of thousands of rows (300 ms measured on 100,000 chunks) to show ten. Chunks that
+    hold every term rank above those holding only some, as in most search engines.
+
+    Both tiers are one statement: the second tier's scan sits under a condition on the first
+    tier's count that PostgreSQL evaluates once, before it (a one-time filter), so it is not
+    run when the first tier found enough. Hybrid search asks each leg for more rows than it
+    shows (to fuse them) but needs the weaker some-terms matches only when every-term matches
+    cannot fill what it shows. As a second query, that tier cost a round trip on 40 % of
+    hybrid searches (BENCHMARKS.md).
+    """
+    enough = limit if enough is None else enough
+    scope_clauses, scope_params = scope_where(scope)
+    candidates = max(settings.KIOKU_SEARCH_KEYWORD_CANDIDATES, limit)
+    every_sql, every_params = _tier_sql(
+        _every_term_match(keyword), scope_clauses, scope_params, candidates
+    )
+    ctes = [
+        f"every_candidates AS MATERIALIZED ({every_sql})",
+        """every_best AS MATERIALIZED (
+            SELECT id, ts_rank(search_vector, to_tsquery('simple', %s)) AS rank, 1 AS tier
+            FROM every_candidates
+            ORDER BY rank DESC, id
+            LIMIT %s
+        )""",
+    ]
+    params = [*every_params, keyword.tsquery, limit]
+    best = "SELECT * FROM every_best"
+    if len(keyword.terms) > 1:
+        some_sql, some_params = _tier_sql(
+            _some_term_match(keyword),
+            [
+                *scope_clauses,
+                "(SELECT count(*) FROM every_best) < %s",
+                "c.id NOT IN (SELECT id FROM every_best)",
+            ],
+            [*scope_params, enough],
+            candidates,
+        )
+        ctes += [
+            f"some_candidates AS MATERIALIZED ({some_sql})",
+            """some_best AS (
+                SELECT id, ts_rank(search_vector, to_tsquery('simple', %s)) AS rank, 2 AS tier
+                FROM some_candidates
+                ORDER BY rank DESC, id
+                LIMIT %s - (SELECT count(*) FROM every_best)
+            )""",
+        ]
+        params += [*some_params, keyword.tsquery, limit]
+        best += " UNION ALL SELECT * FROM some_best"
+    ctes.append(f"best AS ({best})")
     # Only ids and tsvectors are materialized and ranked; the shown columns are read for the
     # `limit` best ones.
     sql = f"""
-        WITH candidates AS MATERIALIZED (
+        WITH {", ".join(ctes)}
+        SELECT {SELECT_COLUMNS}, best.rank
+        FROM best JOIN {CHUNK} c ON c.id = best.id JOIN {SOURCE} s ON s.id = c.source_id
+        ORDER BY best.tier, best.rank DESC, c.id
+    """
+    # With LIMIT over thousands of estimated matches the planner picks a sequential scan that
+    # expects to meet the first rows early; the matches are spread over the table, so it reads
+    # most of it (70 ms measured). The GIN bitmap scan is bounded by the matches.
+    return Statement(sql, params, {"enable_seqscan": "off"})
+
+
+def _tier_sql(
+    match: _TierMatch, clauses: list[str], clause_params: list, candidates: int
+) -> tuple[str, list]:
+    """A tier's candidates: at most `candidates` matching chunks (ids and tsvectors)."""
+    sql = f"""
             SELECT c.id, c.search_vector
             FROM {CHUNK} c JOIN {SOURCE} s ON s.id = c.source_id
             WHERE c.search_vector @@ to_tsquery('simple', %s)
               AND {" AND ".join([*match.checks, *clauses])}
             LIMIT %s
-        ), best AS (
-            SELECT id, ts_rank(search_vector, to_tsquery('simple', %s)) AS rank
-            FROM candidates
-            ORDER BY rank DESC, id
-            LIMIT %s
-        )
-        SELECT {SELECT_COLUMNS}, best.rank
-        FROM best JOIN {CHUNK} c ON c.id = best.id JOIN {SOURCE} s ON s.id = c.source_id
-        ORDER BY best.rank DESC, c.id
     """
-    all_params = [
-        match.index_query,
-        *match.check_params,
-        *params,
-        max(settings.KIOKU_SEARCH_KEYWORD_CANDIDATES, limit),
-        keyword.tsquery,
-        limit,
-    ]
-    with read_connection().cursor() as cursor:
-        # With LIMIT over thousands of estimated matches the planner picks a sequential scan
-        # that expects to meet the first rows early; the matches are spread over the table, so
-        # it reads most of it (70 ms measured). The GIN bitmap scan is bounded by the matches.
-        # Both statements go in one round trip, which PostgreSQL runs as one implicit
-        # transaction (so the local setting ends with it).
-        rows = fetch_after_settings(cursor, {"enable_seqscan": "off"}, sql, all_params)
-    return [RankedRow(row[0], row[:-1], float(row[-1])) for row in rows]
+    return sql, [match.index_query, *match.check_params, *clause_params, candidates]
 
 
 def _every_term_match(keyword: KeywordQuery) -> _TierMatch:

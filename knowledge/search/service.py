@@ -22,12 +22,13 @@ No user text reaches SQL except as bound parameters; filter keys come from an al
 """
 
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 
 from core.replicas import read_connection
-from knowledge.embed.base import EmbeddingProvider, ProviderError
-from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
+from knowledge.embed.base import ProviderError
+from knowledge.embed.spaces import VectorSpace, embedding_provider_for
 from knowledge.errors import (
     SEARCH_EMBEDDING_FAILED,
     SEARCH_EMPTY_QUERY,
@@ -51,10 +52,16 @@ from knowledge.search.base import (
 )
 from knowledge.search.filters import parse_filters, resolve_scope
 from knowledge.search.fusion import hits_fuse, hybrid_candidates
-from knowledge.search.keyword import build_keyword_query, keyword_search
+from knowledge.search.keyword import (
+    KeywordQuery,
+    build_keyword_query,
+    keyword_rows,
+    keyword_search,
+    keyword_statement,
+)
 from knowledge.search.rerank import Reranker, RerankError, reranker_for_settings
-from knowledge.search.sql import CHUNK
-from knowledge.search.vector import vector_search
+from knowledge.search.sql import CHUNK, Statement, fetch_in_active_space
+from knowledge.search.vector import vector_rows, vector_statement
 from knowledge.text import normalize_text
 
 
@@ -76,59 +83,25 @@ def chunk_search(
     top_k = _request_check(query, mode=mode, top_k=top_k, min_similarity=min_similarity)
     reranker = _reranker_or_error(rerank)
     parsed = filters if isinstance(filters, SearchFilters) else parse_filters(filters)
-    keyword = build_keyword_query(query)
-    scope = resolve_scope(parsed)
-    # A reranker orders more than it keeps: the fused list is taken longer, then cut.
-    reranks = isinstance(reranker, Reranker)
-    fused_k = max(top_k, settings.KIOKU_RERANK_CANDIDATES) if reranks else top_k
-    candidates = hybrid_candidates(fused_k) if mode == "hybrid" else fused_k
-    keyword_leg = None
-    if keyword is not None and mode == "hybrid" and parallel_reads.available():
-        # The keyword query runs on a second connection while this thread reads the index
-        # state, embeds the query and runs the vector query: hybrid costs about the slower
-        # leg, not the sum. Started first: it is the slower leg more often than not.
-        keyword_leg = parallel_reads.submit(
-            keyword_search, keyword, limit=candidates, scope=scope, enough=fused_k
-        )
-    # Queries are embedded in the space the index holds, not necessarily the configured one: a
-    # model switch fills another slot and search moves over only once it is complete.
-    space = space_state().active
-    provider = _provider_or_error(space)
-    result = SearchResult(
+    request = _Request(
         query=query,
         mode=mode,
         top_k=top_k,
-        hits=[],
-        model=space.model,
-        offline=offline_state(space=space).search,
-        took_ms=0.0,
+        keyword=build_keyword_query(query),
+        scope=resolve_scope(parsed),
+        # A reranker orders more than it keeps: the fused list is taken longer, then cut.
+        fused_k=max(top_k, settings.KIOKU_RERANK_CANDIDATES)
+        if isinstance(reranker, Reranker)
+        else top_k,
+        min_similarity=min_similarity,
     )
-    vector_hits: list[RankedRow] = []
-    keyword_hits: list[RankedRow] = []
-    if mode in ("vector", "hybrid") and not result.keyword_only:
-        vector_hits = _vector_leg(
-            query,
-            provider,
-            space=space,
-            result=result,
-            limit=candidates,
-            scope=scope,
-            min_similarity=min_similarity,
-        )
-    if keyword_leg is not None:
-        keyword_hits = keyword_leg.result()
-    elif keyword is not None and mode != "vector":
-        keyword_hits = keyword_search(keyword, limit=candidates, scope=scope, enough=fused_k)
-
-    if (mode == "keyword" and not keyword_hits) or (mode != "keyword" and not vector_hits):
-        # Only an empty answer needs to know why (saves a round trip on every search that finds).
-        _check_index(mode, space, result)
-    highlight = keyword.highlight if keyword else []
+    result, vector_hits, keyword_hits = _search(request)
+    highlight = request.keyword.highlight if request.keyword else []
     result.hits = hits_fuse(
         mode,
         vector_hits,
         keyword_hits,
-        fused_k,
+        request.fused_k,
         highlight,
         result.keyword_only,
         use_feedback=use_feedback,
@@ -137,6 +110,99 @@ def chunk_search(
         _rerank(query, reranker, result)
     result.took_ms = (time.perf_counter() - started) * 1000
     return result
+
+
+@dataclass(frozen=True)
+class _Request:
+    query: str
+    mode: str
+    top_k: int
+    keyword: KeywordQuery | None
+    scope: SearchScope
+    fused_k: int  # how many fused hits are kept (top_k, or the reranker's candidates)
+    min_similarity: float | None
+
+    @property
+    def candidates(self) -> int:
+        """Rows each leg returns: hybrid fuses longer lists than it keeps."""
+        return hybrid_candidates(self.fused_k) if self.mode == "hybrid" else self.fused_k
+
+
+@dataclass
+class _Plan:
+    """What one search sends in the active space it was planned for."""
+
+    result: SearchResult
+    statements: list[Statement]
+    vector_at: int | None = None  # where each leg's statement is in `statements`
+    keyword_at: int | None = None
+
+
+def _search(request: _Request) -> tuple[SearchResult, list[RankedRow], list[RankedRow]]:
+    """The result (hits not fused yet), the vector hits and the keyword hits.
+
+    The vector and keyword queries go in one round trip, with the check that the active
+    embedding space is the one this process last saw (`fetch_in_active_space`). Outside a
+    transaction, hybrid search sends its keyword query ahead on a second connection
+    (knowledge/search/parallel_reads.py) instead: it then runs while this thread embeds the
+    query and runs the vector query (p50 5.2–5.6 ms against 6.2–6.6 ms in turn, BENCHMARKS.md).
+    """
+    mode, scope, limit = request.mode, request.scope, request.candidates
+    keyword_wanted = request.keyword is not None and mode != "vector" and not scope.is_empty
+    side_leg = None
+    if keyword_wanted and mode == "hybrid" and parallel_reads.available():
+        side_leg = parallel_reads.submit(
+            keyword_search, request.keyword, limit=limit, scope=scope, enough=request.fused_k
+        )
+    plans: list[_Plan] = []
+
+    def statements_for(space: VectorSpace) -> list[Statement]:
+        # Queries are embedded in the space the index holds, not necessarily the configured
+        # one: a model switch fills another slot and search moves over only once it is complete.
+        plan = _Plan(
+            result=SearchResult(
+                query=request.query,
+                mode=mode,
+                top_k=request.top_k,
+                hits=[],
+                model=space.model,
+                offline=offline_state(space=space).search,
+                took_ms=0.0,
+            ),
+            statements=[],
+        )
+        if mode in ("vector", "hybrid") and not scope.is_empty:
+            vector = _query_vector(request.query, space=space, result=plan.result)
+            if vector is not None:
+                plan.vector_at = len(plan.statements)
+                plan.statements.append(
+                    vector_statement(
+                        vector,
+                        space=space,
+                        limit=limit,
+                        scope=scope,
+                        min_similarity=request.min_similarity,
+                    )
+                )
+        if keyword_wanted and side_leg is None:
+            plan.keyword_at = len(plan.statements)
+            plan.statements.append(
+                keyword_statement(request.keyword, limit=limit, scope=scope, enough=request.fused_k)
+            )
+        plans.append(plan)
+        return plan.statements
+
+    with read_connection().cursor() as cursor:
+        space, rows = fetch_in_active_space(cursor, statements_for)
+    plan = plans[-1]
+    vector_hits = vector_rows(rows[plan.vector_at]) if plan.vector_at is not None else []
+    keyword_hits = keyword_rows(rows[plan.keyword_at]) if plan.keyword_at is not None else []
+    if side_leg is not None:
+        keyword_hits = side_leg.result()
+    if (mode == "keyword" and not keyword_hits) or (mode != "keyword" and not vector_hits):
+        # Only an empty answer needs to know why (saves a round trip on every search that finds).
+        _check_index(mode, space, plan.result)
+    return plan.result, vector_hits, keyword_hits
 
 
 def _request_check(query: object, *, mode: str, top_k: object, min_similarity: float | None) -> int:
@@ -191,31 +257,12 @@ def _rerank(query: str, reranker: Reranker | RerankError, result: SearchResult) 
         result.degraded_reason = " ".join(filter(None, [result.degraded_reason, reason]))
 
 
-def _provider_or_error(space: VectorSpace) -> EmbeddingProvider | ProviderError:
-    """The provider of the active space, or why there is none (e.g. the index holds OpenAI
-    vectors, but no key is set now): a hybrid search still answers by keyword."""
+def _query_vector(query: str, *, space: VectorSpace, result: SearchResult) -> list[float] | None:
+    """The query embedded in `space`. An embedding failure (or no provider for the space: the
+    index holds OpenAI vectors, but no key is set now) fails a vector search; a hybrid one is
+    marked degraded on `result` and goes on with keyword hits only."""
     try:
-        return embedding_provider_for(space)
-    except ProviderError as exc:
-        return exc
-
-
-def _vector_leg(
-    query: str,
-    provider: EmbeddingProvider | ProviderError,
-    *,
-    space: VectorSpace,
-    result: SearchResult,
-    limit: int,
-    scope: SearchScope,
-    min_similarity: float | None,
-) -> list[RankedRow]:
-    """The query embedded and searched in `space`. An embedding failure fails a vector search;
-    a hybrid one is marked degraded on `result` and goes on with keyword hits only."""
-    try:
-        if isinstance(provider, ProviderError):
-            raise provider
-        vector = provider.embed([normalize_text(query)])[0]
+        return embedding_provider_for(space).embed([normalize_text(query)])[0]
     except ProviderError as exc:
         if result.mode == "vector":
             raise SearchError(
@@ -227,10 +274,7 @@ def _vector_leg(
         result.degraded_reason = (
             f"The embedding provider failed ({exc.message}); showing keyword results only."
         )
-        return []
-    return vector_search(
-        vector, space=space, limit=limit, scope=scope, min_similarity=min_similarity
-    )
+        return None
 
 
 def _check_index(mode: str, space: VectorSpace, result: SearchResult) -> None:

@@ -5,9 +5,11 @@ import html
 
 def highlight_snippet(text: str, terms: list[str], *, width: int = 280) -> str:
     """A window of `text` around the first match, HTML-escaped, with matches in <mark>."""
-    # Lowered one character at a time, keeping the length ("İ".lower() is two characters), so
-    # a match's offsets are the original text's.
-    lowered = "".join(c if len(low := c.lower()) != 1 else low for c in text)
+    # A match's offsets must be the original text's: where lowering changes the length ("İ"
+    # becomes two characters), it is done one character at a time, keeping such characters.
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = "".join(c if len(low := c.lower()) != 1 else low for c in text)
     spans = []
     for term in sorted({t for t in terms if t}, key=len, reverse=True):
         start = 0

@@ -6,18 +6,47 @@ from core.replicas import read_connection
 from knowledge.embed.spaces import VectorSpace
 from knowledge.search.base import RankedRow, SearchScope
 from knowledge.search.filters import scope_where
-from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, fetch_after_settings
+from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, Statement, fetch_in_active_space
 
 
 def vector_search(
+    vector: list[float],
+    *,
+    limit: int,
+    scope: SearchScope,
+    min_similarity: float | None,
+) -> tuple[VectorSpace, list[RankedRow]]:
+    """The chunks nearest to `vector`, a vector of the active embedding space (returned with
+    them), as chunk_search's vector mode reads them (see `vector_statement`)."""
+
+    def statements_for(space: VectorSpace) -> list[Statement]:
+        if scope.is_empty:
+            return []
+        return [
+            vector_statement(
+                vector, space=space, limit=limit, scope=scope, min_similarity=min_similarity
+            )
+        ]
+
+    with read_connection().cursor() as cursor:
+        space, rows = fetch_in_active_space(cursor, statements_for)
+    return space, vector_rows(rows[0]) if rows else []
+
+
+def vector_rows(rows: list[tuple]) -> list[RankedRow]:
+    """The rows of a `vector_statement`, ranked by similarity (1 − cosine distance)."""
+    return [RankedRow(row[0], row[:-1], 1.0 - float(row[-1])) for row in rows]
+
+
+def vector_statement(
     vector: list[float],
     *,
     space: VectorSpace,
     limit: int,
     scope: SearchScope,
     min_similarity: float | None,
-) -> list[RankedRow]:
-    """Nearest chunks by cosine distance.
+) -> Statement:
+    """The query for the chunks nearest to `vector` in `scope` (not empty).
 
     Unfiltered, and when the filter leaves many rows, the HNSW index answers with pgvector's
     iterative scan (relaxed order, re-sorted outside the materialized CTE as pgvector
@@ -26,8 +55,6 @@ def vector_search(
     rows of a small, distant subset returns full but inexact results (recall 0.67 measured),
     while an exact scan of a few thousand rows is both exact and cheap.
     """
-    if scope.is_empty:
-        return []
     clauses, params = scope_where(scope)
     clauses += [f"c.{space.column} IS NOT NULL", f"c.{space.model_column} = %s"]
     params.append(space.model)
@@ -59,11 +86,7 @@ def vector_search(
         "hnsw.iterative_scan": "relaxed_order",
         "enable_indexscan": "off" if exact else "on",
     }
-    with read_connection().cursor() as cursor:
-        rows = fetch_after_settings(
-            cursor, settings_for_query, sql, [literal, *params, limit, *outer_params]
-        )
-    return [RankedRow(row[0], row[:-1], 1.0 - float(row[-1])) for row in rows]
+    return Statement(sql, [literal, *params, limit, *outer_params], settings_for_query)
 
 
 def _rows_at_most(scope: SearchScope, ceiling: int) -> bool:

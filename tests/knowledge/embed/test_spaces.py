@@ -138,14 +138,29 @@ def test_a_switch_to_another_model_and_size_never_loses_or_mixes_rows(
     assert status["space"]["switch_needed"] is False
 
 
+def test_a_search_learns_of_a_cutover_from_its_own_round_trip(library, openai_stub, settings):
+    # Each process keeps the active space it last saw; search checks it in the same round trip.
+    assert chunk_search("battery", mode="vector").model == MODEL_A
+    configure_b(settings, openai_stub)
+    embedding_switch_start()
+    embedding_run()  # the cutover, as another process would make it
+    statements = captured_sql(lambda: chunk_search("battery", mode="vector"))
+    sent = [sql for sql, _ in statements if "<=>" in sql]
+    assert len(sent) == 2  # planned for the space last seen, then again for the new one
+    assert "(c.embedding::halfvec(" in sent[0] and "embedding_alt::halfvec(256)" in sent[1]
+    assert vector_hits() == (MODEL_B, all_ids())
+    statements = captured_sql(lambda: chunk_search("battery", mode="vector"))
+    assert len(statements) == 1  # the space check travels with the query
+
+
 def test_after_the_switch_the_vector_query_uses_the_new_slots_index(library, openai_stub, settings):
     configure_b(settings, openai_stub)
     embedding_switch_start()
     embedding_run()
     statements = captured_sql(lambda: chunk_search("battery", mode="vector"))
-    sql, params = next((s, p) for s, p in statements if "<=>" in s)
+    sql, params = [(s, p) for s, p in statements if "<=>" in s][-1]
     assert "embedding_alt::halfvec(256)" in sql
-    plan = explain_plan(sql, params, disable=("enable_sort",))
+    plan = explain_plan(sql, params, needle="<=>", disable=("enable_sort",))
     assert "Index Scan using chunk_embedding_alt_hnsw_256 " in plan
 
 

@@ -13,7 +13,7 @@ from knowledge.models import KnowledgeChunk
 from knowledge.search.service import chunk_search
 from knowledge.search.sql import split_settings_statement
 from tests.knowledge.factories import make_source
-from tests.knowledge.search.sql_plans import captured_sql
+from tests.knowledge.search.sql_plans import captured_sql, cte_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,7 +102,7 @@ def _vector_statement(settings) -> tuple[dict, str, list]:
         lambda: chunk_search(QUERY, mode="vector", top_k=5, filters={"channel": "ops"})
     )
     sql, params = next((sql, params) for sql, params in statements if "<=>" in sql)
-    return split_settings_statement(sql, params)
+    return split_settings_statement(sql, params, needle="<=>")
 
 
 def _run_on_the_index(values: dict, sql: str, params: list, *, explain: bool) -> list:
@@ -158,10 +158,8 @@ def test_the_keyword_plan_filters_the_candidates_before_their_limit(crowd):
         lambda: chunk_search(QUERY, mode="keyword", top_k=5, filters={"channel": "ops"})
     )
     sql, params = next((sql, params) for sql, params in statements if "ts_rank" in sql)
-    values, sql, params = split_settings_statement(sql, params)
+    values, sql, params = split_settings_statement(sql, params, needle="ts_rank")
     plan = "\n".join(row[0] for row in _run_on_the_index(values, sql, params, explain=True))
-    candidates = plan[plan.index("CTE candidates") :]
-    candidates = (
-        candidates[: candidates.index("CTE best")] if "CTE best" in candidates else candidates
-    )
-    assert "Limit" in candidates and "source_id = ANY" in candidates.split("Limit", 1)[1], plan
+    for tier in ("every_candidates", "some_candidates"):  # every term, some terms
+        candidates = cte_plan(plan, tier)
+        assert "Limit" in candidates and "source_id = ANY" in candidates.split("Limit", 1)[1], plan

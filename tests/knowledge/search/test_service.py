@@ -18,7 +18,7 @@ from knowledge.search.sql import split_settings_statement
 from knowledge.services import chunk_update
 from tests.helpers import assert_error_shape
 from tests.knowledge.factories import BATTERY, E21, JA, ZH, make_source
-from tests.knowledge.search.sql_plans import captured_sql, explain_plan
+from tests.knowledge.search.sql_plans import analyzed_plan, captured_sql, cte_plan, explain_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -161,7 +161,7 @@ def test_filters_are_resolved_to_source_ids_first(corpus):
 
 def _index_setting(statements) -> str:
     sql, params = next((sql, params) for sql, params in statements if "<=>" in sql)
-    return split_settings_statement(sql, params)[0]["enable_indexscan"]
+    return split_settings_statement(sql, params, needle="<=>")[0]["enable_indexscan"]
 
 
 def test_a_small_filtered_set_is_searched_exactly_a_large_one_through_hnsw(corpus, settings):
@@ -199,15 +199,21 @@ def test_hybrid_asks_for_some_term_matches_only_when_every_term_ones_cannot_fill
         make_source(text=f"Strike bolt note {n}: the bolt rubs the strike.", title=f"Every {n}")
     make_source(text="Adjust the strike and the latch.", title="Strike only")
 
-    def tiers(top_k: int) -> int:
+    def some_terms_scanned(top_k: int) -> bool:
         statements = captured_sql(lambda: chunk_search("strike bolt", mode="hybrid", top_k=top_k))
-        return sum(1 for sql, _ in statements if "ts_rank" in sql)
+        keyword = [(sql, params) for sql, params in statements if "ts_rank" in sql]
+        assert len(keyword) == 1  # both tiers are one statement, sent with the vector query
+        plan = cte_plan(analyzed_plan(*keyword[0], needle="ts_rank"), "some_candidates")
+        # The tier's scan sits under a condition on the first tier's count, evaluated once.
+        gated = plan.split("One-Time Filter", 1)[1]
+        first_node = next(line for line in gated.splitlines() if "->" in line)
+        return "never executed" not in first_node
 
     # 12 chunks hold every term: enough for the 10 shown, though the leg fuses 20 candidates.
-    assert tiers(10) == 1
+    assert not some_terms_scanned(10)
     assert "Strike only" not in titles(chunk_search("strike bolt", mode="keyword", top_k=10))
     # 15 shown: the every-term matches cannot fill them, so the some-terms tier runs.
-    assert tiers(15) == 2
+    assert some_terms_scanned(15)
     assert "Strike only" in titles(chunk_search("strike bolt", mode="hybrid", top_k=15))
 
 
@@ -399,13 +405,17 @@ def test_the_vector_query_uses_the_hnsw_index(corpus):
     sql, params = next((s, p) for s, p in statements if "<=>" in s)
     index = space_state().active.index_name(KnowledgeChunk)
     assert index == "chunk_embedding_hnsw_1536"  # the expression index of migration 0005
-    assert f"Index Scan using {index} " in explain_plan(sql, params, disable=("enable_sort",))
+    assert f"Index Scan using {index} " in explain_plan(
+        sql, params, needle="<=>", disable=("enable_sort",)
+    )
 
 
 def test_the_keyword_query_uses_the_gin_index(corpus):
     statements = captured_sql(lambda: chunk_search("E-21 battery", mode="keyword"))
     sql, params = next((s, p) for s, p in statements if "to_tsquery" in s and "ts_rank" in s)
-    plan = explain_plan(sql, params, disable=("enable_indexscan", "enable_nestloop"))
+    plan = explain_plan(
+        sql, params, needle="ts_rank", disable=("enable_indexscan", "enable_nestloop")
+    )
     assert "Bitmap Index Scan on chunk_search_vector_gin" in plan
 
 
