@@ -150,7 +150,7 @@ def main() -> None:
 
     def clear() -> None:
         with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE knowledge_knowledgechunk")
+            cursor.execute("TRUNCATE knowledge_knowledgechunk CASCADE")
 
     report("database write, indexes maintained (routine ingestion)", timed_copy(rows), len(rows))
     clear()

@@ -120,3 +120,16 @@ def test_during_a_switch_target_vectors_go_to_the_other_slot_and_active_ones_sta
         EmbeddingStatus.PENDING
     }
     assert set(KnowledgeChunk.objects.values_list("embedding_model", flat=True)) == {model}
+
+
+def test_a_row_the_server_refuses_fails_the_whole_copy():
+    # The data is sent by psycopg's writer thread: the server's error still reaches the caller.
+    from django.db import IntegrityError, transaction
+
+    model, dimensions = configured_space()
+    imported = source()
+    many = rows(imported.pk, n=3000)
+    many[-1] = ChunkRow(**{**many[-1].__dict__, "ordinal": 0})  # a second ordinal 0
+    with pytest.raises(IntegrityError), transaction.atomic():
+        chunks_with_vectors_copy(many, vectors(dimensions, n=3000), model=model)
+    assert not KnowledgeChunk.objects.exists()
