@@ -11,7 +11,6 @@ from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from psycopg import Copy
-from psycopg.copy import QueuedLibpqWriter
 
 from knowledge.embed.spaces import (
     VectorSpace,
@@ -103,7 +102,7 @@ def chunks_copy(rows: Iterable[ChunkRow]) -> int:
     now = timezone.now()
     count = 0
     sql = f"COPY {CHUNK_TABLE} ({', '.join(COPY_COLUMNS)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+    with connection.cursor() as cursor, _copy(cursor, sql) as copy:
         for row in rows:
             embedded = row.is_embedded
             copy.write_row(
@@ -153,7 +152,7 @@ def chunks_with_vectors_copy(
     now = _pg_timestamp(timezone.now())
     model_bytes = model.encode()
     sql = f"COPY {CHUNK_TABLE} ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT BINARY)"
-    with connection.cursor() as cursor, _copy_queued(cursor, sql) as copy:
+    with connection.cursor() as cursor, _copy(cursor, sql) as copy:
         copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
         buffer = bytearray()
         for index, row in enumerate(rows):
@@ -170,12 +169,14 @@ def chunks_with_vectors_copy(
 
 
 @contextmanager
-def _copy_queued(cursor: CursorWrapper, sql: str) -> Iterator[Copy]:
-    """A COPY whose data a psycopg thread sends while this one encodes the next rows: the server
-    and the encoding overlap instead of taking turns (+5–8 % rows/s, BENCHMARKS.md). The
-    server's errors arrive as Django's (IntegrityError, …), as from any cursor."""
-    raw = cursor.cursor
-    with connection.wrap_database_errors, raw.copy(sql, writer=QueuedLibpqWriter(raw)) as copy:
+def _copy(cursor: CursorWrapper, sql: str) -> Iterator[Copy]:
+    """A COPY whose server errors arrive as Django's (IntegrityError, …), as from any cursor.
+
+    psycopg's QueuedLibpqWriter (a thread sends while this one encodes) was measured: +5–8 %
+    rows/s for vectors alone, +1.5 % with chunk texts (the server's per-row work bounds it),
+    and it lets the encoder run up to 1,024 buffers ahead (+122 MB client RSS at 100,000 rows).
+    Not kept (BENCHMARKS.md)."""
+    with connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
         yield copy
 
 

@@ -123,7 +123,7 @@ def test_during_a_switch_target_vectors_go_to_the_other_slot_and_active_ones_sta
 
 
 def test_a_row_the_server_refuses_fails_the_whole_copy():
-    # The data is sent by psycopg's writer thread: the server's error still reaches the caller.
+    # As Django's error, like any cursor's: nothing of the copy is kept.
     from django.db import IntegrityError, transaction
 
     model, dimensions = configured_space()
