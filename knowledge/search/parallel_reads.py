@@ -2,8 +2,11 @@
 
 Hybrid search sends its keyword query here so that it runs while the calling thread embeds the
 question and runs the vector query. Each worker thread has its own Django connection, handled
-as a request would be: `close_old_connections()` before and after each query, so a pooled
-connection (KIOKU_DB_POOL) goes back to the pool and a persistent one honours CONN_MAX_AGE.
+as a request's: a pooled connection (KIOKU_DB_POOL) goes back to the pool after each query. A
+persistent one is checked (`close_old_connections()`: CONN_MAX_AGE, errors, and the health
+check's ping on next use) at most every CHECK_SECONDS and after a failed query, not before each
+query: the ping is a round trip on the slower leg of every hybrid search (p95 −0.4 to −1.4 ms
+measured without it, BENCHMARKS.md).
 
 Not used inside a transaction (the second connection would not see the caller's uncommitted
 rows) or when KIOKU_SEARCH_SIDE_WORKERS is 0. The query runs in the caller's context (its
@@ -13,6 +16,7 @@ read rules, core/replicas.py): a search on a replica reads its keyword leg there
 import atexit
 import contextvars
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -38,12 +42,24 @@ def submit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     return _executor.submit(contextvars.copy_context().run, _run, fn, args, kwargs)
 
 
+CHECK_SECONDS = 5.0  # how often a worker's persistent connection is checked at most
+_worker = threading.local()
+
+
 def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-    close_old_connections()
-    try:
-        return fn(*args, **kwargs)
-    finally:
+    now = time.monotonic()
+    if now - getattr(_worker, "checked_at", -CHECK_SECONDS) >= CHECK_SECONDS:
         close_old_connections()
+        _worker.checked_at = now
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException:
+        _worker.checked_at = -CHECK_SECONDS  # the next query checks its connection first
+        close_old_connections()
+        raise
+    if connection.settings_dict["CONN_MAX_AGE"] == 0:  # pooled, or not kept: as a request ends
+        close_old_connections()
+    return result
 
 
 def shutdown() -> None:
