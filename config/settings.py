@@ -464,7 +464,7 @@ KIOKU_SEARCH_COMMON_TERM_SHARE = 0.1
 # Keyword matches ranked per tier (all terms, then some terms): bounds the cost of common words.
 KIOKU_SEARCH_KEYWORD_CANDIDATES = 100
 # Threads (each with its own connection) that run hybrid search's keyword query beside the vector
-# query; 0 runs both in turn.
+# query; 0 sends both in one round trip on the request's connection.
 KIOKU_SEARCH_SIDE_WORKERS = 4
 # Reciprocal Rank Fusion constant of hybrid search.
 KIOKU_SEARCH_RRF_K = 60
