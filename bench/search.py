@@ -391,7 +391,7 @@ def capture_plan(run, *, needle: str) -> list[str]:
     per-query settings the service sent with it (set_config in the same string) or before it."""
     from django.db import connection, transaction
 
-    from knowledge.search.sql import split_settings_statement
+    from core.statements import split_settings_statement
 
     captured: list[tuple[str, list]] = []
     settings_seen: list[tuple[str, list]] = []

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from core.models import ThresholdKind
+from core.statements import fetch_after_settings
 from core.thresholds import threshold_value
 from dispatch.matching import technicians_rank
 from dispatch.models import (
@@ -38,7 +39,6 @@ from knowledge.embed.base import ProviderError
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
 from knowledge.models import AnswerOutcome, KnowledgeSource, SourceType
 from knowledge.offline import is_local_model
-from knowledge.search.sql import fetch_after_settings
 from knowledge.search.vector import ef_search_for
 
 MAX_CASES = 3

@@ -16,6 +16,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection, transaction
 
+from core.statements import Statement, fetch_statements
 from knowledge.models import KnowledgeSource
 from knowledge.services import source_delete
 from sessions_app.errors import (
@@ -142,25 +143,23 @@ def session_append(
         title=title,
         participants=humans,
     )
-    insert_sql, insert_params = _messages_insert_sql(key=key, messages=messages)
-    statements = [upsert_sql, insert_sql]
-    params = [*upsert_params, *insert_params]
+    statements = [
+        Statement(upsert_sql, upsert_params),
+        Statement(*_messages_insert_sql(key=key, messages=messages)),
+    ]
     if context_size > 0:
-        statements.append(RECENT_MESSAGES_SQL.format(session=_SESSION_ID_BY_KEY))
-        params += [key, context_size]
+        statements.append(
+            Statement(RECENT_MESSAGES_SQL.format(session=_SESSION_ID_BY_KEY), [key, context_size])
+        )
     # One round trip: the statements go as one string, which PostgreSQL runs as one implicit
     # transaction (all or nothing; inside a caller's transaction, as part of it). Each sees what
     # the ones before it wrote, so the insert finds the session and the context holds the new
     # messages. Before: BEGIN, three statements, COMMIT.
     with connection.cursor() as cursor:
-        cursor.execute(";".join(statements), params)
-        session_id, version, created = cursor.fetchone()
-        cursor.nextset()
-        stored = [row[0] for row in cursor.fetchall()]
-        context = []
-        if context_size > 0:
-            cursor.nextset()
-            context = context_messages(cursor.fetchall())
+        rows = fetch_statements(cursor, statements)
+    session_id, version, created = rows[0][0]
+    stored = [external_id for (external_id,) in rows[1]]
+    context = context_messages(rows[2]) if context_size > 0 else []
     duplicates = _duplicates([m.external_id for m in messages], [eid for eid in stored if eid])
     return AppendResult(
         session_id=session_id,
@@ -188,8 +187,9 @@ def _session_upsert_sql(
     title: str,
     participants: list[str],
 ) -> tuple[str, list]:
-    """Create the session, or lock its row and bump its version (before any message id is
-    drawn: the archiver's watermark relies on it). Returns (id, version, created)."""
+    """The statement that creates the session, or locks its row and bumps its version (before
+    any message id is drawn: the archiver's watermark relies on it); it returns (id, version,
+    created)."""
     sql = f"""
         INSERT INTO {SESSION_TABLE} AS s (
             key, platform, channel, thread, title, participants, status, version,
@@ -214,8 +214,8 @@ _SESSION_ID_BY_KEY = f"(SELECT id FROM {SESSION_TABLE} WHERE key = %s)"
 
 
 def _messages_insert_sql(*, key: str, messages: list[MessageIn]) -> tuple[str, list]:
-    """Insert every message in one statement, skipping external ids the session already holds.
-    Returns the external id ('' for none) of each message stored."""
+    """The statement that inserts every message, skipping external ids the session already
+    holds; it returns the external id ('' for none) of each message stored."""
     sql = f"""
         INSERT INTO {MESSAGE_TABLE} (session_id, role, author, is_bot, content, external_id, created_at)
         SELECT {_SESSION_ID_BY_KEY}, m.role, m.author, m.is_bot, m.content, m.external_id,

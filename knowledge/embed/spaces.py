@@ -287,9 +287,10 @@ def hnsw_graph_settings() -> dict[str, int]:
     return {"m": settings.KIOKU_HNSW_M, "ef_construction": settings.KIOKU_HNSW_EF_CONSTRUCTION}
 
 
-def hnsw_options() -> str:
-    """The WITH clause of an HNSW index built with the settings' graph."""
-    return ", ".join(f"{name} = {value}" for name, value in hnsw_graph_settings().items())
+def hnsw_options(graph: dict[str, int] | None = None) -> str:
+    """The WITH clause of an HNSW index with `graph` (default: the settings' graph)."""
+    graph = hnsw_graph_settings() if graph is None else graph
+    return ", ".join(f"{name} = {value}" for name, value in graph.items())
 
 
 def vector_index_sql(model: type[EmbeddableModel], space: VectorSpace) -> str:

@@ -9,9 +9,10 @@ from typing import NamedTuple
 from django.conf import settings
 
 from core.replicas import read_connection
+from core.statements import Statement, fetch_statements
 from knowledge.search.base import RankedRow, SearchScope
 from knowledge.search.filters import scope_where
-from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, Statement, fetch_statements
+from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE
 from knowledge.text import CJK_RUN, WORD, WORD_PART, cjk_bigrams, normalize_text
 
 STOPWORDS = frozenset(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from core.replicas import read_connection
+from core.statements import Statement
 from knowledge.embed.base import ProviderError
 from knowledge.embed.spaces import VectorSpace, embedding_provider_for
 from knowledge.errors import (
@@ -60,7 +61,7 @@ from knowledge.search.keyword import (
     keyword_statement,
 )
 from knowledge.search.rerank import Reranker, RerankError, reranker_for_settings
-from knowledge.search.sql import CHUNK, Statement, fetch_in_active_space
+from knowledge.search.sql import CHUNK, fetch_in_active_space
 from knowledge.search.vector import vector_rows, vector_statement
 from knowledge.text import normalize_text
 

@@ -3,10 +3,11 @@
 from django.conf import settings
 
 from core.replicas import read_connection
+from core.statements import Statement
 from knowledge.embed.spaces import VectorSpace
 from knowledge.search.base import RankedRow, SearchScope
 from knowledge.search.filters import scope_where
-from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, Statement, fetch_in_active_space
+from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, fetch_in_active_space
 
 
 def vector_search(

@@ -17,8 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args, check: bool = False, all: bool = False, **options):
         self.stdout.write(f"The settings ask for: {hnsw_options()}")
         for name, graph in vector_index_graphs().items():
-            built = ", ".join(f"{key} = {value}" for key, value in graph.items())
-            self.stdout.write(f"  {name}: built with {built}")
+            self.stdout.write(f"  {name}: built with {hnsw_options(graph)}")
         if check:
             return
         rebuilt = vector_indexes_rebuild(every=all)

@@ -2,7 +2,7 @@
 
 from django.db import connection
 
-from knowledge.search.sql import split_settings_statement
+from core.statements import split_settings_statement
 
 
 def captured_sql(run) -> list[tuple[str, list]]:

@@ -7,11 +7,11 @@ LIMIT, not to the nearest rows after it)."""
 import pytest
 from django.db import connection
 
+from core.statements import split_settings_statement
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.embed.spaces import space_state
 from knowledge.models import KnowledgeChunk
 from knowledge.search.service import chunk_search
-from knowledge.search.sql import split_settings_statement
 from tests.knowledge.factories import make_source
 from tests.knowledge.search.sql_plans import captured_sql, cte_plan
 

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.statements import split_settings_statement
 from knowledge.embed.pipeline import embedding_run, pipeline_resume
 from knowledge.embed.spaces import space_state
 from knowledge.models import EmbeddingSpaceState, KnowledgeChunk, KnowledgeSource
@@ -14,7 +15,6 @@ from knowledge.search.filters import parse_filters, resolve_scope
 from knowledge.search.keyword import lexeme_shares, lexeme_shares_forget
 from knowledge.search.service import chunk_search
 from knowledge.search.snippets import highlight_snippet
-from knowledge.search.sql import split_settings_statement
 from knowledge.services import chunk_update
 from tests.helpers import assert_error_shape
 from tests.knowledge.factories import BATTERY, E21, JA, ZH, make_source

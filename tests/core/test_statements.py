@@ -1,9 +1,9 @@
-"""Several statements in one round trip, each under its own settings (knowledge/search/sql.py)."""
+"""Several statements in one round trip, each under its own settings (core/statements.py)."""
 
 import pytest
 from django.db import connection
 
-from knowledge.search.sql import Statement, fetch_statements, split_statements
+from core.statements import Statement, fetch_statements, split_statements
 from tests.knowledge.search.sql_plans import captured_sql
 
 pytestmark = pytest.mark.django_db
