@@ -145,7 +145,9 @@ def is_loaded(n: int) -> bool:
 def exact_top(vector: np.ndarray, k: int) -> list[int]:
     from django.db import connection
 
-    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
+    from knowledge.embed.spaces import halfvec_literal
+
+    literal = halfvec_literal(vector)
     with connection.cursor() as cursor:
         cursor.execute("SET enable_indexscan = off")
         cursor.execute(

@@ -253,7 +253,7 @@ def exact_search(vector, *, model: str, filters, limit: int) -> list[tuple[int, 
     """The same candidate set as `vector_search`, ranked exactly (no index scan)."""
     from django.db import connection, transaction
 
-    from knowledge.embed.spaces import space_state
+    from knowledge.embed.spaces import halfvec_literal, space_state
     from knowledge.search.filters import resolve_scope, scope_where
     from knowledge.search.sql import CHUNK, SOURCE
 
@@ -261,7 +261,7 @@ def exact_search(vector, *, model: str, filters, limit: int) -> list[tuple[int, 
     clauses, params = scope_where(resolve_scope(filters))
     clauses += [f"c.{space.column} IS NOT NULL", f"c.{space.model_column} = %s"]
     params.append(model)
-    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
+    literal = halfvec_literal(vector)
     dims = space.dimensions
     vector_sql = space.cast("c")
     sql = f"""

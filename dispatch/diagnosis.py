@@ -36,7 +36,12 @@ from dispatch.services import card_status_check
 from knowledge.answer.answering import answer_ask
 from knowledge.answer.base import AskError
 from knowledge.embed.base import ProviderError
-from knowledge.embed.spaces import VectorSpace, embedding_provider_for, space_state
+from knowledge.embed.spaces import (
+    VectorSpace,
+    embedding_provider_for,
+    halfvec_literal,
+    space_state,
+)
 from knowledge.models import AnswerOutcome, KnowledgeSource, SourceType
 from knowledge.offline import is_local_model
 from knowledge.search.vector import ef_search_for
@@ -195,7 +200,7 @@ def similar_cases(
     and the best similarity seen among the candidates (also when none passes).
     `use_feedback=False` ranks without the cases' outcome boosts (for evaluations)."""
     candidates = settings.KIOKU_CASE_CANDIDATES
-    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
+    literal = halfvec_literal(vector)
     code_params = [card.error_code, card.error_code, card.model_key, card.model_key]
     params = [
         card.pk, space.model, literal, candidates,

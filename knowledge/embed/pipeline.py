@@ -57,6 +57,7 @@ from knowledge.embed.spaces import (
     VectorSpace,
     embedding_provider_for,
     embedding_switch_finish,
+    halfvec_literal,
     space_record,
     space_state_locked,
 )
@@ -493,7 +494,7 @@ def embedding_write_now(
     nothing written, the pipeline embeds the row as usual."""
     if space_state_locked().writing != space:
         return False
-    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
+    literal = halfvec_literal(vector)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""

@@ -28,7 +28,7 @@ still the one being written.
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -80,6 +80,12 @@ class VectorSpace:
 
     def __str__(self) -> str:
         return f"{self.model} ({self.dimensions} dimensions)"
+
+
+def halfvec_literal(vector: Sequence[float]) -> str:
+    """A vector as the text PostgreSQL casts to halfvec (`%s::halfvec`): six significant digits
+    are more than a half float holds, and keep the literal short (16 KB at 1536 dimensions)."""
+    return "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
 
 
 @dataclass(frozen=True)

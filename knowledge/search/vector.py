@@ -4,7 +4,7 @@ from django.conf import settings
 
 from core.replicas import read_connection
 from core.statements import Statement
-from knowledge.embed.spaces import VectorSpace
+from knowledge.embed.spaces import VectorSpace, halfvec_literal
 from knowledge.search.base import RankedRow, SearchScope
 from knowledge.search.filters import scope_where
 from knowledge.search.sql import CHUNK, SELECT_COLUMNS, SOURCE, fetch_in_active_space
@@ -59,7 +59,7 @@ def vector_statement(
     clauses, params = scope_where(scope)
     clauses += [f"c.{space.column} IS NOT NULL", f"c.{space.model_column} = %s"]
     params.append(space.model)
-    literal = "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
+    literal = halfvec_literal(vector)
     dims = space.dimensions
     threshold = ""
     outer_params: list = []

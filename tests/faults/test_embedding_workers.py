@@ -9,6 +9,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Task
 
 from knowledge.embed.pipeline import pipeline_resume
+from knowledge.embed.spaces import halfvec_literal
 from knowledge.ingest.ingestion import source_ingest_text
 from knowledge.models import EmbeddingDue, KnowledgeChunk, KnowledgeSource
 from knowledge.services import chunk_update, source_delete
@@ -38,7 +39,7 @@ def all_done() -> bool:
 
 def distance_to_stub_vector(chunk: KnowledgeChunk) -> float:
     """Cosine distance between the chunk's stored vector and the stub's vector of its text."""
-    vector = "[" + ",".join(f"{x:.6g}" for x in stub_embedding(chunk.content)) + "]"
+    vector = halfvec_literal(stub_embedding(chunk.content))
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT embedding <=> %s::halfvec FROM knowledge_knowledgechunk WHERE id = %s",
