@@ -127,24 +127,43 @@ def test_local_secret_keys_differ_between_data_folders(tmp_path, monkeypatch):
     assert embedded_db.local_secret_key() != one
 
 
-SHOW_PRELOADED = """
-import django
+SHOW_SETTINGS = """
+import django, json
 django.setup()
 from django.db import connection
+from config import embedded_db
 with connection.cursor() as cursor:
-    cursor.execute("SHOW shared_preload_libraries")
-    print(cursor.fetchone()[0])
+    cursor.execute(
+        "SELECT current_setting('shared_preload_libraries'),"
+        " pg_size_bytes(current_setting('shared_buffers')), pg_size_bytes(%s)",
+        [embedded_db.shared_buffers_for(embedded_db._memory_bytes())],
+    )
+    print(json.dumps(cursor.fetchone()))
 """
 
 
-def _preloaded(data_dir: Path) -> str:
-    return _python(data_dir, "-c", SHOW_PRELOADED).strip()
+def _server_settings(data_dir: Path) -> tuple[str, int, int]:
+    """The server's preloaded libraries, its shared_buffers and the size Kioku chose (bytes)."""
+    return tuple(json.loads(_python(data_dir, "-c", SHOW_SETTINGS)))
 
 
-def test_the_server_preloads_pg_stat_statements_new_or_initialised_before(data_dir):
-    assert _preloaded(data_dir) == "pg_stat_statements"  # a cluster initdb has just made
+def test_the_server_gets_kiokus_settings_new_or_initialised_before(data_dir):
+    preloaded, shared_buffers, chosen = _server_settings(data_dir)  # a cluster initdb just made
+    assert preloaded == "pg_stat_statements"
+    assert shared_buffers == chosen
     _manage(data_dir, "kioku_db", "stop")
     # A cluster from before Kioku wrote its settings: they are added at its next start.
     (data_dir / "postgres" / "kioku.conf").unlink()
-    assert _preloaded(data_dir) == "pg_stat_statements"
+    preloaded, shared_buffers, chosen = _server_settings(data_dir)
+    assert (preloaded, shared_buffers) == ("pg_stat_statements", chosen)
     assert (data_dir / "postgres" / "kioku.conf").exists()
+
+
+@pytest.mark.parametrize(
+    ("memory_gb", "expected"),
+    [(0.25, "128MB"), (2, "512MB"), (24, "6144MB"), (64, "8192MB")],
+)
+def test_shared_buffers_is_a_quarter_of_memory_between_128_mb_and_8_gb(memory_gb, expected):
+    from config.embedded_db import shared_buffers_for
+
+    assert shared_buffers_for(int(memory_gb * 2**30)) == expected
