@@ -12,6 +12,7 @@ from knowledge.embed.pipeline import embedding_claim, embedding_process_batch, e
 from knowledge.embed.spaces import (
     active_vector_index_names,
     embedding_switch_start,
+    halfvec_literal,
     space_record,
     space_state,
     vector_indexes,
@@ -362,3 +363,15 @@ def test_index_builds_use_parallel_workers_and_leave_the_session_as_it_was(libra
 
     assert "using 1 parallel workers" in notices
     assert current() == before
+
+
+@pytest.mark.django_db
+def test_a_query_vectors_literal_casts_to_the_half_floats_of_its_values():
+    vector = [0.1, -0.25, 1e-05, 123.456, 0.0, 3.0]
+    literal = halfvec_literal(vector)
+    assert literal == "[0.1,-0.25,1e-05,123.456,0,3]"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::halfvec(6)::text = %s::halfvec(6)::text", [literal, str(vector)])
+        assert cursor.fetchone() == (True,)
+        cursor.execute("SELECT %s::halfvec::text", [halfvec_literal([0.5] * 1536)])
+        assert cursor.fetchone()[0] == "[" + ",".join(["0.5"] * 1536) + "]"
