@@ -78,7 +78,7 @@ def server_settings() -> dict[str, str]:
       (core migration 0006 creates the extension);
     - shared_buffers is sized to the machine (`shared_buffers_for`): with PostgreSQL's 128 MB a
       100,000-chunk corpus (1.2 GB with its indexes) is read through the OS cache on every search
-      (BENCHMARKS.md: unfiltered p95 2.7 → 1.7 ms, the 10 % filter 44 → 38 ms with 2 GB).
+      (BENCHMARKS.md, Search: vector p95 2.7–4.3 → 1.8–2.1 ms).
     """
     return {
         "shared_preload_libraries": "'pg_stat_statements'",

@@ -71,8 +71,8 @@ def vector_statement(
     )
     # ORDER BY the output column: the 16 KB vector literal is sent and parsed once, and the
     # planner still matches the HNSW operator. The slot is cast exactly as its index is defined.
-    # The ranking reads only ids and distances; the shown columns are read for the rows kept:
-    # carrying them through the sort of an exact scan cost 12 of 42 ms over 10,000 rows.
+    # The ranking carries only ids and distances; the shown columns are read for the rows kept
+    # (an exact scan would otherwise carry every row's text through its sort).
     # Equal distances are ranked by id, not by where the rows happen to lie on disk.
     sql = f"""
         WITH nearest AS MATERIALIZED (
